@@ -1,0 +1,54 @@
+"""Exceptions that reach the user as one line, and the exit code each one maps to.
+
+Library code raises these with a message that names the file, line or item and a hint
+that says how to fix it. The CLI (``mmtk.cli.errors``) is the one place that turns them
+into an exit code and a line on stderr.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class MmtkError(Exception):
+    """Base class: a problem the user can fix. ``str()`` is the one-line message."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class UsageError(MmtkError):
+    """A bad option or argument (unknown name, malformed spec)."""
+
+
+class DataError(MmtkError):
+    """Bad input data: a malformed line, a missing media file, an unknown label."""
+
+
+class StoreError(MmtkError):
+    """The feature store is missing something or cannot be used."""
+
+
+class CheckFailed(MmtkError):
+    """A requested check did not pass (``--fail-under``, ``store verify``): exit code 1."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+def where(path, line: int | None = None, item: str | None = None) -> str:
+    """Format a location as ``file:line (item id)`` for error messages."""
+    loc = str(path)
+    if line:
+        loc += f":{line}"
+    if item is not None:
+        loc += f" (item {item!r})"
+    return loc
