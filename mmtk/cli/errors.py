@@ -1,0 +1,68 @@
+"""The one place that turns exceptions into an exit code and a one-line message.
+
+Known problems (``MmtkError`` and the OS errors a user can cause) print
+``error: <message>; <how to fix>`` on stderr and exit 2 (1 for failed checks). Anything
+else is a bug: one line that says so, and the traceback with ``--debug`` or
+``MMTK_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from typing import Callable, TypeVar
+
+import typer
+
+from mmtk.errors import EXIT_BAD_INPUT, MmtkError
+
+F = TypeVar("F", bound=Callable)
+
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+_state = {"debug": False}
+
+
+def set_debug(debug: bool) -> None:
+    _state["debug"] = debug
+
+
+def debug_enabled() -> bool:
+    return _state["debug"] or os.environ.get("MMTK_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    if debug_enabled():
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Decorator for every command function."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except MmtkError as exc:
+            raise _fail(exc.one_line(), exc.exit_code) from None
+        except FileNotFoundError as exc:
+            raise _fail(f"{exc.filename or exc}: no such file or directory; check the path", EXIT_BAD_INPUT) from None
+        except PermissionError as exc:
+            raise _fail(f"{exc.filename or exc}: permission denied; check the file's permissions", EXIT_BAD_INPUT) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; committed work is kept, run the command again to finish", EXIT_INTERRUPTED) from None
+        except Exception as exc:  # a bug in mmtk, not the user's input
+            raise _fail(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(this is a bug in mmtk; rerun with --debug for the traceback and report it)",
+                EXIT_INTERNAL,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]

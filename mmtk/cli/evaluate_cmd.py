@@ -1,0 +1,68 @@
+"""mmtk evaluate: score a run on a labelled dataset, optionally gating on thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mmtk.cli import output
+from mmtk.cli.errors import handle_errors
+from mmtk.cli.options import (
+    Data, DeviceOpt, IdColumn, ImageColumn, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
+)
+from mmtk.errors import CheckFailed
+
+EXAMPLE = """Examples:
+
+  mmtk evaluate runs/gmu examples/memes/test.jsonl
+
+  mmtk evaluate runs/gmu test.jsonl --json --fail-under macro_f1=0.70 --plots plots/
+
+  mmtk evaluate runs/multitask dev.csv --fail-under sentiment.macro_f1=0.5
+"""
+
+
+@handle_errors
+def evaluate_command(
+    run: RunDir,
+    data: Data,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots (confusion matrix, ROC/PR curves) here.")] = None,
+    fail_under: Annotated[
+        Optional[list[str]],
+        typer.Option("--fail-under", help="METRIC=VALUE (or TASK.METRIC=VALUE); exit 1 when the metric is below VALUE. Repeatable."),
+    ] = None,
+    store: Store = None,
+    device: DeviceOpt = "auto",
+    id_column: IdColumn = None,
+    image_column: ImageColumn = None,
+    text_column: TextColumn = None,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate RUN on DATA with the shared-task metrics.
+
+    Features missing from the store are extracted first with the run's own backbones.
+    """
+    from mmtk.evaluate import evaluate
+    from mmtk.metrics import check_thresholds, parse_fail_under
+
+    output.set_quiet(quiet)
+    thresholds = [parse_fail_under(spec) for spec in fail_under or []]
+    with output.progress_bar("features") as progress:
+        result = evaluate(
+            run, data, store=open_store(store), plots_dir=plots, device=device.value, progress=progress,
+            columns=column_overrides(id_column, image_column, text_column),
+        )
+    misses = check_thresholds(result, thresholds)
+    if json_out:
+        output.print_json(result)
+    else:
+        from mmtk.cli.tables import metrics_table
+
+        output.stdout().print(metrics_table(result, title=f"{run} on {data}"))
+        for path in result.get("plots", []):
+            output.stdout().print(f"plot: {path}", highlight=False)
+    if misses:
+        raise CheckFailed("; ".join(misses))

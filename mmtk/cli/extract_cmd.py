@@ -1,0 +1,123 @@
+"""mmtk extract-features: run backbones over a dataset into the feature store."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mmtk.cli import output
+from mmtk.cli.errors import handle_errors
+from mmtk.cli.options import (
+    Data, DeviceOpt, IdColumn, ImageColumn, Json, OnError, OnErrorOpt, Quiet, Store, TextColumn,
+    column_overrides, open_store,
+)
+from mmtk.errors import UsageError
+
+EXAMPLE = """Examples:
+
+  mmtk extract-features examples/memes/ --backbone efficientnet-lite0 --backbone minilm
+
+  mmtk extract-features memes.jsonl --backbone clip:ViT-B-32@laion2b_s34b_b79k --device cuda
+
+  mmtk extract-features listings.csv --backbone minilm --column title --on-error skip --json
+"""
+
+
+def parse_batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise UsageError(f"--batch-size {value!r} is not a positive integer", "pass a number such as 16, or auto")
+
+
+@handle_errors
+def extract_features_command(
+    data: Data,
+    backbone: Annotated[
+        list[str],
+        typer.Option("--backbone", "-b", help="Backbone name, repeatable (see `mmtk list backbones`).", show_default=False),
+    ],
+    column: Annotated[
+        Optional[str], typer.Option("--column", help="Column to read instead of the backbone modality's default.")
+    ] = None,
+    store: Store = None,
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Items per forward pass, or auto.")] = "auto",
+    device: DeviceOpt = "auto",
+    num_workers: Annotated[
+        Optional[int], typer.Option("--num-workers", help="Decode/model worker processes (default: per device).")
+    ] = None,
+    on_error: OnErrorOpt = OnError.fail,
+    id_column: IdColumn = None,
+    image_column: ImageColumn = None,
+    text_column: TextColumn = None,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Compute backbone features for every item of DATA and cache them in the store.
+
+    Only items whose features are not stored yet are computed, so re-running is cheap and a killed run resumes where it stopped.
+    """
+    from mmtk.backbones import resolve_backbone
+    from mmtk.data import read_dataset
+    from mmtk.extract import extract_features
+
+    output.set_quiet(quiet)
+    sizes = parse_batch_size(batch_size)
+    configs = [resolve_backbone(spec) for spec in backbone]
+    required = sorted({column or config.modality for config in configs})
+    dataset = read_dataset(
+        data, require=required, on_error=on_error.value, **column_overrides(id_column, image_column, text_column)
+    )
+    feature_store = open_store(store)
+    reports = []
+    for config in configs:
+        with output.progress_bar(f"{config.spec}") as progress:
+            reports.append(
+                extract_features(
+                    dataset,
+                    config.spec,
+                    store=feature_store,
+                    column=column,
+                    batch_size=sizes,
+                    device=device.value,
+                    num_workers=num_workers,
+                    on_error=on_error.value,
+                    progress=progress,
+                )
+            )
+    skipped = list(dataset.skipped) + [item for report in reports for item in report.skipped]
+    for item in skipped:
+        output.warn(f"skipped {item.one_line()}")
+    if json_out:
+        output.print_json(
+            {
+                "dataset": str(dataset.source),
+                "store": str(feature_store.root),
+                "items": len(dataset),
+                "skipped": [item.one_line() for item in skipped],
+                "backbones": [
+                    {
+                        "backbone": r.backbone,
+                        "fingerprint": r.fingerprint,
+                        "total": r.total,
+                        "unique": r.unique,
+                        "cached": r.cached,
+                        "computed": r.computed,
+                        "skipped": len(r.skipped),
+                        "seconds": round(r.seconds, 3),
+                    }
+                    for r in reports
+                ],
+            }
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{dataset.source} -> {feature_store.root}")
+    for name in ("backbone", "items", "unique", "cached", "computed", "skipped", "seconds"):
+        table.add_column(name, justify="left" if name == "backbone" else "right")
+    for r in reports:
+        table.add_row(r.backbone, str(r.total), str(r.unique), str(r.cached), str(r.computed), str(len(r.skipped)), f"{r.seconds:.1f}")
+    output.stdout().print(table)

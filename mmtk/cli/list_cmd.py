@@ -1,0 +1,45 @@
+"""mmtk list: the names a user can pick (backbones, models)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from mmtk.cli import output
+from mmtk.cli.errors import handle_errors
+from mmtk.cli.options import Json
+
+EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json"
+
+
+class RegistryName(str, Enum):
+    backbones = "backbones"
+    models = "models"
+
+
+def registries() -> dict:
+    from mmtk.backbones import BACKBONES
+    from mmtk.models import MODELS
+
+    return {"backbones": BACKBONES, "models": MODELS}
+
+
+@handle_errors
+def list_command(
+    which: Annotated[Optional[RegistryName], typer.Argument(help="Which registry (default: all).")] = None,
+    json_out: Json = False,
+) -> None:
+    """List the registered backbones and models with a line of help each."""
+    chosen = {name: reg for name, reg in registries().items() if which is None or name == which.value}
+    described = {name: reg.describe() for name, reg in chosen.items()}
+    if json_out:
+        output.print_json(described)
+        return
+    console = output.stdout()
+    for name, entries in described.items():
+        console.print(f"[bold]{name}[/bold]")
+        width = max(len(n) for n in entries) if entries else 0
+        for entry, help_text in entries.items():
+            console.print(f"  {entry:<{width}}  {help_text}", highlight=False)

@@ -1,0 +1,53 @@
+"""Option definitions shared by several commands, so each is spelled and documented once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class OnError(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class PredictFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+Store = Annotated[
+    Optional[Path],
+    typer.Option("--store", help="Feature store directory (default: $MMTK_STORE, else ~/.cache/mmtk).", show_default=False),
+]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where backbones and models run: auto picks CUDA when available.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No logs or progress bars.")]
+OnErrorOpt = Annotated[
+    OnError, typer.Option("--on-error", help="fail: stop at the first bad item; skip: skip bad items and list them.")
+]
+IdColumn = Annotated[Optional[str], typer.Option("--id-column", help="Column holding item ids (default: id).")]
+ImageColumn = Annotated[Optional[str], typer.Option("--image-column", help="Column holding image paths (default: image or img).")]
+TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the text (default: text).")]
+Data = Annotated[str, typer.Argument(help="Dataset: a .csv or .jsonl file, a folder, or - for JSONL on stdin.", show_default=False)]
+RunDir = Annotated[Path, typer.Argument(help="Run directory written by `mmtk train`.", show_default=False)]
+
+
+def column_overrides(id_column: str | None, image_column: str | None, text_column: str | None) -> dict:
+    """Keyword arguments for ``read_dataset`` from the shared column options."""
+    return {"id_column": id_column, "image_column": image_column, "text_column": text_column}
+
+
+def open_store(store: Path | None):
+    from mmtk.store import FeatureStore
+
+    return FeatureStore(store)

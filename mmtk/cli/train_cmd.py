@@ -1,0 +1,114 @@
+"""mmtk train: fit a fusion model on cached features and write a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mmtk.cli import output
+from mmtk.cli.errors import handle_errors
+from mmtk.cli.options import (
+    Data, DeviceOpt, IdColumn, ImageColumn, Json, Quiet, Store, TextColumn, column_overrides, open_store,
+)
+from mmtk.errors import UsageError
+
+EXAMPLE = """Examples:
+
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --task label:binary --out runs/gmu
+
+  mmtk train memotion.csv --features clip,clip@text --model concat --task sentiment:multiclass --task humour:binary --out runs/mt --val dev.csv
+"""
+
+
+def split_features(value: str) -> list[str]:
+    refs = [part.strip() for part in value.split(",") if part.strip()]
+    if not refs:
+        raise UsageError("--features is empty", "name at least one stored feature, e.g. --features efficientnet-lite0,minilm")
+    return refs
+
+
+@handle_errors
+def train_command(
+    data: Data,
+    features: Annotated[
+        str,
+        typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN].", show_default=False),
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `mmtk list models`).", show_default=False)],
+    task: Annotated[
+        list[str],
+        typer.Option(
+            "--task", "-t",
+            help="COLUMN[:KIND] with KIND binary|multiclass|multilabel|regression, or NAME=COL1,COL2:multilabel; repeat for several tasks.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.", show_default=False)],
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA).")] = None,
+    val_split: Annotated[float, typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 100,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 1e-2,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")] = 64,
+    patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without validation improvement before stopping.")] = 10,
+    class_weights: Annotated[bool, typer.Option("--class-weights", help="Weight the loss by inverse class frequency.")] = False,
+    hidden: Annotated[int, typer.Option("--hidden", min=1, help="Hidden width of the fusion model.")] = 256,
+    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.95, help="Dropout rate.")] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
+    store: Store = None,
+    device: DeviceOpt = "auto",
+    id_column: IdColumn = None,
+    image_column: ImageColumn = None,
+    text_column: TextColumn = None,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model on features already in the store (run `mmtk extract-features` first)."""
+    from mmtk.data import read_dataset
+    from mmtk.features import required_columns
+    from mmtk.train import train
+
+    output.set_quiet(quiet)
+    refs = split_features(features)
+    columns = column_overrides(id_column, image_column, text_column)
+    needed = required_columns(refs)
+    dataset = read_dataset(data, require=needed, **columns)
+    val_dataset = read_dataset(val, require=needed, **columns) if val else None
+    with output.progress_bar("training") as progress:
+        report = train(
+            dataset,
+            features=refs,
+            model=model,
+            tasks=task,
+            out=out,
+            store=open_store(store),
+            val_dataset=val_dataset,
+            val_split=val_split,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            patience=patience,
+            class_weights=class_weights,
+            seed=seed,
+            hidden=hidden,
+            dropout=dropout,
+            device=device.value,
+            progress=progress,
+        )
+    summary = report.to_json()
+    if json_out:
+        output.print_json(summary)
+        return
+    console = output.stdout()
+    console.print(f"run written to {summary['run']}", highlight=False)
+    console.print(
+        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
+        f"{summary['train_items']} training / {summary['val_items']} validation items, {summary['seconds']:.1f} s",
+        highlight=False,
+    )
+    from mmtk.cli.tables import metrics_table
+
+    console.print(metrics_table(summary["val_metrics"], title="validation metrics (best epoch)"))
