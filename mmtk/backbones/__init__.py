@@ -1,0 +1,16 @@
+"""Backbones: pretrained encoders picked by name (``clip``, ``hf:NAME``, ``minilm``,
+``efficientnet-lite0``), resolved to frozen configs and built on demand.
+
+Importing this package registers the built-in backbones; none of them imports torch,
+transformers or open_clip until ``BackboneConfig.build`` is called.
+"""
+
+from __future__ import annotations
+
+from mmtk.backbones import clip, efficientnet_lite, hf_text, minilm  # noqa: F401  (register built-ins)
+from mmtk.backbones.base import FEATURE_FORMAT_VERSION, BackboneConfig, BadInput, Encoder
+from mmtk.backbones.registry import BACKBONES, resolve_backbone
+
+__all__ = [
+    "BACKBONES", "FEATURE_FORMAT_VERSION", "BackboneConfig", "BadInput", "Encoder", "resolve_backbone",
+]

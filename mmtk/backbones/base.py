@@ -1,0 +1,134 @@
+"""What every backbone is made of: its frozen config, the encoder it builds, and the
+fingerprint that keys its features in the store.
+
+A backbone spec (``clip:ViT-B-32@laion2b_s34b_b79k``) resolves to a ``BackboneConfig``
+without touching weights; ``config.build(device)`` loads them and returns an ``Encoder``.
+Configs are plain picklable data (the builder is a module-level function), so extraction
+can ship a config to worker processes and let each build its own model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+# Bump when the way features are computed or stored changes for every backbone; it is part
+# of every fingerprint, so old store entries stop matching instead of being silently mixed.
+FEATURE_FORMAT_VERSION = 1
+
+MODALITIES = ("image", "text")
+
+
+class BadInput(ValueError):
+    """An item the encoder cannot use (undecodable image, empty text). ``str()`` is the
+    reason; extraction adds the dataset file, line and item id."""
+
+
+class Encoder(Protocol):
+    """A loaded backbone. ``load`` runs on CPU (in worker processes), ``encode`` on the
+    backbone's device."""
+
+    dim: int
+
+    def load(self, value: str) -> Any:
+        """Decode one item (image path -> preprocessed CHW tensor, text -> str); raises
+        ``BadInput`` for an item that cannot be used."""
+
+    def collate(self, items: Sequence[Any]) -> Any:
+        """Combine loaded items into one batch for ``encode``."""
+
+    def encode(self, batch: Any) -> np.ndarray:
+        """Return float32 features of shape (batch size, dim)."""
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A resolved backbone spec: everything needed to build it, nothing loaded yet.
+
+    ``settings`` holds the builder's arguments (model name, weights path, preprocessing);
+    treat it as read-only. ``dim`` is None when it is only known once weights are loaded
+    (a hub model that is not cached). ``cpu_batch_size`` / ``cuda_batch_size`` are the
+    batch sizes ``--batch-size auto`` uses on each device.
+    """
+
+    spec: str
+    name: str
+    modality: str
+    fingerprint: str
+    builder: Callable[["BackboneConfig", str], Encoder] = field(repr=False, compare=False)
+    settings: dict = field(default_factory=dict, compare=False)
+    dim: int | None = None
+    cpu_batch_size: int = 16
+    cuda_batch_size: int = 128
+    channels_last: bool = False
+
+    def build(self, device: str = "cpu") -> Encoder:
+        """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""
+        return self.builder(self, device)
+
+
+def make_fingerprint(name: str, identity: dict) -> str:
+    """Hex sha256 over the backbone name, its weights identity and preprocessing settings
+    (``identity``, JSON-serialisable) and ``FEATURE_FORMAT_VERSION``."""
+    payload = json.dumps(
+        {"backbone": name, "identity": identity, "feature_format": FEATURE_FORMAT_VERSION},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def package_version(distribution: str) -> str:
+    """Installed version of a distribution, read from its metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not-installed"
+
+
+def autocast_for(device: str):
+    """fp16 autocast on CUDA (about twice the throughput; features agree with fp32 to
+    about 1e-3 relative); a no-op on CPU, where fp32 is both faster and exact."""
+    import contextlib
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path) -> str:
+    """Hex blake2b of a file's bytes (the identity of local weights), memoised on
+    (path, size, mtime) so resolving the same spec twice in a process hashes once."""
+    import os
+
+    stat = os.stat(path)
+    memo_key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if memo_key not in _DIGESTS:
+        digest = hashlib.blake2b(digest_size=20)
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[memo_key] = digest.hexdigest()
+    return _DIGESTS[memo_key]
+
+
+def directory_identity(directory, patterns: Sequence[str]) -> dict[str, str]:
+    """Digest of every file in ``directory`` matching ``patterns`` (weights, configs,
+    tokenizer files), keyed by file name: the identity of a local model directory."""
+    from pathlib import Path
+
+    root = Path(directory)
+    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+    return {p.name: file_digest(p) for p in files}

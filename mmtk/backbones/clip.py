@@ -1,0 +1,241 @@
+"""``clip``: open_clip models, image tower for image columns, text tower for text.
+
+Specs, as open_clip names its sources:
+  ``clip``                          ViT-B-32 with laion2b_s34b_b79k weights
+  ``clip:MODEL@PRETRAINED``         a built-in architecture and a pretrained tag
+                                    (or a local weights file in place of the tag)
+  ``clip:hf-hub:ORG/NAME``          config and weights from a hub repo
+  ``clip:local-dir:PATH``           a directory with open_clip_config.json + weights
+Features are the L2-normalised joint-space embeddings (``encode_image/encode_text``
+with ``normalize=True``), so image and text vectors of one model are comparable.
+Preprocessing is open_clip's own eval transform (PIL resize, antialiased; bicubic for
+the released models), after a JPEG draft decode to at least the model's input size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmtk.backbones.base import (
+    BackboneConfig, autocast_for, directory_identity, file_digest, make_fingerprint, package_version,
+)
+from mmtk.backbones.hub import cached_revision, hub_file, limit_hub_waits, load_cached_first
+from mmtk.backbones.images import PIL_RESIZE, ImageEncoder, open_rgb
+from mmtk.backbones.registry import BACKBONES
+from mmtk.backbones.text import checked_text
+from mmtk.errors import UsageError
+
+NAME = "clip"
+DEFAULT = "ViT-B-32@laion2b_s34b_b79k"
+HF_HUB = "hf-hub:"
+LOCAL_DIR = "local-dir:"
+CONFIG_FILE = "open_clip_config.json"
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pth", "*.pt")
+SPEC_HINT = "write clip, clip:MODEL@PRETRAINED, clip:hf-hub:ORG/NAME or clip:local-dir:PATH"
+
+
+@BACKBONES.register(NAME, help="open_clip: clip[:MODEL@PRETRAINED | :hf-hub:ORG/NAME | :local-dir:PATH] (image or text)")
+def resolve_clip(arg: str | None, modality: str | None) -> BackboneConfig:
+    """Resolve a clip spec; ``modality`` "text" selects the text tower (default: image)."""
+    arg = arg or DEFAULT
+    modality = modality or "image"
+    if arg.startswith(LOCAL_DIR):
+        canonical, settings, weights, dim = _resolve_local_dir(arg[len(LOCAL_DIR):])
+    elif arg.startswith(HF_HUB):
+        repo = arg[len(HF_HUB):].strip("/")
+        if repo.count("/") != 1:
+            raise UsageError(f"bad hub repo in clip spec {arg!r}", SPEC_HINT)
+        canonical, settings = HF_HUB + repo, {"source": "hf-hub", "repo": repo}
+        weights, dim = {"hub": repo, "revision": cached_revision(repo)}, None
+    else:
+        canonical, settings, weights, dim = _resolve_builtin(arg)
+    identity = {
+        "weights": weights,
+        "open_clip": package_version("open_clip_torch"),
+        "tower": modality,
+        "preprocess": {"resize_method": PIL_RESIZE, "jpeg_draft": "input-size", "from": "open_clip eval transform"},
+        "pooling": "embedding-l2",
+    }
+    return BackboneConfig(
+        spec=f"{NAME}:{canonical}",
+        name=NAME,
+        modality=modality,
+        fingerprint=make_fingerprint(NAME, identity),
+        builder=build_clip,
+        settings=settings,
+        dim=dim,
+        # ViTs, unlike small CNNs, gain from batching on CPU (bigger matrix products).
+        cpu_batch_size=16 if modality == "image" else 64,
+        cuda_batch_size=256,
+    )
+
+
+def _resolve_builtin(arg: str) -> tuple[str, dict, dict, int | None]:
+    model, sep, pretrained = arg.partition("@")
+    if not sep or not model or not pretrained:
+        raise UsageError(f"clip spec {arg!r} names no pretrained weights", SPEC_HINT + " (e.g. clip:" + DEFAULT + ")")
+    settings = {"source": "builtin", "model": model, "pretrained": pretrained}
+    if os.path.isfile(pretrained):
+        path = str(Path(pretrained).resolve())
+        settings["pretrained"] = path
+        weights = {"model": model, "file": file_digest(path)}
+    else:
+        weights = {"model": model, "pretrained": pretrained}
+    return f"{model}@{settings['pretrained']}", settings, weights, _builtin_embed_dim(model)
+
+
+def _resolve_local_dir(path_text: str) -> tuple[str, dict, dict, int | None]:
+    directory = Path(path_text).expanduser()
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise UsageError(f"no {CONFIG_FILE} in clip local-dir {directory}", "point local-dir: at a folder saved in open_clip's layout")
+    if not any(directory.glob(pattern) for pattern in WEIGHT_FILES):
+        raise UsageError(f"no weights file in clip local-dir {directory}", "put the .safetensors/.bin checkpoint next to " + CONFIG_FILE)
+    resolved = str(directory.resolve())
+    settings = {"source": "local-dir", "directory": resolved}
+    weights = {"local": directory_identity(directory, (CONFIG_FILE, *WEIGHT_FILES))}
+    try:
+        dim = int(json.loads(config_path.read_text())["model_cfg"]["embed_dim"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{config_path} is not an open_clip config ({exc})", "it needs model_cfg.embed_dim") from None
+    return LOCAL_DIR + resolved, settings, weights, dim
+
+
+def _builtin_embed_dim(model: str) -> int | None:
+    """embed_dim from open_clip's bundled config file, read without importing torch."""
+    spec = find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    config = Path(list(spec.submodule_search_locations)[0]) / "model_configs" / f"{model}.json"
+    try:
+        return int(json.loads(config.read_text())["embed_dim"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def build_clip(config: BackboneConfig, device: str):
+    """Create the open_clip model (cached weights first, hub only when missing) and wrap
+    the tower that ``config.modality`` asks for."""
+    limit_hub_waits()
+    import open_clip
+
+    model_name, create_kwargs = _model_source(config.settings)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, device=device, **create_kwargs)
+    model.eval()
+    # Both towers project into one joint space, so one embedding width serves both.
+    dim = config.dim or _embed_dim(model)
+    if config.modality == "text":
+        tokenizer = load_cached_first(
+            f"the tokenizer of {config.spec}", lambda local_only: open_clip.get_tokenizer(model_name)
+        )
+        return ClipTextEncoder(model, tokenizer, device, dim)
+    size = open_clip.get_model_preprocess_cfg(model).get("size", 224)
+    draft = max(size) if isinstance(size, (tuple, list)) else int(size)
+
+    def load_image(path: str):
+        return preprocess(open_rgb(path, draft_size=draft))
+
+    def embed(images):
+        return model.encode_image(images, normalize=True)
+
+    return ImageEncoder(embed, load_image, dim, device)
+
+
+def _embed_dim(model) -> int:
+    import torch
+
+    with torch.inference_mode():
+        size = getattr(model.visual, "image_size", 224)
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        probe = torch.zeros(1, 3, *size, device=next(model.parameters()).device)
+        return int(model.encode_image(probe).shape[-1])
+
+
+def _model_source(settings: dict) -> tuple[str, dict[str, Any]]:
+    """The open_clip model name and create() arguments, with weights already local."""
+    import open_clip
+
+    if settings["source"] == "local-dir":
+        return LOCAL_DIR + settings["directory"], {}
+    if settings["source"] == "hf-hub":
+        return LOCAL_DIR + _hub_snapshot(settings["repo"]), {}
+    model, pretrained = settings["model"], settings["pretrained"]
+    if model not in open_clip.list_models():
+        raise UsageError(f"unknown open_clip model {model!r}", "see open_clip.list_models(), or use clip:local-dir:PATH")
+    if os.path.isfile(pretrained):
+        return model, {"pretrained": pretrained}
+    tag = open_clip.get_pretrained_cfg(model, pretrained)
+    if not tag:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
+        raise UsageError(f"unknown pretrained tag {pretrained!r} for clip model {model}", f"choose one of: {tags}")
+    checkpoint = _tag_checkpoint(model, pretrained, tag)
+    preprocess = {
+        f"image_{key}": tag[key] for key in ("mean", "std", "interpolation", "resize_mode") if key in tag
+    }
+    return model, {"pretrained": checkpoint, "force_quick_gelu": bool(tag.get("quick_gelu", False)), **preprocess}
+
+
+def _tag_checkpoint(model: str, pretrained: str, tag: dict) -> str:
+    """Local path of a pretrained tag's checkpoint (safetensors preferred, as open_clip)."""
+    import open_clip
+
+    hub = tag.get("hf_hub", "")
+    if not hub:
+        return load_cached_first(
+            f"clip:{model}@{pretrained}", lambda local_only: open_clip.download_pretrained(tag, prefer_hf_hub=False)
+        )
+    # open_clip writes 'org/name/' for the repo's default file, 'org/name/file' otherwise.
+    repo, filename = os.path.split(hub)
+    filename = filename or "open_clip_pytorch_model.bin"
+    if filename == "open_clip_pytorch_model.bin":
+        safe = "open_clip_model.safetensors"
+    else:
+        safe = str(Path(filename).with_suffix(".safetensors"))
+    return _first_hub_file(repo, [safe, filename])
+
+
+def _hub_snapshot(repo: str) -> str:
+    """Folder holding the repo's open_clip config and weights in the local hub cache."""
+    config = hub_file(repo, CONFIG_FILE)
+    _first_hub_file(repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])
+    return str(Path(config).parent)
+
+
+def _first_hub_file(repo: str, filenames: Sequence[str]) -> str:
+    error: UsageError | None = None
+    for filename in filenames:
+        try:
+            return hub_file(repo, filename)
+        except UsageError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+class ClipTextEncoder:
+    """The text tower: open_clip tokenizer + ``encode_text(normalize=True)``."""
+
+    def __init__(self, model, tokenizer, device: str, dim: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dim = dim
+
+    def load(self, value: Any) -> str:
+        return checked_text(value)
+
+    def collate(self, items: Sequence[str]):
+        return self.tokenizer(list(items))
+
+    def encode(self, batch) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), autocast_for(self.device):
+            features = self.model.encode_text(batch.to(self.device, non_blocking=True), normalize=True)
+        return features.float().cpu().numpy()

@@ -1,0 +1,74 @@
+"""``hf:NAME_OR_PATH``: any transformers AutoModel text encoder, mean-pooled.
+
+A local directory (``hf:./my-bert``) is identified by the digests of its files, so the
+same model under another path reuses the cache; a hub name is identified by its name and
+the commit of the locally cached copy, when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmtk.backbones.base import BackboneConfig, directory_identity, make_fingerprint, package_version
+from mmtk.backbones.hub import cached_revision, load_cached_first
+from mmtk.backbones.registry import BACKBONES
+from mmtk.backbones.text import TransformerTextEncoder, load_transformer
+from mmtk.errors import UsageError
+
+NAME = "hf"
+MAX_LENGTH = 128
+MODEL_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
+
+
+@BACKBONES.register(NAME, help="hf:NAME_OR_PATH: a transformers text encoder, mean-pooled (text)")
+def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
+    """Resolve ``hf:NAME_OR_PATH`` (a hub model name or a local model directory)."""
+    if not arg:
+        raise UsageError("backbone 'hf' needs a model", "write hf:bert-base-uncased or hf:/path/to/model")
+    if modality not in (None, "text"):
+        raise UsageError(f"backbone 'hf:{arg}' encodes text, not {modality}", "use clip or efficientnet-lite0 for images")
+    local = Path(arg).expanduser()
+    dim = None
+    if local.is_dir():
+        source = str(local.resolve())
+        weights = {"local": directory_identity(local, MODEL_FILES)}
+        dim = _hidden_size(local / "config.json")
+    elif arg.startswith((".", "/", "~")) or local.exists():
+        raise UsageError(f"hf model directory not found: {arg}", "pass a directory holding config.json and the weights")
+    else:
+        source = arg
+        weights = {"hub": arg, "revision": cached_revision(arg)}
+    identity = {
+        "weights": weights,
+        "transformers": package_version("transformers").split(".")[0],
+        "max_length": MAX_LENGTH,
+        "pooling": "mean",
+    }
+    return BackboneConfig(
+        spec=f"{NAME}:{source}",
+        name=NAME,
+        modality="text",
+        fingerprint=make_fingerprint(NAME, identity),
+        builder=build_hf,
+        settings={"source": source},
+        dim=dim,
+        cpu_batch_size=32,
+        cuda_batch_size=256,
+    )
+
+
+def build_hf(config: BackboneConfig, device: str) -> TransformerTextEncoder:
+    """Load tokenizer and model: local files first, the hub only when nothing is cached."""
+    source = config.settings["source"]
+    model, tokenizer = load_cached_first(
+        f"hf:{source}", lambda local_only: load_transformer(source, device, local_only=local_only)
+    )
+    return TransformerTextEncoder(model, tokenizer, device, MAX_LENGTH)
+
+
+def _hidden_size(config_path: Path) -> int | None:
+    try:
+        return int(json.loads(config_path.read_text())["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

