@@ -1,0 +1,50 @@
+"""Pieces shared by the fusion models: input normalisation and per-task heads.
+
+Modality and task names are user strings (``clip:ViT-B-32@laion2b_s34b_b79k``, a column
+called ``a.b``) that ``nn.ModuleDict`` rejects, so modules are kept in ``nn.ModuleList``s
+in the order of the names; state-dict keys are therefore positional and stable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_dims(input_dims: dict[str, int], heads: dict[str, int]) -> None:
+    """Refuse an empty model early with a message instead of a shape error later."""
+    if not input_dims:
+        raise ValueError("a model needs at least one input modality")
+    if not heads:
+        raise ValueError("a model needs at least one task head")
+    bad = {name: d for name, d in {**input_dims, **heads}.items() if int(d) < 1}
+    if bad:
+        raise ValueError(f"dimensions must be positive: {bad}")
+
+
+class ModalityNorms(nn.Module):
+    """One LayerNorm per modality: backbones emit vectors on very different scales
+    (CLIP embeddings are unit-norm, EfficientNet pooled activations are not)."""
+
+    def __init__(self, input_dims: dict[str, int]):
+        super().__init__()
+        self.names = list(input_dims)
+        self.norms = nn.ModuleList(nn.LayerNorm(int(input_dims[n])) for n in self.names)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        missing = [n for n in self.names if n not in features]
+        if missing:
+            raise KeyError(f"model input lacks the features {missing}; it was built for {self.names}")
+        return [norm(features[name]) for name, norm in zip(self.names, self.norms)]
+
+
+class TaskHeads(nn.Module):
+    """A linear layer per task on a shared representation."""
+
+    def __init__(self, width: int, heads: dict[str, int]):
+        super().__init__()
+        self.tasks = list(heads)
+        self.layers = nn.ModuleList(nn.Linear(width, int(heads[t])) for t in self.tasks)
+
+    def forward(self, shared: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {task: layer(shared) for task, layer in zip(self.tasks, self.layers)}

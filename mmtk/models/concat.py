@@ -1,0 +1,28 @@
+"""Early fusion by concatenation: the baseline every fusion paper compares against."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmtk.models.common import ModalityNorms, TaskHeads, check_dims
+
+
+class ConcatMLP(nn.Module):
+    """LayerNorm each modality, concatenate, one hidden ReLU layer with dropout, a linear
+    head per task. ``forward(features)`` returns ``{task: logits}``."""
+
+    def __init__(self, input_dims: dict[str, int], heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
+        super().__init__()
+        check_dims(input_dims, heads)
+        self.norms = ModalityNorms(input_dims)
+        self.body = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(sum(int(d) for d in input_dims.values()), hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
+        self.heads = TaskHeads(hidden, heads)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.heads(self.body(torch.cat(self.norms(features), dim=-1)))

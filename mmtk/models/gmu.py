@@ -1,0 +1,54 @@
+"""Gated Multimodal Unit (Arevalo, Solorio, Montes-y-Gómez, González, ICLR workshop 2017),
+generalised from two modalities to any number.
+
+The paper's bimodal unit is ``h = z * tanh(W_v x_v) + (1 - z) * tanh(W_t x_t)`` with
+``z = sigmoid(W_z [x_v; x_t])`` per hidden unit. Here each modality ``i`` has
+``h_i = tanh(W_i x_i)`` and the gates are a softmax over modalities, per hidden unit, of a
+linear map of the concatenated inputs: ``z = softmax_i(W_z [x_1; ...; x_M])`` and
+``h = sum_i z_i * h_i``. Softmax rather than one independent sigmoid per modality because
+(a) for two modalities it is exactly the paper's unit (``softmax([a, 0]) = [sigmoid(a),
+1 - sigmoid(a)]``), and (b) the gates sum to 1, so they read as each modality's share of
+the fused representation, which is what ``predict --explain`` reports.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmtk.models.common import ModalityNorms, TaskHeads, check_dims
+
+
+class GatedMultimodalUnit(nn.Module):
+    """``forward(features) -> {task: logits}``; ``explain(features) -> {modality: (B,)}``
+    gives each modality's gate weight averaged over the hidden units (rows sum to 1)."""
+
+    def __init__(self, input_dims: dict[str, int], heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
+        super().__init__()
+        check_dims(input_dims, heads)
+        self.names = list(input_dims)
+        self.hidden = hidden
+        self.norms = ModalityNorms(input_dims)
+        self.projections = nn.ModuleList(nn.Linear(int(input_dims[n]), hidden) for n in self.names)
+        self.gate = nn.Linear(sum(int(d) for d in input_dims.values()), hidden * len(self.names))
+        self.dropout = nn.Dropout(dropout)
+        self.heads = TaskHeads(hidden, heads)
+
+    def fuse(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused representation ``(B, hidden)`` and the gates ``(B, M, hidden)``."""
+        inputs = self.norms(features)
+        projected = torch.stack([torch.tanh(proj(x)) for proj, x in zip(self.projections, inputs)], dim=1)
+        scores = self.gate(torch.cat(inputs, dim=-1)).view(-1, len(self.names), self.hidden)
+        gates = torch.softmax(scores, dim=1)
+        return (gates * projected).sum(dim=1), gates
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fused, _ = self.fuse(features)
+        return self.heads(self.dropout(fused))
+
+    @torch.no_grad()
+    def explain(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per item, each modality's mean gate weight over the hidden units."""
+        _, gates = self.fuse(features)
+        weights = gates.mean(dim=2)
+        return {name: weights[:, i] for i, name in enumerate(self.names)}
