@@ -1,0 +1,155 @@
+"""Find caption text pixels in a crop and turn them into a clean image for OCR.
+
+Burned-in subtitles and meme captions are light letters with a dark outline (or dark
+letters on a light box). A morphological top-hat (bright detail narrower than the
+kernel) keeps thin bright strokes that have something darker right next to them and
+drops wide bright areas such as walls and sky; a black-hat does the same for dark text.
+Candidate pixels are then grouped into text lines, and lines that do not look like
+captions (wrong height, too sparse, off-centre) are dropped, which removes most in-scene
+text. The kept pixels serve twice: as the cheap change signature between frames
+(``mmtk.ocr.change``) and as the mask that cleans the binarised OCR input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LIGHT = "light"
+DARK = "dark"
+# Tesseract reads best when capital letters are roughly 30-40 px tall.
+TARGET_LINE_PX = 48
+MAX_UPSCALE = 4.0
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """How text lines are recognised; fractions are of the frame height unless noted."""
+
+    polarities: tuple[str, ...] = (LIGHT, DARK)
+    centered: bool = True  # keep only lines centred horizontally (subtitles); memes: off too
+    center_tolerance: float = 0.12  # of the crop width
+    min_line_height: float = 1 / 28
+    max_line_height: float = 1 / 5
+    contrast: int = 60  # grey levels between a stroke and its outline
+
+
+@dataclass
+class TextLayer:
+    """The caption text found in one crop."""
+
+    mask: np.ndarray  # bool (h, w): kept text pixels of the crop
+    lines: list[tuple[int, int, int, int]] = field(default_factory=list)  # (x0, y0, x1, y1)
+    polarity: str = LIGHT
+
+    @property
+    def empty(self) -> bool:
+        return not self.lines
+
+
+def _odd(n: float) -> int:
+    n = max(3, int(round(n)))
+    return n if n % 2 else n + 1
+
+
+def _candidates(gray: np.ndarray, spread: np.ndarray, polarity: str, kernel: int, contrast: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels that are thin strokes of the given polarity, and the stroke strength."""
+    import cv2
+
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))
+    if polarity == LIGHT:
+        strength = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, element)
+        # Subtitles are white or pale: bright and unsaturated (spread = max-min channel).
+        mask = (strength > contrast) & (gray > 150) & (spread < 90)
+    else:
+        strength = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, element)
+        mask = (strength > contrast) & (gray < 110)
+    return mask, strength
+
+
+def find_text(crop: np.ndarray, frame_height: int, settings: TextSettings = TextSettings()) -> TextLayer:
+    """Caption text lines in a BGR (or grey) crop; ``frame_height`` sets the text scale."""
+    import cv2
+
+    if crop.ndim == 3:
+        gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        spread = (crop.max(axis=2) - crop.min(axis=2)).astype(np.uint8)
+    else:
+        gray, spread = crop, np.zeros_like(crop)
+    kernel = _odd(frame_height / 45)
+    for polarity in settings.polarities:
+        mask, _ = _candidates(gray, spread, polarity, kernel, settings.contrast)
+        layer = _group_lines(mask, frame_height, settings)
+        if not layer.empty:
+            layer.polarity = polarity
+            return layer
+    return TextLayer(mask=np.zeros(gray.shape, dtype=bool))
+
+
+def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) -> TextLayer:
+    import cv2
+
+    height, width = mask.shape
+    if not mask.any():
+        return TextLayer(mask=mask)
+    # Join the letters of a line (gaps between letters and words are under ~0.5 em).
+    join_w = _odd(frame_height / 30)
+    joined = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (join_w, 3)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    lo, hi = settings.min_line_height * frame_height, settings.max_line_height * frame_height
+    keep = np.zeros(count, dtype=bool)
+    lines = []
+    for label in range(1, count):
+        x, y, w, h, _ = stats[label]
+        if not lo <= h <= hi or w < 1.5 * h:
+            continue
+        if y == 0 or y + h >= height:  # cut by the region's edge: scenery, not a caption
+            continue
+        density = mask[y : y + h, x : x + w][labels[y : y + h, x : x + w] == label].mean()
+        if not 0.08 <= density <= 0.65:
+            continue
+        if settings.centered and abs((x + w / 2) - width / 2) > settings.center_tolerance * width:
+            continue
+        keep[label] = True
+        lines.append((int(x), int(y), int(x + w), int(y + h)))
+    kept = keep[labels] & mask
+    return TextLayer(mask=kept, lines=sorted(lines, key=lambda b: (b[1], b[0])))
+
+
+def ocr_image(crop: np.ndarray, layer: TextLayer) -> np.ndarray:
+    """Binarised, upscaled image of the kept lines: black text on white with a margin."""
+    import cv2
+
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    x0 = min(b[0] for b in layer.lines)
+    y0 = min(b[1] for b in layer.lines)
+    x1 = max(b[2] for b in layer.lines)
+    y1 = max(b[3] for b in layer.lines)
+    line_h = float(np.median([b[3] - b[1] for b in layer.lines]))
+    pad = int(round(line_h * 0.3))
+    x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
+    x1, y1 = min(gray.shape[1], x1 + pad), min(gray.shape[0], y1 + pad)
+    patch = gray[y0:y1, x0:x1]
+    keep = cv2.dilate(layer.mask[y0:y1, x0:x1].astype(np.uint8), np.ones((3, 3), np.uint8))
+    scale = float(np.clip(TARGET_LINE_PX / max(line_h, 1.0), 1.0, MAX_UPSCALE))
+    if scale > 1.0:
+        size = (int(round(patch.shape[1] * scale)), int(round(patch.shape[0] * scale)))
+        patch = cv2.resize(patch, size, interpolation=cv2.INTER_CUBIC)
+        keep = cv2.resize(keep, size, interpolation=cv2.INTER_NEAREST)
+    if layer.polarity == DARK:
+        patch = 255 - patch
+    # Otsu over the text neighbourhood only separates stroke from outline, whatever
+    # the background does further away.
+    values = patch[keep > 0]
+    threshold, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    text = ((patch > threshold) & (keep > 0)).astype(np.uint8)
+    # Specks of background that slipped through next to the letters confuse Tesseract
+    # more than a missing i-dot would; drop components far smaller than a stroke blob.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(text, connectivity=8)
+    min_area = 0.006 * (line_h * scale) ** 2
+    small = np.zeros(count, dtype=bool)
+    small[1:] = stats[1:, cv2.CC_STAT_AREA] < min_area
+    text = (text > 0) & ~small[labels]
+    out = np.where(text, 0, 255).astype(np.uint8)
+    return cv2.copyMakeBorder(out, 12, 12, 12, 12, cv2.BORDER_CONSTANT, value=255)
