@@ -130,7 +130,7 @@ class LabelEncoder:
         key = _canonical(value, as_int)
         if key is None or key not in index:
             raise DataError(
-                f"{_at(dataset, record)}: unknown {self.task.name} label {value!r} "
+                f"{_at(dataset, record)}: label {value!r} is not a known class of task {self.task.name!r} "
                 f"(known: {', '.join(map(str, self.classes))})",
                 "fix the value, or retrain with data that has this label",
             )
