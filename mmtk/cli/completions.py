@@ -35,9 +35,19 @@ def _registry_choices() -> dict[str, list[str]]:
     return {"--backbone": regs["backbones"].names(), "--model": regs["models"].names()}
 
 
+def _enum_of(param):
+    """The Enum class behind an option's annotation, if any (its values are the choices)."""
+    from enum import Enum
+
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Enum) else None
+
+
 def collect(app=None) -> list[CommandSpec]:
-    """Walk the click tree of the app: every command path with its options and choices."""
-    import click
+    """Walk the command tree of the app: every command path with its options and choices.
+
+    Duck-typed on purpose: Typer vendors its own copy of click, so isinstance checks
+    against the ``click`` package would see nothing."""
     import typer
 
     if app is None:
@@ -46,24 +56,26 @@ def collect(app=None) -> list[CommandSpec]:
     registry_choices = _registry_choices()
     specs: list[CommandSpec] = []
 
-    def visit(command: click.Command, path: tuple[str, ...]) -> None:
+    def visit(command, path: tuple[str, ...]) -> None:
         text = (command.short_help or command.help or "").strip()
         spec = CommandSpec(path=path, help=text.splitlines()[0] if text else "")
         for param in command.params:
-            if not isinstance(param, click.Option):
+            if getattr(param, "param_type_name", "") != "option":
                 continue
             names = [n for n in param.opts + param.secondary_opts if n.startswith("--")]
             spec.options += names
             for name in names:
                 spec.flags_help[name] = (param.help or "").split(".")[0].replace("'", "")
-                if isinstance(param.type, click.Choice):
-                    spec.choices[name] = [str(c) for c in param.type.choices]
+                enum = _enum_of(param)
+                if enum is not None:
+                    spec.choices[name] = [member.value for member in enum]
                 elif name in registry_choices:
                     spec.choices[name] = registry_choices[name]
-        if isinstance(command, click.Group):
+        group = hasattr(command, "commands")
+        if group:
             spec.subcommands = sorted(command.commands)
         specs.append(spec)
-        if isinstance(command, click.Group):
+        if group:
             for name in spec.subcommands:
                 visit(command.commands[name], path + (name,))
 
