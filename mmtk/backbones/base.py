@@ -105,23 +105,17 @@ def autocast_for(device: str):
     return contextlib.nullcontext()
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
 
 def file_digest(path) -> str:
-    """Hex blake2b of a file's bytes (the identity of local weights), memoised on
-    (path, size, mtime) so resolving the same spec twice in a process hashes once."""
+    """Digest of a file's bytes: the identity of local weights. It is the content key
+    the store uses for media files (memoised on path, size and mtime), so resolving the
+    same spec twice in a process reads the weights once."""
     import os
 
-    stat = os.stat(path)
-    memo_key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _DIGESTS:
-        digest = hashlib.blake2b(digest_size=20)
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[memo_key] = digest.hexdigest()
-    return _DIGESTS[memo_key]
+    from mmtk.data.content import content_key
+
+    # Any media modality selects content_key's file hashing; "image" is just one of them.
+    return content_key(os.fspath(path), "image")
 
 
 def directory_identity(directory, patterns: Sequence[str]) -> dict[str, str]:

@@ -1,0 +1,69 @@
+"""Tiny random models saved in the layouts real ones use, so backbone and extraction
+tests exercise the real loading code in well under a second, offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+TINY_CLIP = {
+    "model_cfg": {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    },
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    },
+}
+
+WORDS = ["the", "cat", "dog", "meme", "is", "funny", "not", "a", "sad", "happy", "weather", "sun", "rain"]
+
+
+def save_tiny_clip(directory: Path, seed: int = 0) -> Path:
+    """An open_clip ``local-dir``: open_clip_config.json + random safetensors weights."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CLIP["model_cfg"])
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "open_clip_model.safetensors"))
+    return directory
+
+
+def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
+    """A transformers model directory: 1-layer BERT, WordPiece vocab written by hand."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]
+    vocab += [f"##{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160,
+    )
+    BertModel(config).eval().save_pretrained(directory)
+    return directory
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (96, 80), fmt: str | None = None) -> Path:
+    """A random-noise RGB picture (distinct per seed), JPEG or PNG by suffix."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
