@@ -1,0 +1,67 @@
+"""``evaluate``: score a run on a labelled dataset with the shared-task metrics.
+
+Result shape (DESIGN.md §3): ``{"task": name, "n": N, "metrics": {...}}`` for one task;
+``{"n": N, "tasks": {name: {"task": name, "n": N, "metrics": {...}}}}`` for several;
+with ``plots_dir`` a ``"plots"`` list of the PNG files written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping
+
+from mmtk.errors import DataError
+
+
+def evaluate(
+    run_dir,
+    data,
+    *,
+    store,
+    plots_dir: str | Path | None = None,
+    device: str = "auto",
+    extract_missing: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    columns: Mapping[str, str | None] | None = None,
+) -> dict:
+    """Evaluate the run at ``run_dir`` on ``data`` (a ``Dataset`` or a dataset path).
+
+    Every item needs its features' columns and its labels; features missing from the
+    store are extracted first unless ``extract_missing`` is False. Labels are encoded
+    with the run's encoders, so a label value unseen in training raises ``DataError``
+    naming file and line.
+    """
+    from mmtk.metrics import compute_metrics
+    from mmtk.models.objectives import to_outputs
+    from mmtk.predict import open_run, read_for_run, run_model
+    from mmtk.train import task_result
+
+    run = open_run(run_dir, device)
+    dataset = read_for_run(run, data, columns)
+    _check_labels(run, dataset)
+    labels = {task: run.encoders[task].encode(dataset) for task in run.tasks}
+    logits, _ = run_model(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
+    per_task, plotted = {}, []
+    for task in run.tasks:
+        kind = run.kind(task)
+        outputs = to_outputs(kind, logits[task], run.target_stats.get(task))
+        classes = [str(c) for c in run.encoders[task].classes]
+        per_task[task] = {"task": task, "n": len(dataset), "metrics": compute_metrics(kind, labels[task], outputs, classes)}
+        if plots_dir is not None:
+            from mmtk.plots import plot_task
+
+            prefix = "" if len(run.tasks) == 1 else f"{task}_"
+            plotted += plot_task(kind, labels[task], outputs, classes, Path(plots_dir), prefix=prefix, title=task)
+    result = task_result(per_task)
+    if plots_dir is not None:
+        result["plots"] = [str(path) for path in plotted]
+    return result
+
+
+def _check_labels(run, dataset) -> None:
+    missing = [column for column in run.label_columns if column not in dataset.column_names]
+    if missing:
+        raise DataError(
+            f"{dataset.source} has no label column {missing[0]!r}: evaluation needs the label column {missing[0]}",
+            f"add the labels, or use `mmtk predict {run.path} {dataset.source}` for unlabelled data",
+        )

@@ -1,0 +1,190 @@
+"""Feature references (``BACKBONE[:seq][@COLUMN]``) and loading cached features as
+arrays aligned with a dataset's records.
+
+``train``, ``evaluate`` and ``predict`` all go through here: a reference resolves to a
+backbone config (its fingerprint keys the store) and a column of the dataset (whose
+values' content keys are the other half of the store key); the store then gathers one
+array per reference in record order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from mmtk.errors import UsageError
+
+SEQUENCE_MARK = ":seq"
+FEATURE_FORMS = "BACKBONE, BACKBONE:seq (a stored sequence) or BACKBONE@COLUMN, e.g. minilm@title"
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """One model input: a backbone spec, whether its stored sequences are wanted, and
+    the dataset column it encodes (None: the column of the backbone's modality)."""
+
+    backbone: str
+    sequence: bool = False
+    column: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FeatureRef:
+        """Parse ``BACKBONE[:seq][@COLUMN]``.
+
+        Backbone specs may contain ``@`` themselves (open_clip's ``clip:MODEL@PRETRAINED``),
+        so an ``@`` starts the column only when the text before it is a complete backbone
+        spec: ``clip@text`` and ``clip:ViT-B-32@laion2b_s34b_b79k@text`` name the column
+        ``text``, while ``clip:ViT-B-32@laion2b_s34b_b79k`` is a backbone alone (because
+        ``clip:ViT-B-32`` names no weights).
+        """
+        body = text.strip()
+        if not body:
+            raise UsageError("empty feature reference", f"write {FEATURE_FORMS}")
+        column = None
+        head, at, tail = body.rpartition("@")
+        if at and tail and _is_backbone_spec(head.removesuffix(SEQUENCE_MARK)):
+            body, column = head, tail.strip()
+        elif at and not tail:
+            raise UsageError(f"feature reference {text!r} ends with '@'", f"write {FEATURE_FORMS}")
+        sequence = body.endswith(SEQUENCE_MARK)
+        backbone = body.removesuffix(SEQUENCE_MARK).strip()
+        if not backbone:
+            raise UsageError(f"feature reference {text!r} names no backbone", f"write {FEATURE_FORMS}")
+        return cls(backbone=backbone, sequence=sequence, column=column)
+
+    @property
+    def name(self) -> str:
+        """Canonical text form; the key of this input in models, runs and ``--explain``."""
+        return self.backbone + (SEQUENCE_MARK if self.sequence else "") + (f"@{self.column}" if self.column else "")
+
+    def to_json(self) -> dict:
+        return {"ref": self.name, "backbone": self.backbone, "sequence": self.sequence, "column": self.column}
+
+    @classmethod
+    def from_json(cls, data: dict) -> FeatureRef:
+        return cls(backbone=str(data["backbone"]), sequence=bool(data["sequence"]), column=data.get("column"))
+
+
+def _is_backbone_spec(text: str) -> bool:
+    from mmtk.backbones import resolve_backbone
+
+    try:
+        resolve_backbone(text)
+    except UsageError:
+        return False
+    return True
+
+
+def parse_feature_refs(texts: Sequence[str | FeatureRef]) -> list[FeatureRef]:
+    """Parse a list of references; the same input named twice is refused."""
+    refs = [t if isinstance(t, FeatureRef) else FeatureRef.parse(t) for t in texts]
+    if not refs:
+        raise UsageError("no features given", "name at least one, e.g. --features efficientnet-lite0,minilm")
+    names = [ref.name for ref in refs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UsageError(f"feature {repeated[0]!r} is listed twice", "name each feature once")
+    return refs
+
+
+def required_columns(texts: Sequence[str | FeatureRef]) -> list[str]:
+    """The roles or column names a dataset must fill for these features (the ``require``
+    argument of ``read_dataset``): the explicit ``@COLUMN``, else the backbone's modality."""
+    from mmtk.backbones import resolve_backbone
+
+    needed: list[str] = []
+    for ref in parse_feature_refs(texts):
+        column = ref.column or resolve_backbone(ref.backbone).modality
+        if column not in needed:
+            needed.append(column)
+    return needed
+
+
+@dataclass(frozen=True)
+class ResolvedFeature:
+    """A reference bound to a dataset: the backbone config (fingerprint, modality) and
+    the dataset column whose values it encodes."""
+
+    ref: FeatureRef
+    backbone: object  # mmtk.backbones.BackboneConfig (kept untyped: no import at start-up)
+    column: str
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+
+def resolve_features(dataset, refs: Sequence[str | FeatureRef]) -> list[ResolvedFeature]:
+    """Bind references to ``dataset``: find each column and resolve each backbone for the
+    modality that column holds (clip's text tower for a text column), exactly as
+    ``extract_features`` does, so the fingerprints match what extraction stored. No
+    weights are loaded."""
+    from mmtk.backbones import resolve_backbone
+    from mmtk.extract import _pick_column
+
+    resolved = []
+    for ref in parse_feature_refs(refs):
+        column, modality = _pick_column(dataset, ref.backbone, ref.column)
+        resolved.append(ResolvedFeature(ref=ref, backbone=resolve_backbone(ref.backbone, modality), column=column))
+    return resolved
+
+
+def gather_features(
+    dataset,
+    resolved: Sequence[ResolvedFeature],
+    store,
+    *,
+    extract_missing: bool = False,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """One float32 array ``(N, dim)`` per feature, row ``i`` for ``dataset.records[i]``.
+
+    Sequences (``:seq``) are pooled by a masked mean over their valid steps, since the
+    fusion models take one vector per modality. Missing store entries are computed first
+    when ``extract_missing`` (evaluation and prediction on new data); otherwise the
+    store's ``StoreError`` names the extract-features command that fills them.
+    """
+    from mmtk.data import content_keys
+
+    arrays: dict[str, np.ndarray] = {}
+    for feature in resolved:
+        config = feature.backbone
+        keys = content_keys(dataset.values(feature.column), config.modality)
+        if extract_missing and store.missing(config.fingerprint, keys):
+            from mmtk.extract import extract_features
+
+            extract_features(dataset, config.spec, store=store, column=feature.column, device=device, progress=progress)
+        if feature.ref.sequence:
+            steps, lengths = store.gather_sequences(config.fingerprint, keys)
+            arrays[feature.name] = masked_mean(steps, lengths)
+        else:
+            arrays[feature.name] = np.ascontiguousarray(store.gather(config.fingerprint, keys), dtype=np.float32)
+    return arrays
+
+
+def load_features(
+    dataset,
+    refs: Sequence[str | FeatureRef],
+    store,
+    *,
+    extract_missing: bool = False,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """``gather_features`` for references not yet bound to ``dataset``."""
+    return gather_features(
+        dataset, resolve_features(dataset, refs), store, extract_missing=extract_missing, device=device, progress=progress
+    )
+
+
+def masked_mean(steps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Mean over the first ``lengths[i]`` steps of ``steps[i]`` (``(N, T, d)`` -> ``(N, d)``);
+    an empty sequence pools to zeros rather than NaN."""
+    steps = np.asarray(steps, dtype=np.float32)
+    lengths = np.asarray(lengths).astype(np.int64)
+    mask = (np.arange(steps.shape[1])[None, :] < lengths[:, None]).astype(np.float32)
+    totals = np.einsum("ntd,nt->nd", steps, mask)
+    return (totals / np.maximum(lengths, 1)[:, None]).astype(np.float32)

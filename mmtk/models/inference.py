@@ -1,0 +1,40 @@
+"""Running a fusion model over in-memory feature arrays, in chunks, without gradients.
+
+Used for validation during training and by evaluate and predict, so the three compute
+outputs the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+
+CHUNK = 8192  # rows per forward pass: bounds memory on large sets, and is fast on CPU
+
+
+def as_tensors(features: Mapping[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
+    """Feature arrays as float32 tensors on ``device`` (no copy on CPU when possible)."""
+    return {name: torch.as_tensor(np.asarray(array, dtype=np.float32)).to(device) for name, array in features.items()}
+
+
+@torch.no_grad()
+def forward_all(model, features: Mapping[str, torch.Tensor], *, explain: bool = False) -> tuple[dict, dict | None]:
+    """Logits per task (``{task: Tensor (N, units)}``) over all rows, and with ``explain``
+    the model's per-modality weights (``{modality: Tensor (N,)}``)."""
+    was_training = model.training
+    model.eval()
+    n = len(next(iter(features.values())))
+    logits: dict[str, list[torch.Tensor]] = {}
+    weights: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, n, CHUNK):
+        chunk = {name: tensor[start:start + CHUNK] for name, tensor in features.items()}
+        for task, out in model(chunk).items():
+            logits.setdefault(task, []).append(out)
+        if explain:
+            for name, weight in model.explain(chunk).items():
+                weights.setdefault(name, []).append(weight)
+    model.train(was_training)
+    joined = {task: torch.cat(parts) for task, parts in logits.items()}
+    return joined, ({name: torch.cat(parts) for name, parts in weights.items()} if explain else None)

@@ -1,0 +1,188 @@
+"""Run directories: everything needed to evaluate and predict without the training data.
+
+```
+RUN/config.json       resolved settings: model + hyper-parameters + input dims, features
+                      (reference, backbone spec, modality, fingerprint, column), tasks
+                      (label encoders, regression target statistics), training settings
+RUN/model.safetensors weights (tensors only: loading runs no code)
+RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
+RUN/train_log.jsonl   one JSON object per epoch
+```
+
+Nothing here unpickles anything: the config is JSON, weights are safetensors, and the
+model is rebuilt from the registry by name. A run is written to a temporary sibling and
+renamed into place, so a crash never leaves a half-written run, and re-training into an
+existing run replaces it whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from mmtk.errors import UsageError
+
+RUN_FORMAT = "mmtk-run/1"
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+METRICS = "metrics.json"
+LOG = "train_log.jsonl"
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a run written by mmtk (a config.json in the run format)."""
+    config = Path(path) / CONFIG
+    try:
+        return json.loads(config.read_text()).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_run_target(out: str | Path) -> None:
+    """Refuse to write a run over a non-empty directory that is not a run (it may hold
+    anything); a previous run, an empty directory or a new path is fine."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory", "choose a new run directory")
+    if out.is_dir() and any(out.iterdir()) and not is_run_dir(out):
+        raise UsageError(
+            f"--out {out} is a non-empty directory that is not an mmtk run",
+            "choose a new or empty directory (an existing run is replaced)",
+        )
+
+
+def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterable[dict]) -> Path:
+    """Write a run directory atomically and return its path.
+
+    The files are written into a temporary sibling directory which is then renamed to
+    ``out``; a previous run at ``out`` is moved aside first and deleted afterwards.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    check_run_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _write_json(staging / CONFIG, {"format": RUN_FORMAT, **config})
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS), metadata={"format": RUN_FORMAT})
+        _write_json(staging / METRICS, metrics)
+        with open(staging / LOG, "w", encoding="utf-8") as handle:
+            for entry in log:
+                handle.write(json.dumps(entry) + "\n")
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_json(path: Path, document: Any) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    # A directory cannot be renamed over a non-empty one, so the old run goes aside first;
+    # between the two renames `out` is briefly absent, never half-written.
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rename(out, old / "run")
+    os.rename(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass
+class Run:
+    """A loaded run: its config, the model in eval mode with its weights, and the
+    per-task label encoders and regression target statistics."""
+
+    path: Path
+    config: dict
+    model: Any
+    encoders: dict[str, Any]
+    target_stats: dict[str, dict]
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]["name"]
+
+    @property
+    def tasks(self) -> list[str]:
+        return [task["name"] for task in self.config["tasks"]]
+
+    def kind(self, task: str) -> str:
+        return self.encoders[task].task.kind
+
+    @property
+    def feature_refs(self) -> list:
+        from mmtk.features import FeatureRef
+
+        return [FeatureRef.from_json(entry) for entry in self.config["features"]]
+
+    @property
+    def label_columns(self) -> list[str]:
+        """Every column holding labels of some task, in task order."""
+        return [column for task in self.config["tasks"] for column in task["encoder"]["task"]["columns"]]
+
+    def check_fingerprints(self, resolved) -> None:
+        """Refuse features whose backbone fingerprint differs from training: different
+        weights or preprocessing give features the model never saw."""
+        recorded = {entry["ref"]: entry for entry in self.config["features"]}
+        for feature in resolved:
+            entry = recorded[feature.name]
+            if feature.backbone.fingerprint != entry["fingerprint"]:
+                raise UsageError(
+                    f"run {self.path} was trained on {feature.name} features with backbone fingerprint "
+                    f"{entry['fingerprint'][:12]} ({entry['backbone_spec']}, {entry['modality']}), but here it resolves "
+                    f"to {feature.backbone.fingerprint[:12]} ({feature.backbone.spec}, {feature.backbone.modality}): "
+                    "other weights, preprocessing or column role, so the features would not match",
+                    "use the backbone and mmtk version the run was trained with, or retrain the run",
+                )
+
+
+def load_run(path: str | Path, device: str = "cpu") -> Run:
+    """Load a run directory: config, model with its weights (on ``device``), encoders.
+
+    A directory that is not a run raises ``UsageError`` saying how to create one.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from mmtk.data import LabelEncoder
+    from mmtk.models import MODELS
+
+    path = Path(path)
+    config_path = path / CONFIG
+    if not config_path.is_file():
+        raise UsageError(
+            f"{path} is not an mmtk run directory (no {CONFIG})",
+            f"create one with: mmtk train DATA --features ... --model gmu --task label --out {path}",
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{config_path} cannot be read as JSON ({exc})", "the run is damaged; retrain it") from None
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise UsageError(f"{config_path} is not an mmtk run config (format {found!r}, expected {RUN_FORMAT!r})", "retrain the run")
+    try:
+        model_cfg = config["model"]
+        encoders = {task["name"]: LabelEncoder.from_json(task["encoder"]) for task in config["tasks"]}
+        target_stats = {task["name"]: task["target_stats"] for task in config["tasks"] if task.get("target_stats")}
+        model = MODELS.get(model_cfg["name"])(model_cfg["input_dims"], model_cfg["heads"], **model_cfg["hyperparameters"])
+        weights = path / WEIGHTS
+        if not weights.is_file():
+            raise UsageError(f"{path} has no {WEIGHTS}", "the run is incomplete; retrain it")
+        model.load_state_dict(load_file(str(weights), device="cpu"))
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise UsageError(f"{config_path} does not match the run's model ({type(exc).__name__}: {exc})", "retrain the run") from None
+    model.to(torch.device(device)).eval()
+    return Run(path=path, config=config, model=model, encoders=encoders, target_stats=target_stats)
