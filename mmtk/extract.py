@@ -1,0 +1,401 @@
+"""Run a backbone over a dataset column and cache the features in the feature store.
+
+Only items the store lacks are computed: every value gets a content key (the same image
+under two ids is one key), ``store.missing`` says which keys still need features, and
+results are committed every ~1 s, so a killed run loses at most its last second of work
+and a rerun computes only what is missing. A fully cached dataset costs hashing and one
+store query: the model is never built and torch is never imported.
+
+How the work runs (measurements behind these choices: ``mmtk/device.py``, issue 2):
+- CPU: N worker processes (N = usable cores; ``num_workers`` overrides), each with one
+  torch thread and its own copy of the model, each decoding its own items and forwarding
+  small batches; the parent only hashes, commits and reports progress.
+  ``num_workers=1`` (or a job too small to pay for starting processes) runs in-process.
+- CUDA: one process; a DataLoader's workers decode into pinned memory while the GPU runs
+  fp16 autocast over large batches.
+
+Determinism: an item's features do not depend on the other items of its batch (eval
+mode, masked pooling), but different batch sizes may pick different kernels, so vectors
+agree across batch compositions and worker counts to float32 round-off (observed
+<= 1e-5 absolute; tests allow 1e-4), and exactly for the same batch composition.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from mmtk.backbones import BackboneConfig, BadInput, resolve_backbone
+from mmtk.backbones.base import MODALITIES
+from mmtk.data import BadItem, Dataset, content_key
+from mmtk.errors import DataError, MmtkError, UsageError, where
+
+ON_ERROR_CHOICES = ("fail", "skip")
+
+# Seconds between commits: bounds the work a SIGKILL can lose, while keeping the store's
+# per-commit cost (a shard fsync and one transaction) far below the compute time.
+COMMIT_INTERVAL_S = 1.0
+# ...or this many items, whichever comes first, so memory stays flat on fast backbones.
+COMMIT_MAX_ITEMS = 512
+# A worker process costs a few seconds to start (import torch, load weights); start one
+# only for at least this many items.
+ITEMS_PER_WORKER = 64
+# Batches queued per worker: enough that a worker never waits for the parent.
+IN_FLIGHT_PER_WORKER = 2
+
+
+@dataclass
+class ExtractReport:
+    """What one ``extract_features`` call did.
+
+    ``total`` records read, ``unique`` distinct inputs among them (content keys),
+    ``cached`` of those already stored, ``computed`` stored by this call, ``skipped``
+    records that could not be used (``on_error="skip"``), ``seconds`` wall time.
+    """
+
+    backbone: str
+    fingerprint: str
+    total: int
+    unique: int
+    cached: int
+    computed: int
+    skipped: list[BadItem] = field(default_factory=list)
+    seconds: float = 0.0
+    column: str = ""
+    modality: str = ""
+
+
+class Chunk(NamedTuple):
+    """One encoded batch: features for ``keys`` (rows in order) and the items that failed."""
+
+    keys: list[str]
+    features: np.ndarray | None
+    bad: list[tuple[str, str]]  # (content key, reason)
+
+
+def extract_features(
+    dataset: Dataset,
+    backbone: str,
+    *,
+    store,
+    column: str | None = None,
+    batch_size: int | str = "auto",
+    device: str = "auto",
+    num_workers: int | None = None,
+    on_error: str = "fail",
+    progress: Callable[[int, int], None] | None = None,
+) -> ExtractReport:
+    """Compute ``backbone`` features for ``dataset[column]`` into ``store``.
+
+    ``column`` defaults to the dataset's column for the backbone's modality (its image or
+    text column). ``batch_size="auto"`` picks the backbone's measured best for the device.
+    ``num_workers``: CPU worker processes (default: usable cores, fewer for small jobs;
+    1 = in-process) or, on CUDA, DataLoader decode workers. ``on_error="fail"`` raises
+    ``DataError`` naming file:line and item at the first unusable item, after committing
+    everything computed so far; ``"skip"`` lists such items in the report.
+    ``progress(done, total)`` is called as items complete (total = items to compute).
+    """
+    started = time.perf_counter()
+    if on_error not in ON_ERROR_CHOICES:
+        raise UsageError(f"unknown on_error {on_error!r}", f"choose one of: {', '.join(ON_ERROR_CHOICES)}")
+    if num_workers is not None and num_workers < 1:
+        raise UsageError(f"--num-workers {num_workers} must be at least 1", "omit it to use one per core")
+    column_name, modality = _pick_column(dataset, backbone, column)
+    config = resolve_backbone(backbone, modality)
+    plan = _plan_keys(dataset, column_name, modality, on_error)
+    todo = store.missing(config.fingerprint, list(plan.records_by_key))
+    report = ExtractReport(
+        backbone=config.spec,
+        fingerprint=config.fingerprint,
+        total=len(dataset.records),
+        unique=len(plan.records_by_key),
+        cached=len(plan.records_by_key) - len(todo),
+        computed=0,
+        skipped=list(plan.bad),
+        column=column_name,
+        modality=modality,
+    )
+    if todo:
+        items = [(key, plan.values[key]) for key in todo]
+        committer = _Committer(store, config)
+        try:
+            _compute(config, items, committer, plan, dataset, report, batch_size, device, num_workers, on_error, progress)
+        finally:
+            committer.flush()
+            report.computed = committer.committed
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _compute(config, items, committer, plan, dataset, report, batch_size, device, num_workers, on_error, progress):
+    """Run the encoder over ``items``, committing features and handling bad items."""
+    from mmtk.device import resolve_device
+
+    resolved = resolve_device(device)
+    size = _batch_size(batch_size, config, resolved)
+    done = 0
+    if progress:
+        progress(0, len(items))
+    for chunk in _run(config, items, resolved, size, num_workers):
+        if chunk.features is not None:
+            committer.add(chunk.keys, chunk.features)
+        for key, reason in chunk.bad:
+            bad_items = [
+                BadItem(str(dataset.source), record.line, record.id, reason) for record in plan.records_by_key[key]
+            ]
+            if on_error == "fail":
+                first = bad_items[0]
+                raise DataError(
+                    f"{where(first.source, first.line, first.item)}: {reason}",
+                    "fix or remove the item, or pass --on-error skip to skip it",
+                )
+            report.skipped.extend(bad_items)
+        done += len(chunk.keys) + len(chunk.bad)
+        if progress:
+            progress(done, len(items))
+
+
+# --------------------------------------------------------------------------- planning
+
+
+class _Plan(NamedTuple):
+    records_by_key: dict[str, list]  # content key -> records with that input, in order
+    values: dict[str, Any]  # content key -> the value to load (first record's)
+    bad: list[BadItem]
+
+
+def _pick_column(dataset: Dataset, backbone: str, column: str | None) -> tuple[str, str]:
+    """The column to read and the modality to encode it as. A column that plays the
+    image or text role is encoded as that; any other column holds text (readers only
+    resolve media paths for media roles)."""
+    if column is None:
+        modality = resolve_backbone(backbone).modality
+        return dataset.column_for(modality), modality
+    name = dataset.column_for(column)
+    role = dataset.role_of(name)
+    if role is not None and role not in MODALITIES:
+        raise UsageError(
+            f"column {name!r} holds {role}, which no backbone here encodes", f"choose a column with {' or '.join(MODALITIES)}"
+        )
+    return name, role or "text"
+
+
+def _plan_keys(dataset: Dataset, column: str, modality: str, on_error: str) -> _Plan:
+    """Content keys of every record, deduplicated; records with no usable value become
+    bad items (or raise, with ``on_error="fail"``)."""
+    records_by_key: dict[str, list] = {}
+    values: dict[str, Any] = {}
+    bad: list[BadItem] = []
+    for record in dataset.records:
+        value = record.values.get(column)
+        try:
+            if value is None or (modality == "text" and not str(value).strip()):
+                raise BadInput(f"empty {modality} in column {column!r}")
+            key = content_key(value, modality)
+        except (BadInput, DataError) as exc:
+            reason = exc.message if isinstance(exc, MmtkError) else str(exc)
+            if on_error == "fail":
+                raise DataError(
+                    f"{where(dataset.source, record.line, record.id)}: {reason}",
+                    "fix or remove the item, or pass --on-error skip to skip it",
+                ) from None
+            bad.append(BadItem(str(dataset.source), record.line, record.id, reason))
+            continue
+        if key not in records_by_key:
+            records_by_key[key] = []
+            values[key] = value
+        records_by_key[key].append(record)
+    return _Plan(records_by_key, values, bad)
+
+
+def _batch_size(batch_size: int | str, config: BackboneConfig, device: str) -> int:
+    if batch_size == "auto":
+        return config.cuda_batch_size if device.startswith("cuda") else config.cpu_batch_size
+    if isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0:
+        return batch_size
+    raise UsageError(f"batch size {batch_size!r} is not a positive integer", "pass a number such as 16, or auto")
+
+
+# --------------------------------------------------------------------------- committing
+
+
+class _Committer:
+    """Buffers computed features and commits them to the store every ~1 s."""
+
+    def __init__(self, store, config: BackboneConfig):
+        self.store = store
+        self.config = config
+        self.keys: list[str] = []
+        self.rows: list[np.ndarray] = []
+        self.committed = 0
+        self.registered = False
+        self.last_commit = time.monotonic()
+
+    def add(self, keys: Sequence[str], features: np.ndarray) -> None:
+        if not self.registered:
+            self.store.register(
+                self.config.fingerprint,
+                {
+                    "backbone": self.config.spec,
+                    "modality": self.config.modality,
+                    "kind": "vector",
+                    "dim": int(features.shape[1]),
+                },
+            )
+            self.registered = True
+        self.keys.extend(keys)
+        self.rows.extend(np.asarray(features, dtype=np.float32))
+        if len(self.keys) >= COMMIT_MAX_ITEMS or time.monotonic() - self.last_commit >= COMMIT_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.keys:
+            self.store.put(self.config.fingerprint, self.keys, self.rows)
+            self.committed += len(self.keys)
+            self.keys, self.rows = [], []
+        self.last_commit = time.monotonic()
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _batches(items: Sequence[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def encode_items(encoder, items: Sequence[tuple[str, Any]]) -> Chunk:
+    """Load (decode) each ``(key, value)`` and encode the loadable ones as one batch."""
+    keys, loaded, bad = [], [], []
+    for key, value in items:
+        try:
+            loaded.append(encoder.load(value))
+            keys.append(key)
+        except BadInput as exc:
+            bad.append((key, str(exc)))
+    features = encoder.encode(encoder.collate(loaded)) if loaded else None
+    return Chunk(keys, features, bad)
+
+
+def _run(config, items, device: str, batch_size: int, num_workers: int | None) -> Iterator[Chunk]:
+    """Encode ``items`` on ``device``, yielding chunks as they complete."""
+    from mmtk.device import cpu_threads_per_process, usable_cores
+
+    if device.startswith("cuda"):
+        yield from _run_cuda(config, items, device, batch_size, num_workers or min(usable_cores(), 8))
+        return
+    threads = cpu_threads_per_process()
+    workers = num_workers or min(usable_cores(), max(1, len(items) // ITEMS_PER_WORKER))
+    workers = min(workers, math.ceil(len(items) / batch_size))
+    if workers <= 1:
+        yield from _run_in_process(config, items, batch_size, threads)
+    else:
+        yield from _run_worker_pool(config, items, batch_size, workers, threads)
+
+
+def _run_in_process(config, items, batch_size: int, threads: int) -> Iterator[Chunk]:
+    from mmtk.device import configure_cpu_threads
+
+    previous = configure_cpu_threads(threads)
+    try:
+        encoder = config.build("cpu")
+        for batch in _batches(items, batch_size):
+            yield encode_items(encoder, batch)
+    finally:
+        configure_cpu_threads(previous)
+
+
+def _run_worker_pool(config, items, batch_size: int, workers: int, threads: int) -> Iterator[Chunk]:
+    """Fan batches out to ``workers`` spawned processes, at most a few in flight each
+    (memory stays flat whatever the dataset size). 'spawn' because forking a process
+    that may already hold torch's thread pools can deadlock."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(), threads),
+    )
+    try:
+        batches = _batches(items, batch_size)
+        pending = set()
+        for batch in batches:
+            pending.add(pool.submit(_worker_encode, config, batch))
+            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+                batch = next(batches, None)
+                if batch is not None:
+                    pending.add(pool.submit(_worker_encode, config, batch))
+    finally:
+        # On an early exit (bad item, Ctrl-C) drop queued batches; running ones are short.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_WORKER_ENCODERS: dict[str, Any] = {}
+
+
+def _init_worker(parent_pid: int, threads: int) -> None:
+    """Worker start-up: torch thread count, and exit if the parent dies (a SIGKILLed
+    extraction must not leave workers computing for nobody)."""
+    from mmtk.device import configure_cpu_threads
+
+    configure_cpu_threads(threads)
+
+    def exit_when_orphaned() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True).start()
+
+
+def _worker_encode(config: BackboneConfig, batch: list[tuple[str, Any]]) -> Chunk:
+    """Runs in a worker: build the encoder on first use (errors reach the parent through
+    the future, unlike errors raised in a pool initializer), then encode one batch."""
+    encoder = _WORKER_ENCODERS.get(config.fingerprint)
+    if encoder is None:
+        encoder = _WORKER_ENCODERS[config.fingerprint] = config.build("cpu")
+    return encode_items(encoder, batch)
+
+
+def _run_cuda(config, items, device: str, batch_size: int, loader_workers: int) -> Iterator[Chunk]:
+    """One process on the GPU; DataLoader workers decode and collate into pinned memory."""
+    import torch
+
+    torch.backends.cudnn.benchmark = False  # same kernels every run: reproducible features
+    encoder = config.build(device)
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(items)
+
+        def __getitem__(self, index):
+            key, value = items[index]
+            try:
+                return key, encoder.load(value), None
+            except BadInput as exc:
+                return key, None, str(exc)
+
+    def collate(samples):
+        good = [(key, item) for key, item, reason in samples if reason is None]
+        bad = [(key, reason) for key, _, reason in samples if reason is not None]
+        batch = encoder.collate([item for _, item in good]) if good else None
+        return [key for key, _ in good], batch, bad
+
+    loader = torch.utils.data.DataLoader(
+        Items(), batch_size=batch_size, num_workers=loader_workers, collate_fn=collate, pin_memory=True,
+    )
+    for keys, batch, bad in loader:
+        yield Chunk(keys, encoder.encode(batch) if batch is not None else None, bad)

@@ -1,0 +1,166 @@
+"""extract_features: only missing items are computed, duplicates once, bad items
+reported by file:line, results independent of the number of worker processes.
+
+A tiny random open_clip model (saved as a ``local-dir``) is registered as the backbone
+``tiny-clip`` so these tests exercise the real clip loading code in milliseconds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mmtk.backbones import BACKBONES, BackboneConfig, resolve_backbone
+from mmtk.backbones.clip import resolve_clip
+from mmtk.data import content_key, read_dataset
+from mmtk.errors import DataError
+from mmtk.extract import extract_features
+from mmtk.store import FeatureStore
+from tiny_models import save_tiny_clip, write_image
+
+TINY = "tiny-clip"
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory):
+    directory = save_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+    def resolve_tiny(arg, modality):
+        """A 16-d random CLIP for tests."""
+        return dataclasses.replace(resolve_clip(f"local-dir:{directory}", modality), spec=TINY, name=TINY)
+
+    BACKBONES.add(TINY, resolve_tiny)
+    yield TINY
+    BACKBONES.remove(TINY)
+
+
+def write_dataset(root, images, texts=None):
+    """JSONL with one record per (id, image file name); returns its path."""
+    lines = []
+    for index, (item_id, name) in enumerate(images):
+        row = {"id": item_id, "img": name}
+        if texts is not None:
+            row["text"] = texts[index]
+        lines.append(json.dumps(row))
+    path = root / "data.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def memes(tmp_path):
+    """Four records: m1..m3 distinct pictures, m4 the same bytes as m1 under another name."""
+    for seed in (1, 2, 3):
+        write_image(tmp_path / f"m{seed}.jpg", seed=seed)
+    shutil.copy(tmp_path / "m1.jpg", tmp_path / "copy_of_m1.jpg")
+    return write_dataset(tmp_path, [("m1", "m1.jpg"), ("m2", "m2.jpg"), ("m3", "m3.jpg"), ("m4", "copy_of_m1.jpg")])
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FeatureStore(tmp_path / "store")
+
+
+def keys_of(dataset, modality="image"):
+    return [content_key(value, modality) for value in dataset.values(modality)]
+
+
+def test_same_image_under_two_ids_is_computed_once(tiny_backbone, memes, store):
+    dataset = read_dataset(memes)
+    calls = []
+    report = extract_features(dataset, tiny_backbone, store=store, progress=lambda done, total: calls.append((done, total)))
+
+    assert (report.total, report.unique, report.cached, report.computed) == (4, 3, 0, 3)
+    assert report.skipped == [] and report.backbone == TINY and report.modality == "image"
+    assert calls[0] == (0, 3) and calls[-1] == (3, 3)
+    features = store.gather(report.fingerprint, keys_of(dataset))
+    assert features.shape == (4, 16) and features.dtype == np.float32
+    assert np.array_equal(features[0], features[3])
+    assert not np.allclose(features[0], features[1])
+
+
+def test_cached_rerun_computes_nothing_and_never_builds_the_encoder(tiny_backbone, memes, store, monkeypatch):
+    dataset = read_dataset(memes)
+    first = extract_features(dataset, tiny_backbone, store=store)
+
+    def no_build(self, device="cpu"):
+        raise AssertionError("the encoder was built for a fully cached dataset")
+
+    monkeypatch.setattr(BackboneConfig, "build", no_build)
+    again = extract_features(dataset, tiny_backbone, store=store)
+    assert (again.computed, again.cached, again.unique) == (0, 3, 3)
+    assert again.fingerprint == first.fingerprint
+
+
+def test_changed_image_is_recomputed(tiny_backbone, memes, store, tmp_path):
+    dataset = read_dataset(memes)
+    extract_features(dataset, tiny_backbone, store=store)
+    before = store.gather(extract_features(dataset, tiny_backbone, store=store).fingerprint, keys_of(dataset))
+
+    write_image(tmp_path / "m2.jpg", seed=99)
+    report = extract_features(read_dataset(memes), tiny_backbone, store=store)
+    assert (report.computed, report.cached) == (1, 2)
+    after = store.gather(report.fingerprint, keys_of(read_dataset(memes)))
+    assert np.array_equal(after[0], before[0]) and not np.allclose(after[1], before[1])
+
+
+def test_unreadable_image_fails_naming_file_and_line_after_committing_the_rest(tiny_backbone, tmp_path, store):
+    for seed in (1, 2, 4):
+        write_image(tmp_path / f"m{seed}.jpg", seed=seed)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a picture")
+    path = write_dataset(tmp_path, [("m1", "m1.jpg"), ("m2", "m2.jpg"), ("bad", "broken.jpg"), ("m4", "m4.jpg")])
+    dataset = read_dataset(path)
+
+    with pytest.raises(DataError) as error:
+        extract_features(dataset, tiny_backbone, store=store, batch_size=1, num_workers=1)
+    message = str(error.value)
+    assert f"{path}:3" in message and "'bad'" in message and "cannot decode image" in message
+    assert "--on-error skip" in message
+    fingerprint = resolve_backbone(tiny_backbone).fingerprint
+    keys = keys_of(dataset)
+    assert store.missing(fingerprint, keys[:2]) == []  # computed before the bad item: kept
+
+
+def test_skip_lists_bad_items_and_stores_the_good_ones(tiny_backbone, tmp_path, store):
+    write_image(tmp_path / "good.png", seed=5)
+    (tmp_path / "broken.jpg").write_bytes(b"garbage")
+    path = write_dataset(tmp_path, [("bad", "broken.jpg"), ("good", "good.png")], texts=["x", "y"])
+    dataset = read_dataset(path)
+
+    report = extract_features(dataset, tiny_backbone, store=store, on_error="skip")
+    assert report.computed == 1
+    assert [(bad.line, bad.item) for bad in report.skipped] == [(1, "bad")]
+    assert "cannot decode image" in report.skipped[0].one_line()
+    assert store.missing(report.fingerprint, keys_of(dataset)[1:]) == []
+
+
+def test_text_column_uses_the_text_tower_and_skips_empty_text(tiny_backbone, tmp_path, store):
+    write_image(tmp_path / "a.jpg", seed=1)
+    path = write_dataset(tmp_path, [("a", "a.jpg"), ("b", "a.jpg"), ("c", "a.jpg")], texts=["a cat", "   ", "a cat"])
+    dataset = read_dataset(path)
+
+    report = extract_features(dataset, tiny_backbone, store=store, column="text", on_error="skip")
+    assert report.modality == "text" and report.column == "text"
+    assert (report.unique, report.computed) == (1, 1)
+    assert [(bad.line, bad.item, bad.reason) for bad in report.skipped] == [(2, "b", "empty text in column 'text'")]
+    image = extract_features(dataset, tiny_backbone, store=store)
+    assert image.fingerprint != report.fingerprint and image.computed == 1
+
+
+def test_worker_processes_give_the_same_features_as_one_process(tiny_backbone, tmp_path):
+    images = []
+    for index in range(8):
+        write_image(tmp_path / f"i{index}.jpg", seed=index, size=(60 + 7 * index, 50))
+        images.append((f"i{index}", f"i{index}.jpg"))
+    dataset = read_dataset(write_dataset(tmp_path, images))
+    one, two = FeatureStore(tmp_path / "one"), FeatureStore(tmp_path / "two")
+
+    in_process = extract_features(dataset, tiny_backbone, store=one, num_workers=1, batch_size=3)
+    pooled = extract_features(dataset, tiny_backbone, store=two, num_workers=2, batch_size=2)
+    assert in_process.computed == pooled.computed == 8
+    keys = keys_of(dataset)
+    # Same items, different batch compositions: equal to float32 round-off.
+    np.testing.assert_allclose(one.gather(pooled.fingerprint, keys), two.gather(pooled.fingerprint, keys), atol=1e-4)
