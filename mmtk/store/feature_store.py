@@ -1,0 +1,294 @@
+"""``FeatureStore``: content-addressed backbone features on disk.
+
+An entry is keyed by (backbone fingerprint, content key of the item). Writes go shard
+first (temp file, fsync, rename) and index second (one SQLite transaction), so a killed
+writer never leaves a half-written entry visible and the next run computes only what
+``missing`` reports. Reads memory-map each shard touched once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from mmtk.errors import StoreError, UsageError
+from mmtk.store import maintenance
+from mmtk.store.gather import gather_rows, gather_steps
+from mmtk.store.index import StoreIndex
+from mmtk.store.shards import write_shard
+
+KINDS = ("vector", "sequence")
+REQUIRED_META = ("backbone", "modality", "kind", "dim")
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FeatureStore:
+    """A feature store rooted at ``root`` (default ``mmtk.paths.default_store_dir()``).
+
+    The directory is created on the first write. Safe to share between threads and
+    processes: SQLite serialises writers, and an item two writers both computed is
+    stored once.
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        if root is None:
+            from mmtk.paths import default_store_dir
+
+            root = default_store_dir()
+        self.root = Path(root).expanduser().absolute()
+        self.index = StoreIndex(self.root)
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.root)!r})"
+
+    def close(self) -> None:
+        """Close this thread's index connection (reopened on next use)."""
+        self.index.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def register(self, fingerprint: str, meta: dict) -> None:
+        """Declare a feature set. Idempotent; a second registration with a different
+        kind or dim is a ``StoreError`` (the fingerprint must change with the output)."""
+        missing = [k for k in REQUIRED_META if k not in meta]
+        if missing:
+            raise ValueError(f"feature set meta lacks {', '.join(missing)}")
+        if meta["kind"] not in KINDS:
+            raise ValueError(f"feature kind must be one of {', '.join(KINDS)}, not {meta['kind']!r}")
+        if not isinstance(meta["dim"], (int, np.integer)) or int(meta["dim"]) <= 0:
+            raise ValueError(f"feature dim must be a positive integer, not {meta['dim']!r}")
+        meta = {**meta, "dim": int(meta["dim"])}
+        stored = self.index.register(fingerprint, meta)
+        for field in ("kind", "dim"):
+            if stored[field] != meta[field]:
+                raise StoreError(
+                    f"feature set {fingerprint[:12]} ({stored['backbone']}) is stored with {field} "
+                    f"{stored[field]!r}, not {meta[field]!r}, in store {self.root}",
+                    hint="a backbone whose output changes needs a new fingerprint (bump its feature format version)",
+                )
+
+    def missing(self, fingerprint: str, keys: Sequence[str]) -> list[str]:
+        """Keys with no stored features, in first-seen order, without duplicates."""
+        unique = list(dict.fromkeys(keys))
+        present = self.index.present(fingerprint, unique)
+        return [k for k in unique if k not in present]
+
+    def put(self, fingerprint: str, keys: Sequence[str], arrays: Sequence[np.ndarray]) -> int:
+        """Store features in one atomic commit and return how many items were new.
+
+        Vectors are ``(dim,)`` arrays, sequences ``(T_i, dim)`` with ``T_i >= 0``. Keys
+        already stored (or repeated within ``keys``) are ignored, first one wins.
+        """
+        if len(keys) != len(arrays):
+            raise ValueError(f"put got {len(keys)} keys but {len(arrays)} arrays")
+        meta = self._meta(fingerprint)
+        first: dict[str, np.ndarray] = {}
+        for key, array in zip(keys, arrays):
+            if key not in first:
+                first[key] = array
+        todo = self.missing(fingerprint, list(first))
+        if not todo:
+            return 0
+        blocks = [self._checked_shape(meta, key, first[key]) for key in todo]
+        lengths = np.array([b.shape[0] for b in blocks], dtype=np.int64)
+        offsets = np.cumsum(lengths) - lengths
+        rows = np.concatenate(blocks, axis=0) if blocks else np.empty((0, meta["dim"]), np.float32)
+        self._check_finite(meta, todo, rows, offsets, lengths)
+        shard = write_shard(self.root, fingerprint, rows) if len(rows) else None
+        kept = False
+        try:
+            inserted, kept = self.index.commit_items(fingerprint, shard, todo, offsets.tolist(), lengths.tolist())
+        finally:
+            # A shard the index did not keep (an error, or another writer stored these
+            # items first) is an orphan; remove it now rather than leave it for gc.
+            if shard is not None and not kept:
+                (self.root / shard.relpath).unlink(missing_ok=True)
+        return inserted
+
+    @staticmethod
+    def _checked_shape(meta: dict, key: str, array) -> np.ndarray:
+        """The item as a 2-D float32 block of rows, or ``StoreError`` naming the item."""
+        array = np.asarray(array)
+        dim = meta["dim"]
+        if meta["kind"] == "vector":
+            expected = f"({dim},)"
+            ok = array.shape == (dim,)
+        else:
+            expected = f"(T, {dim})"
+            ok = array.ndim == 2 and array.shape[1] == dim
+        if not ok or array.dtype.kind not in "fiu":
+            raise StoreError(
+                f"item {key!r} has features of shape {array.shape} ({array.dtype}); "
+                f"{meta['backbone']} {meta['kind']}s are {expected} numbers",
+                hint="every item of one feature set must match the registered dim",
+            )
+        return array.astype(np.float32, copy=False).reshape(-1, dim)
+
+    @staticmethod
+    def _check_finite(meta: dict, keys: Sequence[str], rows: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> None:
+        """Refuse NaN/inf features: stored once, they would poison every later training."""
+        bad_rows = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+        if len(bad_rows) == 0:
+            return
+        item = int(np.searchsorted(offsets + lengths, bad_rows[0], side="right"))
+        raise StoreError(
+            f"item {keys[item]!r} has non-finite {meta['backbone']} features (NaN or inf)",
+            hint="check the input item and the backbone's precision (fp16 overflow?)",
+        )
+
+    def remove(self, name_or_fingerprint: str) -> dict:
+        """Drop a feature set (its index rows, then its shard files)."""
+        fingerprint = self.resolve(name_or_fingerprint)
+        n_items, paths = self.index.remove_feature_set(fingerprint)
+        for path in paths:
+            (self.root / path).unlink(missing_ok=True)
+        return {"fingerprint": fingerprint, "items": n_items, "shards": len(paths)}
+
+    # ------------------------------------------------------------------ reading
+
+    def gather(self, fingerprint: str, keys: Sequence[str]) -> np.ndarray:
+        """Vectors for ``keys`` in their order: ``(N, dim)`` float32, memory-mapped reads."""
+        meta = self._meta(fingerprint, keys)
+        self._expect_kind(meta, "vector", "gather_sequences")
+        return self._read(
+            fingerprint, meta, keys, lambda shards, ids, offsets, _: gather_rows(self.root, shards, ids, offsets, meta["dim"])
+        )
+
+    def gather_sequences(self, fingerprint: str, keys: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Sequences for ``keys`` zero-padded to ``(N, T, dim)`` float32 with lengths ``(N,)``;
+        ``T`` is the longest length, capped at ``max_len`` (longer ones are cut)."""
+        if max_len is not None and max_len < 0:
+            raise ValueError(f"max_len must be >= 0, not {max_len}")
+        meta = self._meta(fingerprint, keys)
+        self._expect_kind(meta, "sequence", "gather")
+        return self._read(
+            fingerprint,
+            meta,
+            keys,
+            lambda shards, ids, offsets, lengths: gather_steps(self.root, shards, ids, offsets, lengths, meta["dim"], max_len),
+        )
+
+    def _read(self, fingerprint: str, meta: dict, keys: Sequence[str], fill):
+        # A concurrent gc compaction may delete a shard between our lookup and its
+        # open; the index already points at the new shard then, so look up once more.
+        for _attempt in range(2):
+            shard_ids, offsets, lengths = self._locations(fingerprint, meta, keys)
+            wanted = set(np.unique(shard_ids[shard_ids >= 0]).tolist())
+            shards = self.index.shards(ids=sorted(wanted))
+            if len(shards) == len(wanted):
+                try:
+                    return fill(shards, shard_ids, offsets, lengths)
+                except FileNotFoundError as exc:
+                    lost = f"shard {exc.filename}"
+            else:
+                lost = f"shard id(s) {sorted(wanted - set(shards))}"
+        raise StoreError(
+            f"{lost} of {meta['backbone']} features is missing from store {self.root}",
+            hint="run `mmtk store verify`, then `mmtk store gc` and extract-features again",
+        )
+
+    def _locations(self, fingerprint: str, meta: dict, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shard ids (-1: none), offsets and lengths of ``keys``, or the missing-items error."""
+        found = self.index.locate(fingerprint, list(dict.fromkeys(keys)))
+        absent = sum(1 for k in keys if k not in found)
+        if absent:
+            raise self._missing_error(meta["backbone"], absent, len(keys))
+        table = np.array([found[k] for k in keys], dtype=object).reshape(len(keys), 3)
+        shard_ids = np.array([-1 if s is None else s for s in table[:, 0]], dtype=np.int64)
+        return shard_ids, table[:, 1].astype(np.int64), table[:, 2].astype(np.int64)
+
+    def _missing_error(self, backbone: str, absent: int, total: int) -> StoreError:
+        return StoreError(
+            f"{absent} of {total} items have no {backbone} features in store {self.root}",
+            hint=f"run: mmtk extract-features DATA --backbone {backbone}",
+        )
+
+    def _meta(self, fingerprint: str, keys: Sequence[str] | None = None) -> dict:
+        meta = self.index.feature_set_meta(fingerprint)
+        if meta is not None:
+            return meta
+        if keys is not None:
+            # Reading a feature set nobody extracted: every requested item is missing.
+            raise StoreError(
+                f"{len(keys)} of {len(keys)} items have no features for backbone fingerprint "
+                f"{fingerprint[:12]} in store {self.root}",
+                hint="run: mmtk extract-features DATA --backbone BACKBONE",
+            )
+        raise StoreError(
+            f"feature set {fingerprint[:12]} is not registered in store {self.root}",
+            hint="call FeatureStore.register(fingerprint, meta) before put",
+        )
+
+    @staticmethod
+    def _expect_kind(meta: dict, kind: str, other: str) -> None:
+        if meta["kind"] != kind:
+            raise UsageError(
+                f"{meta['backbone']} features are stored as {meta['kind']}s, not {kind}s",
+                hint=f"use {other}() (a feature ref with{'out' if kind == 'sequence' else ''} ':seq')",
+            )
+
+    # ------------------------------------------------------------------ inspection
+
+    def feature_sets(self) -> list[dict]:
+        """One dict per feature set: fingerprint, backbone, modality, kind, dim, items,
+        bytes (shard files on disk), shards, created (UTC ISO time)."""
+        out = []
+        for s in self.index.feature_sets():
+            meta = s["meta"]
+            out.append(
+                {
+                    "fingerprint": s["fingerprint"],
+                    "backbone": meta["backbone"],
+                    "modality": meta["modality"],
+                    "kind": meta["kind"],
+                    "dim": meta["dim"],
+                    "items": s["items"],
+                    "bytes": s["bytes"],
+                    "shards": s["shards"],
+                    "created": _iso(s["created"]),
+                }
+            )
+        return out
+
+    def resolve(self, name_or_fingerprint: str) -> str:
+        """The fingerprint meant by a backbone spec or a unique fingerprint prefix."""
+        sets = self.feature_sets()
+        matches = [s for s in sets if s["fingerprint"] == name_or_fingerprint]
+        matches = matches or [s for s in sets if s["backbone"] == name_or_fingerprint]
+        matches = matches or [s for s in sets if name_or_fingerprint and s["fingerprint"].startswith(name_or_fingerprint)]
+        if len(matches) == 1:
+            return matches[0]["fingerprint"]
+        choices = ", ".join(f"{s['fingerprint'][:12]} ({s['backbone']})" for s in (matches or sets))
+        if not sets:
+            raise UsageError(
+                f"store {self.root} has no feature sets, so none matches {name_or_fingerprint!r}",
+                hint="run: mmtk extract-features DATA --backbone BACKBONE",
+            )
+        if matches:
+            raise UsageError(f"{name_or_fingerprint!r} matches several feature sets: {choices}", hint="give a longer fingerprint prefix")
+        raise UsageError(f"no feature set in store {self.root} matches {name_or_fingerprint!r}", hint=f"choose one of: {choices}")
+
+    def info(self, name_or_fingerprint: str) -> dict:
+        """A feature set's summary plus ``digest``: a hash of every (key, array) that is
+        the same for two stores holding the same features, whatever order they were
+        written in."""
+        fingerprint = self.resolve(name_or_fingerprint)
+        summary = next(s for s in self.feature_sets() if s["fingerprint"] == fingerprint)
+        meta = self.index.feature_set_meta(fingerprint)
+        extra = {k: v for k, v in meta.items() if k not in summary and k not in REQUIRED_META}
+        return {**summary, **extra, "store": str(self.root), "digest": maintenance.digest(self, fingerprint)}
+
+    def verify(self, checksums: bool = True) -> dict:
+        """Check the index against the shards: see ``mmtk.store.maintenance.verify``."""
+        return maintenance.verify(self, checksums=checksums)
+
+    def gc(self, dry_run: bool = False, **options) -> dict:
+        """Remove orphans and stale temp files, compact small shards: see
+        ``mmtk.store.maintenance.gc`` for the options."""
+        return maintenance.gc(self, dry_run=dry_run, **options)

@@ -1,0 +1,85 @@
+"""Copy many items' rows out of their shards into one array, one shard at a time.
+
+Items are grouped by shard and each shard is memory-mapped once, so reading a whole
+dataset costs one file open per shard touched, never one per item. Within a shard rows
+are read in offset order so the page cache sees a forward scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mmtk.errors import StoreError
+from mmtk.store.index import ShardRow
+from mmtk.store.shards import open_shard
+
+
+def _by_shard(shard_ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``(shard id, positions)`` for every shard referenced (``-1`` = no shard)."""
+    order = np.argsort(shard_ids, kind="stable")
+    ids, starts = np.unique(shard_ids[order], return_index=True)
+    bounds = list(starts[1:]) + [len(order)]
+    return [(int(s), order[a:b]) for s, a, b in zip(ids, starts, bounds) if s >= 0]
+
+
+def _check_rows(shard: np.ndarray, row: ShardRow, root: Path, dim: int, last_row: int) -> None:
+    if shard.ndim != 2 or shard.shape[1] != dim or last_row > shard.shape[0]:
+        raise StoreError(
+            f"shard {root / row.path} has shape {shard.shape}, but the index expects {dim} columns "
+            f"and at least {last_row} rows",
+            hint="run `mmtk store verify` to list damaged entries",
+        )
+
+
+def gather_rows(root: Path, shards: dict[int, ShardRow], shard_ids: np.ndarray, offsets: np.ndarray, dim: int) -> np.ndarray:
+    """One row per item (vectors): ``(N, dim)`` float32. ``shard_ids[i]`` and
+    ``offsets[i]`` locate item ``i``."""
+    out = np.empty((len(shard_ids), dim), dtype=np.float32)
+    for shard_id, positions in _by_shard(shard_ids):
+        rows = offsets[positions]
+        order = np.argsort(rows, kind="stable")
+        positions, rows = positions[order], rows[order]
+        mapped = open_shard(root, shards[shard_id].path)
+        _check_rows(mapped, shards[shard_id], root, dim, int(rows[-1]) + 1)
+        out[positions] = mapped[rows]
+        del mapped  # release the mapping before opening the next shard
+    return out
+
+
+def gather_steps(
+    root: Path,
+    shards: dict[int, ShardRow],
+    shard_ids: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    dim: int,
+    max_len: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences zero-padded to the longest (or ``max_len``): ``(N, T, dim)`` float32 and
+    the kept lengths ``(N,)`` int64. Longer sequences keep their first ``max_len`` steps.
+    Item ``i`` is ``lengths[i]`` rows from ``offsets[i]`` in shard ``shard_ids[i]``
+    (``-1``: an empty sequence, no shard)."""
+    n = len(shard_ids)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if max_len is not None:
+        lengths = np.minimum(lengths, max_len)
+    steps = int(lengths.max()) if n else 0
+    out = np.zeros((n, steps, dim), dtype=np.float32)
+    for shard_id, positions in _by_shard(shard_ids):
+        positions = positions[np.argsort(offsets[positions], kind="stable")]
+        take = lengths[positions]
+        total = int(take.sum())
+        if total == 0:
+            continue
+        # Flatten every (item, step) pair of this shard into one fancy index.
+        item = np.repeat(positions, take)
+        step = np.arange(total) - np.repeat(np.cumsum(take) - take, take)
+        source = np.repeat(offsets[positions], take) + step
+        mapped = open_shard(root, shards[shard_id].path)
+        _check_rows(mapped, shards[shard_id], root, dim, int(source.max()) + 1)
+        out[item, step] = mapped[source]
+        del mapped
+    return out, lengths

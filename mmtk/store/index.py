@@ -1,0 +1,372 @@
+"""The store's SQLite index: which feature sets exist and where each item's rows live.
+
+WAL mode lets readers run while one writer commits; every write is one ``BEGIN
+IMMEDIATE`` transaction, so two processes serialise on SQLite's lock (waiting up to a
+minute) instead of failing. Items are keyed by ``(fingerprint, key)``; ``INSERT OR
+IGNORE`` means two writers that computed the same item both succeed and the first row
+stays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmtk.errors import StoreError
+
+INDEX_NAME = "index.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60
+# SQLite's historic limit is 999 bound parameters per statement; one is the fingerprint.
+IN_CHUNK = 900
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feature_sets (
+    fingerprint TEXT PRIMARY KEY,
+    meta TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    path TEXT NOT NULL UNIQUE,
+    rows INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    checksum TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shards_by_fingerprint ON shards (fingerprint);
+-- shard is NULL for a zero-length sequence: it has no rows to point at.
+CREATE TABLE IF NOT EXISTS items (
+    fingerprint TEXT NOT NULL,
+    key TEXT NOT NULL,
+    shard INTEGER,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, key)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """One shard as the index records it."""
+
+    id: int
+    fingerprint: str
+    path: str
+    rows: int
+    bytes: int
+    checksum: str
+
+
+def chunked(seq: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
+    """Consecutive slices of at most ``size`` elements (for bounded ``IN (...)`` lists)."""
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+class StoreIndex:
+    """Access to ``index.sqlite``: one connection per thread and process, opened lazily.
+
+    Reads on a store that was never written see an empty index and create nothing.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.path = root / INDEX_NAME
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ connections
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def _connection(self) -> sqlite3.Connection:
+        # sqlite3 connections must not cross threads or survive a fork, so each
+        # (thread, pid) gets its own.
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        self.root.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is crash-safe in WAL mode (a killed process loses nothing committed);
+        # only an OS crash may drop the last commits, which leaves orphan shards for gc.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._migrate(conn)
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.root} has index schema {version}; this mmtk reads up to {SCHEMA_VERSION}",
+                hint="upgrade mmtk or use another --store",
+            )
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Statement by statement: executescript() would commit the transaction early.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    def read(self) -> sqlite3.Connection | None:
+        """A connection for queries, or None when the store has no index yet."""
+        if getattr(self._local, "conn", None) is None and not self.exists():
+            return None
+        return self._connection()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from the start, so checks
+        made inside it stay true until it commits."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ feature sets
+
+    def feature_set_meta(self, fingerprint: str) -> dict | None:
+        conn = self.read()
+        if conn is None:
+            return None
+        row = conn.execute("SELECT meta FROM feature_sets WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def register(self, fingerprint: str, meta: dict) -> dict:
+        """Insert the feature set unless present; return the meta that is stored."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO feature_sets (fingerprint, meta, created) VALUES (?, ?, ?)",
+                (fingerprint, json.dumps(meta, sort_keys=True), time.time()),
+            )
+            row = conn.execute("SELECT meta FROM feature_sets WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return json.loads(row[0])
+
+    def feature_sets(self) -> list[dict]:
+        """Every feature set with its meta, item count, shard count and bytes on disk."""
+        conn = self.read()
+        if conn is None:
+            return []
+        items = dict(conn.execute("SELECT fingerprint, COUNT(*) FROM items GROUP BY fingerprint"))
+        shards = {fp: (n, b) for fp, n, b in conn.execute("SELECT fingerprint, COUNT(*), SUM(bytes) FROM shards GROUP BY fingerprint")}
+        sets = []
+        for fingerprint, meta, created in conn.execute("SELECT fingerprint, meta, created FROM feature_sets ORDER BY created"):
+            n_shards, nbytes = shards.get(fingerprint, (0, 0))
+            sets.append(
+                {
+                    "fingerprint": fingerprint,
+                    "meta": json.loads(meta),
+                    "created": created,
+                    "items": items.get(fingerprint, 0),
+                    "shards": n_shards,
+                    "bytes": int(nbytes or 0),
+                }
+            )
+        return sets
+
+    def remove_feature_set(self, fingerprint: str) -> tuple[int, list[str]]:
+        """Drop a feature set's rows; return its item count and its shard paths."""
+        with self.write() as conn:
+            n_items = conn.execute("SELECT COUNT(*) FROM items WHERE fingerprint = ?", (fingerprint,)).fetchone()[0]
+            paths = [p for (p,) in conn.execute("SELECT path FROM shards WHERE fingerprint = ?", (fingerprint,))]
+            conn.execute("DELETE FROM items WHERE fingerprint = ?", (fingerprint,))
+            conn.execute("DELETE FROM shards WHERE fingerprint = ?", (fingerprint,))
+            conn.execute("DELETE FROM feature_sets WHERE fingerprint = ?", (fingerprint,))
+        return n_items, paths
+
+    # ------------------------------------------------------------------ items
+
+    def present(self, fingerprint: str, keys: Sequence[str]) -> set[str]:
+        """The subset of ``keys`` (unique) that has an entry."""
+        conn = self.read()
+        if conn is None:
+            return set()
+        found: set[str] = set()
+        for chunk in chunked(keys):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                k for (k,) in conn.execute(f"SELECT key FROM items WHERE fingerprint = ? AND key IN ({marks})", (fingerprint, *chunk))
+            )
+        return found
+
+    def locate(self, fingerprint: str, keys: Sequence[str]) -> dict[str, tuple[int | None, int, int]]:
+        """``key -> (shard id or None, offset, length)`` for the ``keys`` (unique) stored."""
+        conn = self.read()
+        if conn is None:
+            return {}
+        found: dict[str, tuple[int | None, int, int]] = {}
+        for chunk in chunked(keys):
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT key, shard, offset, length FROM items WHERE fingerprint = ? AND key IN ({marks})",
+                (fingerprint, *chunk),
+            )
+            found.update((key, (shard, offset, length)) for key, shard, offset, length in rows)
+        return found
+
+    def items_by_shard(self, fingerprint: str | None = None) -> dict[int | None, list[tuple[str, int, int]]]:
+        """``shard id -> [(key, offset, length), ...]`` for one feature set or all."""
+        conn = self.read()
+        if conn is None:
+            return {}
+        query = "SELECT shard, key, offset, length FROM items"
+        args: tuple = ()
+        if fingerprint is not None:
+            query += " WHERE fingerprint = ?"
+            args = (fingerprint,)
+        grouped: dict[int | None, list[tuple[str, int, int]]] = {}
+        for shard, key, offset, length in conn.execute(query, args):
+            grouped.setdefault(shard, []).append((key, offset, length))
+        return grouped
+
+    def commit_items(
+        self, fingerprint: str, shard, keys: Sequence[str], offsets: Sequence[int], lengths: Sequence[int]
+    ) -> tuple[int, bool]:
+        """Record a written shard (``WrittenShard`` or None when every item is empty) and
+        its items in one transaction; return (items that were new, shard kept).
+
+        A shard none of whose rows became an entry (another writer stored those items
+        first) is not kept; the caller deletes its file.
+        """
+        root_file = None if shard is None else self.root / shard.relpath
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM feature_sets WHERE fingerprint = ?", (fingerprint,)).fetchone() is None:
+                raise StoreError(
+                    f"feature set {fingerprint[:12]} was removed from store {self.root} while writing",
+                    hint="run the command again",
+                )
+            # gc deletes orphan files only while holding this lock, so a file that
+            # exists now stays until the rows below are committed.
+            if root_file is not None and not root_file.is_file():
+                raise StoreError(f"shard {root_file} vanished before it was indexed", hint="run the command again")
+            shard_id = None
+            if shard is not None:
+                cur = conn.execute(
+                    "INSERT INTO shards (fingerprint, path, rows, bytes, checksum, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (fingerprint, shard.relpath, shard.rows, shard.nbytes, shard.checksum, time.time()),
+                )
+                shard_id = cur.lastrowid
+            # Rows with data and empty sequences are inserted apart, so the change
+            # count says whether the shard is referenced without scanning the table.
+            insert = "INSERT OR IGNORE INTO items (fingerprint, key, shard, offset, length) VALUES (?, ?, ?, ?, ?)"
+            triples = list(zip(keys, offsets, lengths))
+            before = conn.total_changes
+            conn.executemany(insert, [(fingerprint, k, shard_id, int(o), int(n)) for k, o, n in triples if n > 0])
+            with_rows = conn.total_changes - before
+            conn.executemany(insert, [(fingerprint, k, None, 0, 0) for k, o, n in triples if n == 0])
+            inserted = conn.total_changes - before
+            kept = shard_id is not None and with_rows > 0
+            if shard_id is not None and not kept:
+                conn.execute("DELETE FROM shards WHERE id = ?", (shard_id,))
+        return inserted, kept
+
+    # ------------------------------------------------------------------ shards
+
+    def shards(self, fingerprint: str | None = None, ids: Sequence[int] | None = None) -> dict[int, ShardRow]:
+        """Shard rows by id, for one feature set, a list of ids, or all."""
+        conn = self.read()
+        if conn is None:
+            return {}
+        query = "SELECT id, fingerprint, path, rows, bytes, checksum FROM shards"
+        out: dict[int, ShardRow] = {}
+        if ids is not None:
+            for chunk in chunked(list(ids)):
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"{query} WHERE id IN ({marks})", tuple(chunk)):
+                    out[row[0]] = ShardRow(*row)
+            return out
+        args: tuple = ()
+        if fingerprint is not None:
+            query += " WHERE fingerprint = ?"
+            args = (fingerprint,)
+        for row in conn.execute(query, args):
+            out[row[0]] = ShardRow(*row)
+        return out
+
+    def shard_paths(self, conn: sqlite3.Connection | None = None) -> set[str]:
+        """Paths of every indexed shard (pass the connection of an open transaction)."""
+        conn = conn or self.read()
+        if conn is None:
+            return set()
+        return {p for (p,) in conn.execute("SELECT path FROM shards")}
+
+    def drop_unreferenced_shards(self, dry_run: bool = False) -> list[str]:
+        """Delete shard rows no item points at (their data was superseded); return their
+        paths so the caller removes the files after the commit."""
+        if self.read() is None:
+            return []
+        with self.write() as conn:
+            rows = conn.execute(
+                "SELECT id, path FROM shards WHERE id NOT IN (SELECT DISTINCT shard FROM items WHERE shard IS NOT NULL)"
+            ).fetchall()
+            if not dry_run:
+                conn.executemany("DELETE FROM shards WHERE id = ?", [(i,) for i, _ in rows])
+        return [p for _, p in rows]
+
+    def repoint(self, fingerprint: str, old_ids: Sequence[int], new_shard, moves: Sequence[tuple[str, int, int]]) -> bool:
+        """Swap compacted shards for ``new_shard`` in one transaction. ``moves`` lists
+        ``(key, old shard id, new offset)``. Returns False, changing nothing, when another
+        process removed those shards or the feature set meanwhile. (Items are never
+        added to an existing shard, so shards that still exist hold what was read.)"""
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM feature_sets WHERE fingerprint = ?", (fingerprint,)).fetchone() is None:
+                return False
+            marks = ",".join("?" * len(old_ids))
+            still = conn.execute(f"SELECT COUNT(*) FROM shards WHERE id IN ({marks})", tuple(old_ids)).fetchone()[0]
+            if still != len(old_ids):
+                return False
+            new_id = conn.execute(
+                "INSERT INTO shards (fingerprint, path, rows, bytes, checksum, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (fingerprint, new_shard.relpath, new_shard.rows, new_shard.nbytes, new_shard.checksum, time.time()),
+            ).lastrowid
+            conn.executemany(
+                "UPDATE items SET shard = ?, offset = ? WHERE fingerprint = ? AND key = ? AND shard = ?",
+                [(new_id, offset, fingerprint, key, old) for key, old, offset in moves],
+            )
+            conn.executemany("DELETE FROM shards WHERE id = ?", [(i,) for i in old_ids])
+        return True
+
+    def quick_check(self) -> list[str]:
+        """SQLite's own structural check of the index file ([] when it is sound)."""
+        conn = self.read()
+        if conn is None:
+            return []
+        result = [r[0] for r in conn.execute("PRAGMA quick_check")]
+        return [] if result == ["ok"] else result
+
+    def item_fingerprints(self) -> set[str]:
+        """Fingerprints that have at least one item row."""
+        conn = self.read()
+        if conn is None:
+            return set()
+        return {fp for (fp,) in conn.execute("SELECT DISTINCT fingerprint FROM items")}
