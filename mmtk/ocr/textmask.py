@@ -19,7 +19,7 @@ import numpy as np
 LIGHT = "light"
 DARK = "dark"
 # Tesseract reads best when capital letters are roughly 30-40 px tall.
-TARGET_LINE_PX = 48
+TARGET_LETTER_PX = 36
 MAX_UPSCALE = 4.0
 
 
@@ -40,6 +40,7 @@ class TextLayer:
     """The caption text found in one crop."""
 
     mask: np.ndarray  # bool (h, w): kept text pixels of the crop
+    letter_height: float = 0.0  # typical height of a capital letter or ascender, pixels
     lines: list[tuple[int, int, int, int]] = field(default_factory=list)  # (x0, y0, x1, y1)
     polarity: str = LIGHT
 
@@ -61,7 +62,7 @@ def _candidates(gray: np.ndarray, spread: np.ndarray, polarity: str, kernel: int
     if polarity == LIGHT:
         strength = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, element)
         # Subtitles are white or pale: bright and unsaturated (spread = max-min channel).
-        mask = (strength > contrast) & (gray > 150) & (spread < 90)
+        mask = (strength > contrast) & (gray > 170) & (spread < 90)
     else:
         strength = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, element)
         mask = (strength > contrast) & (gray < 110)
@@ -94,27 +95,48 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
     if not mask.any():
         return TextLayer(mask=mask)
     # Join the letters of a line (gaps between letters and words are under ~0.5 em).
+    # Letters: components of the candidate mask no taller than a line; wider blobs of
+    # scenery (white fur, pavement between shadows) are dropped before lines are joined.
+    lo, hi = settings.min_line_height * frame_height, settings.max_line_height * frame_height
+    count, letter_labels, letters, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    letter_ok = np.zeros(count, dtype=bool)
+    heights = letters[:, cv2.CC_STAT_HEIGHT]
+    widths = letters[:, cv2.CC_STAT_WIDTH]
+    letter_ok[1:] = (heights[1:] <= hi) & (widths[1:] <= 3 * np.maximum(heights[1:], lo))
+    mask = letter_ok[letter_labels] & mask
+    # Join the letters of a line (gaps between letters and words are under ~0.5 em).
     join_w = _odd(frame_height / 30)
     joined = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (join_w, 3)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    lo, hi = settings.min_line_height * frame_height, settings.max_line_height * frame_height
     keep = np.zeros(count, dtype=bool)
     lines = []
     for label in range(1, count):
         x, y, w, h, _ = stats[label]
-        if not lo <= h <= hi or w < 1.5 * h:
+        if not lo <= h <= hi or w < 2 * h:
             continue
         if y == 0 or y + h >= height:  # cut by the region's edge: scenery, not a caption
             continue
-        density = mask[y : y + h, x : x + w][labels[y : y + h, x : x + w] == label].mean()
+        inside = labels[y : y + h, x : x + w] == label
+        density = mask[y : y + h, x : x + w][inside].mean()
         if not 0.08 <= density <= 0.65:
             continue
         if settings.centered and abs((x + w / 2) - width / 2) > settings.center_tolerance * width:
             continue
+        # A caption line is a row of several letters, not one blob.
+        parts = np.unique(letter_labels[y : y + h, x : x + w][inside & mask[y : y + h, x : x + w]])
+        if sum(1 for t in parts if t and heights[t] >= 0.5 * lo) < 3:
+            continue
         keep[label] = True
         lines.append((int(x), int(y), int(x + w), int(y + h)))
     kept = keep[labels] & mask
-    return TextLayer(mask=kept, lines=sorted(lines, key=lambda b: (b[1], b[0])))
+    if not lines:
+        return TextLayer(mask=kept)
+    # Multi-line blocks join into one component, so the block height says little about
+    # the text size; the tallest letters (capitals, ascenders) do.
+    kept_letters = np.unique(letter_labels[kept])
+    kept_heights = heights[kept_letters[kept_letters > 0]]
+    letter_height = float(np.percentile(kept_heights, 90)) if kept_heights.size else float(lines[0][3] - lines[0][1])
+    return TextLayer(mask=kept, lines=sorted(lines, key=lambda b: (b[1], b[0])), letter_height=letter_height)
 
 
 def ocr_image(crop: np.ndarray, layer: TextLayer) -> np.ndarray:
@@ -126,13 +148,16 @@ def ocr_image(crop: np.ndarray, layer: TextLayer) -> np.ndarray:
     y0 = min(b[1] for b in layer.lines)
     x1 = max(b[2] for b in layer.lines)
     y1 = max(b[3] for b in layer.lines)
-    line_h = float(np.median([b[3] - b[1] for b in layer.lines]))
-    pad = int(round(line_h * 0.3))
+    line_h = layer.letter_height or float(np.median([b[3] - b[1] for b in layer.lines]))
+    pad = int(round(line_h * 0.5))
     x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
     x1, y1 = min(gray.shape[1], x1 + pad), min(gray.shape[0], y1 + pad)
     patch = gray[y0:y1, x0:x1]
-    keep = cv2.dilate(layer.mask[y0:y1, x0:x1].astype(np.uint8), np.ones((3, 3), np.uint8))
-    scale = float(np.clip(TARGET_LINE_PX / max(line_h, 1.0), 1.0, MAX_UPSCALE))
+    # Thin strokes blur below the stroke test at small sizes; the neighbourhood of the
+    # found strokes (a quarter of a letter around them) still holds them.
+    reach = _odd(line_h / 2.5)
+    keep = cv2.dilate(layer.mask[y0:y1, x0:x1].astype(np.uint8), np.ones((reach, reach), np.uint8))
+    scale = float(np.clip(TARGET_LETTER_PX / max(line_h, 1.0), 1.0, MAX_UPSCALE))
     if scale > 1.0:
         size = (int(round(patch.shape[1] * scale)), int(round(patch.shape[0] * scale)))
         patch = cv2.resize(patch, size, interpolation=cv2.INTER_CUBIC)
@@ -143,7 +168,17 @@ def ocr_image(crop: np.ndarray, layer: TextLayer) -> np.ndarray:
     # the background does further away.
     values = patch[keep > 0]
     threshold, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    text = ((patch > threshold) & (keep > 0)).astype(np.uint8)
+    bright = (patch > threshold).astype(np.uint8)
+    # Outlined letters are bright islands closed by their dark outline; pale scenery
+    # between letters (pavement, sky) runs on beyond the line and reaches the patch's
+    # edge, so bright components that touch the edge are background.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
+    x_end = stats[:, cv2.CC_STAT_LEFT] + stats[:, cv2.CC_STAT_WIDTH]
+    y_end = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT]
+    touches = (stats[:, cv2.CC_STAT_LEFT] == 0) | (stats[:, cv2.CC_STAT_TOP] == 0)
+    touches |= (x_end >= bright.shape[1]) | (y_end >= bright.shape[0])
+    touches[0] = True
+    text = (~touches[labels] & (keep > 0)).astype(np.uint8)
     # Specks of background that slipped through next to the letters confuse Tesseract
     # more than a missing i-dot would; drop components far smaller than a stroke blob.
     count, labels, stats, _ = cv2.connectedComponentsWithStats(text, connectivity=8)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mmtk.ocr.change import text_changed
+from mmtk.ocr.change import SAME_TEXT_TOLERANCE, text_changed
 from mmtk.ocr.cues import Cue, CueSettings, merge_readings
 from mmtk.ocr.engines import Reading
 from mmtk.ocr.frames import sample_frames, video_info
@@ -24,6 +24,10 @@ class VideoOcrSettings:
     cues: CueSettings = field(default_factory=CueSettings)
     # Off only to measure what change detection saves: then every frame with text is OCR'd.
     skip_unchanged: bool = True
+    change_tolerance: float = SAME_TEXT_TOLERANCE
+    # Text must stay this long (at least one sample) before it is read: shorter-lived
+    # text is moving scenery. 0.5 s is below any subtitle's display time.
+    min_cue_seconds: float = 0.5
 
 
 @dataclass
@@ -72,28 +76,42 @@ def ocr_video(
     calls_before = pool.calls
     try:
         # Each sample refers to the future of the OCR call that read its caption (None: no text).
-        samples: list[tuple[float, object]] = []
-        last_mask = None
-        last_future = None
+        samples: list[object] = []
+        times: list[float] = []
+        last_mask = last_future = None
+        # New text waits until it has been seen on ``needed`` samples in a row: scenery
+        # that moves (a dog, a passing car) never holds still that long, a subtitle does.
+        needed = max(1, int(settings.min_cue_seconds * settings.fps))
+        pending: list[int] = []
+        pending_mask = pending_image = None
         expected = max(1, int(info.duration * settings.fps) + 1)
         for n, frame in enumerate(sample_frames(path, settings.fps), start=1):
             crop = region.crop(frame.image)
             layer = find_text(crop, frame.image.shape[0], settings.text)
+            times.append(frame.time)
+            samples.append(None)
             if layer.empty:
                 last_mask = last_future = None
-                samples.append((frame.time, None))
-            elif settings.skip_unchanged and last_future is not None and not text_changed(layer.mask, last_mask):
-                samples.append((frame.time, last_future))
+                pending = []
+            elif settings.skip_unchanged and last_future is not None and not text_changed(layer.mask, last_mask, settings.change_tolerance):
+                samples[-1] = last_future
             else:
-                image = ocr_image(crop, layer) if pool.wants_binary else crop
-                last_future, last_mask = pool.submit(image), layer.mask
-                samples.append((frame.time, last_future))
+                if not (pending and not text_changed(layer.mask, pending_mask, settings.change_tolerance)):
+                    pending, pending_mask = [], layer.mask
+                    pending_image = ocr_image(crop, layer) if pool.wants_binary else crop.copy()
+                pending.append(len(samples) - 1)
+                last_mask = last_future = None
+                if len(pending) >= needed:
+                    last_future, last_mask = pool.submit(pending_image), pending_mask
+                    for index in pending:
+                        samples[index] = last_future
+                    pending = []
             if progress is not None:
                 progress(n, max(n, expected))
-        readings: list[tuple[float, Reading | None]] = [(t, f.result() if f is not None else None) for t, f in samples]
+        readings: list[tuple[float, Reading | None]] = [(t, f.result() if f is not None else None) for t, f in zip(times, samples)]
     finally:
         if own_pool:
             pool.close()
-    duration = info.duration or (samples[-1][0] + 1.0 / settings.fps if samples else 0.0)
+    duration = info.duration or (times[-1] + 1.0 / settings.fps if times else 0.0)
     cues = merge_readings(readings, 1.0 / settings.fps, duration, settings.cues)
     return VideoOcrResult(path, cues, duration, len(samples), pool.calls - calls_before, time.perf_counter() - started)

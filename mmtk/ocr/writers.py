@@ -53,3 +53,24 @@ def render(cues: list[Cue], fmt: str, **extra) -> str:
     if fmt == "jsonl":
         return to_jsonl(cues, **extra)
     raise ValueError(f"unknown cue format {fmt!r}")
+
+
+_SRT_TIME = r"(\d+):(\d\d):(\d\d)[,.](\d{3})"
+
+
+def parse_srt(text: str) -> list[Cue]:
+    """Cues of a SubRip file (used to read reference subtitles and to check our output)."""
+    import re
+
+    cues = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
+        lines = block.splitlines()
+        timing = next((i for i, line in enumerate(lines) if "-->" in line), None)
+        if timing is None:
+            continue
+        times = re.findall(_SRT_TIME, lines[timing])
+        if len(times) != 2:
+            continue
+        start, end = (int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000 for h, m, s, ms in times)
+        cues.append(Cue(start, end, "\n".join(lines[timing + 1 :]).strip(), 100.0))
+    return cues

@@ -154,4 +154,6 @@ class TesseractEngine:
 
 
 def _tidy(text: str) -> str:
-    return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+    lines = (line.split() for line in text.splitlines())
+    # Tesseract reads a capital I standing alone as a pipe, which captions never hold.
+    return "\n".join(" ".join("I" if word == "|" else word for word in words) for words in lines if words)
