@@ -35,7 +35,7 @@ def open_rgb(path: str, draft_size: int | None = None):
         image.load()
     except FileNotFoundError:
         raise BadInput(f"image file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise BadInput(f"cannot decode image {path}: {exc}") from None
     if image.mode != "RGB":
         # Transparent areas become white rather than whatever colour hides under alpha 0.
