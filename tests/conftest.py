@@ -13,7 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-EXAMPLE_DATA = Path(__file__).resolve().parents[1] / "examples" / "memes"
 
 
 @pytest.fixture(autouse=True)

@@ -50,6 +50,12 @@ def handle_errors(command: F) -> F:
             return command(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:
+            # The reader went away (`mmtk predict ... | head`): it has what it wanted.
+            # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except MmtkError as exc:
             raise _fail(exc.one_line(), exc.exit_code) from None
         except FileNotFoundError as exc:
