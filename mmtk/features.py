@@ -10,11 +10,12 @@ array per reference in record order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from mmtk.errors import UsageError
+from mmtk.errors import StoreError, UsageError
 
 SEQUENCE_MARK = ":seq"
 FEATURE_FORMS = "BACKBONE, BACKBONE:seq (a stored sequence) or BACKBONE@COLUMN, e.g. minilm@title"
@@ -144,8 +145,8 @@ def gather_features(
 
     Sequences (``:seq``) are pooled by a masked mean over their valid steps, since the
     fusion models take one vector per modality. Missing store entries are computed first
-    when ``extract_missing`` (evaluation and prediction on new data); otherwise the
-    store's ``StoreError`` names the extract-features command that fills them.
+    when ``extract_missing`` (evaluation and prediction on new data); otherwise a
+    ``StoreError`` names the extract-features command that fills them.
     """
     from mmtk.data import content_keys
 
@@ -153,16 +154,33 @@ def gather_features(
     for feature in resolved:
         config = feature.backbone
         keys = content_keys(dataset.values(feature.column), config.modality)
-        if extract_missing and store.missing(config.fingerprint, keys):
+        missing = store.missing(config.fingerprint, keys)
+        if missing and extract_missing:
             from mmtk.extract import extract_features
 
             extract_features(dataset, config.spec, store=store, column=feature.column, device=device, progress=progress)
+        elif missing:
+            raise StoreError(
+                f"{len(missing)} of {len(set(keys))} {feature.column!r} items of {dataset.source} have no "
+                f"{config.spec} ({config.modality}) features in store {store.root}",
+                f"run: {_extract_command(dataset, feature, store)}",
+            )
         if feature.ref.sequence:
             steps, lengths = store.gather_sequences(config.fingerprint, keys)
             arrays[feature.name] = masked_mean(steps, lengths)
         else:
             arrays[feature.name] = np.ascontiguousarray(store.gather(config.fingerprint, keys), dtype=np.float32)
     return arrays
+
+
+def _extract_command(dataset, feature: ResolvedFeature, store) -> str:
+    """The extract-features command line that fills a feature's missing items."""
+    from mmtk.paths import default_store_dir
+
+    command = f"mmtk extract-features {dataset.source} --backbone {feature.ref.backbone} --column {feature.column}"
+    if Path(store.root).resolve() != default_store_dir().resolve():
+        command += f" --store {store.root}"
+    return command
 
 
 def load_features(
