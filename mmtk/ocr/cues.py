@@ -58,37 +58,55 @@ def _best_text(readings: list[Reading]) -> tuple[str, float]:
     return best.text, sum(r.confidence for r in winner) / len(winner)
 
 
-def merge_readings(
-    samples: list[tuple[float, Reading | None]], interval: float, duration: float | None = None,
-    settings: CueSettings = CueSettings(),
-) -> list[Cue]:
-    """Cues from ``(time, reading)`` samples taken every ``interval`` seconds.
+@dataclass(frozen=True)
+class Sample:
+    """One sampled frame: its time, what was read, and which caption it showed (frames
+    the pixel test found unchanged share a caption number; None: no caption)."""
 
-    Consecutive similar readings form one cue; an empty, unreadable or low-confidence
-    sample ends it. A cue starts and ends half an interval beyond its first and last
-    sample, the expected position of the true change between two samples.
+    time: float
+    reading: Reading | None
+    caption: int | None = None
+
+
+def merge_readings(
+    samples: list[Sample], interval: float, duration: float | None = None, settings: CueSettings = CueSettings()
+) -> list[Cue]:
+    """Cues from samples taken every ``interval`` seconds.
+
+    Frames showing one caption (by the pixel test) form one cue, read as the text most
+    frames agreed on; consecutive captions whose readings are near-identical (OCR noise,
+    a flicker of the pixel test) merge too. A sample without usable text (empty,
+    unreadable, low confidence) ends a cue. A cue starts and ends half an interval
+    beyond its first and last sample, the expected place of the change between two samples.
     """
     cues: list[Cue] = []
-    group: list[tuple[float, Reading]] = []
+    group: list[Sample] = []
 
     def close() -> None:
-        if not group:
-            return
-        text, confidence = _best_text([r for _, r in group])
-        start = max(0.0, group[0][0] - interval / 2)
-        end = group[-1][0] + interval / 2
-        if duration is not None:
-            end = min(end, duration)
-        if end - start <= settings.max_seconds:
-            cues.append(Cue(start, end, text, confidence))
+        usable = [s.reading for s in group if _usable(s.reading, settings)]
+        if usable:
+            text, confidence = _best_text(usable)
+            start = max(0.0, group[0].time - interval / 2)
+            end = group[-1].time + interval / 2
+            if duration is not None:
+                end = min(end, duration)
+            if end - start <= settings.max_seconds:
+                cues.append(Cue(start, end, text, confidence))
         group.clear()
 
-    for time, reading in samples:
-        if not _usable(reading, settings):
-            close()
+    for sample in samples:
+        same_caption = bool(group) and sample.caption is not None and sample.caption == group[-1].caption
+        if same_caption:
+            group.append(sample)
             continue
-        if group and similar(reading.text, group[-1][1].text) < settings.similarity:
+        if not _usable(sample.reading, settings):
             close()
-        group.append((time, reading))
+            if sample.caption is not None:
+                group.append(sample)  # a caption read badly here may still be read on a later frame
+            continue
+        last = next((s.reading for s in reversed(group) if _usable(s.reading, settings)), None)
+        if last is None or similar(sample.reading.text, last.text) < settings.similarity:
+            close()
+        group.append(sample)
     close()
     return cues

@@ -69,13 +69,22 @@ def _candidates(gray: np.ndarray, spread: np.ndarray, polarity: str, kernel: int
     return mask, strength
 
 
+def channel_spread(image: np.ndarray) -> np.ndarray:
+    """max - min over the colour channels: 0 for greys, large for saturated colours
+    (OpenCV's per-channel ops are ~10x faster than numpy reductions over the last axis)."""
+    import cv2
+
+    blue, green, red = cv2.split(image)
+    return cv2.subtract(cv2.max(cv2.max(blue, green), red), cv2.min(cv2.min(blue, green), red))
+
+
 def find_text(crop: np.ndarray, frame_height: int, settings: TextSettings = TextSettings()) -> TextLayer:
     """Caption text lines in a BGR (or grey) crop; ``frame_height`` sets the text scale."""
     import cv2
 
     if crop.ndim == 3:
         gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        spread = (crop.max(axis=2) - crop.min(axis=2)).astype(np.uint8)
+        spread = channel_spread(crop)
     else:
         gray, spread = crop, np.zeros_like(crop)
     kernel = _odd(frame_height / 45)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmtk.ocr.change import SAME_TEXT_TOLERANCE, text_changed
-from mmtk.ocr.cues import Cue, CueSettings, merge_readings
+from mmtk.ocr.cues import Cue, CueSettings, Sample, merge_readings
 from mmtk.ocr.engines import Reading
 from mmtk.ocr.frames import sample_frames, video_info
 from mmtk.ocr.pool import OcrPool
@@ -28,6 +28,8 @@ class VideoOcrSettings:
     # Text must stay this long (at least one sample) before it is read: shorter-lived
     # text is moving scenery. 0.5 s is below any subtitle's display time.
     min_cue_seconds: float = 0.5
+    # Extra reads of an unchanged caption whose reading fell below the confidence bar.
+    retries: int = 2
 
 
 @dataclass
@@ -78,40 +80,67 @@ def ocr_video(
         # Each sample refers to the future of the OCR call that read its caption (None: no text).
         samples: list[object] = []
         times: list[float] = []
+        captions: list[int | None] = []
+        caption = 0
         last_mask = last_future = None
         # New text waits until it has been seen on ``needed`` samples in a row: scenery
         # that moves (a dog, a passing car) never holds still that long, a subtitle does.
         needed = max(1, int(settings.min_cue_seconds * settings.fps))
         pending: list[int] = []
-        pending_mask = pending_image = None
+        pending_mask = None
+        retries = 0
         expected = max(1, int(info.duration * settings.fps) + 1)
         for n, frame in enumerate(sample_frames(path, settings.fps), start=1):
             crop = region.crop(frame.image)
             layer = find_text(crop, frame.image.shape[0], settings.text)
             times.append(frame.time)
             samples.append(None)
+            captions.append(None)
+            unchanged = last_future is not None and not text_changed(layer.mask, last_mask, settings.change_tolerance)
             if layer.empty:
                 last_mask = last_future = None
                 pending = []
-            elif settings.skip_unchanged and last_future is not None and not text_changed(layer.mask, last_mask, settings.change_tolerance):
+            elif settings.skip_unchanged and unchanged and not (
+                retries < settings.retries and last_future.done() and _unsure(last_future.result(), settings)
+            ):
                 samples[-1] = last_future
+                captions[-1] = caption
+            elif unchanged:
+                # Same caption, but its reading was unsure (scenery showing through the
+                # letters on that frame): read this frame again.
+                retries += 1
+                last_future = pool.submit(_image_for(pool, crop, layer))
+                samples[-1] = last_future
+                captions[-1] = caption
             else:
                 if not (pending and not text_changed(layer.mask, pending_mask, settings.change_tolerance)):
                     pending, pending_mask = [], layer.mask
-                    pending_image = ocr_image(crop, layer) if pool.wants_binary else crop.copy()
                 pending.append(len(samples) - 1)
                 last_mask = last_future = None
                 if len(pending) >= needed:
-                    last_future, last_mask = pool.submit(pending_image), pending_mask
+                    # The newest frame of the run: it has just proved the caption stable.
+                    last_future, last_mask, retries = pool.submit(_image_for(pool, crop, layer)), pending_mask, 0
+                    caption += 1
                     for index in pending:
                         samples[index] = last_future
+                        captions[index] = caption
                     pending = []
             if progress is not None:
                 progress(n, max(n, expected))
-        readings: list[tuple[float, Reading | None]] = [(t, f.result() if f is not None else None) for t, f in zip(times, samples)]
+        readings = [
+            Sample(t, f.result() if f is not None else None, c) for t, f, c in zip(times, samples, captions)
+        ]
     finally:
         if own_pool:
             pool.close()
     duration = info.duration or (times[-1] + 1.0 / settings.fps if times else 0.0)
     cues = merge_readings(readings, 1.0 / settings.fps, duration, settings.cues)
     return VideoOcrResult(path, cues, duration, len(samples), pool.calls - calls_before, time.perf_counter() - started)
+
+
+def _image_for(pool: OcrPool, crop, layer):
+    return ocr_image(crop, layer) if pool.wants_binary else crop.copy()
+
+
+def _unsure(reading: Reading, settings: VideoOcrSettings) -> bool:
+    return reading.confidence < settings.cues.min_confidence

@@ -63,7 +63,7 @@ def _box(quad) -> tuple[int, int, int, int]:
 
 def _with_spaces(image: np.ndarray, box: tuple[int, int, int, int], text: str, char_boxes) -> str:
     """Insert spaces at wide ink gaps of the line when the recogniser left them out."""
-    from mmtk.ocr.textmask import DARK, LIGHT, _candidates, _odd
+    from mmtk.ocr.textmask import DARK, LIGHT, _candidates, _odd, channel_spread
 
     if " " in text.strip() or len(text) < 2 or not char_boxes or len(char_boxes) != len(text):
         return text
@@ -74,7 +74,7 @@ def _with_spaces(image: np.ndarray, box: tuple[int, int, int, int], text: str, c
     if patch.size == 0:
         return text
     gray = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)
-    spread = (patch.max(axis=2) - patch.min(axis=2)).astype(np.uint8)
+    spread = channel_spread(patch)
     height = y1 - y0
     kernel = _odd(height * 0.6)
     masks = [_candidates(gray, spread, polarity, kernel, 50)[0] for polarity in (LIGHT, DARK)]
