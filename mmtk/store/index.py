@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS items (
     fingerprint TEXT NOT NULL,
     key TEXT NOT NULL,
     shard INTEGER,
-    offset INTEGER NOT NULL,
+    start INTEGER NOT NULL,
     length INTEGER NOT NULL,
     PRIMARY KEY (fingerprint, key)
 ) WITHOUT ROWID;
@@ -95,14 +95,20 @@ class StoreIndex:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        self.root.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is crash-safe in WAL mode (a killed process loses nothing committed);
-        # only an OS crash may drop the last commits, which leaves orphan shards for gc.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._migrate(conn)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is crash-safe in WAL mode (a killed process loses nothing committed);
+            # only an OS crash may drop the last commits, which leaves orphan shards for gc.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise StoreError(
+                f"cannot open the feature store index {self.path} ({exc})",
+                hint="point --store (or $MMTK_STORE) at a writable mmtk store directory",
+            ) from exc
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -145,7 +151,13 @@ class StoreIndex:
         """One write transaction holding SQLite's write lock from the start, so checks
         made inside it stay true until it commits."""
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"the feature store index {self.path} stayed locked for {BUSY_TIMEOUT_S} s ({exc})",
+                hint="another mmtk process is writing to this store; retry when it is done",
+            ) from exc
         try:
             yield conn
         except BaseException:
@@ -228,7 +240,7 @@ class StoreIndex:
         for chunk in chunked(keys):
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT key, shard, offset, length FROM items WHERE fingerprint = ? AND key IN ({marks})",
+                f"SELECT key, shard, start, length FROM items WHERE fingerprint = ? AND key IN ({marks})",
                 (fingerprint, *chunk),
             )
             found.update((key, (shard, offset, length)) for key, shard, offset, length in rows)
@@ -239,7 +251,7 @@ class StoreIndex:
         conn = self.read()
         if conn is None:
             return {}
-        query = "SELECT shard, key, offset, length FROM items"
+        query = "SELECT shard, key, start, length FROM items"
         args: tuple = ()
         if fingerprint is not None:
             query += " WHERE fingerprint = ?"
@@ -278,7 +290,7 @@ class StoreIndex:
                 shard_id = cur.lastrowid
             # Rows with data and empty sequences are inserted apart, so the change
             # count says whether the shard is referenced without scanning the table.
-            insert = "INSERT OR IGNORE INTO items (fingerprint, key, shard, offset, length) VALUES (?, ?, ?, ?, ?)"
+            insert = "INSERT OR IGNORE INTO items (fingerprint, key, shard, start, length) VALUES (?, ?, ?, ?, ?)"
             triples = list(zip(keys, offsets, lengths))
             before = conn.total_changes
             conn.executemany(insert, [(fingerprint, k, shard_id, int(o), int(n)) for k, o, n in triples if n > 0])
@@ -350,7 +362,7 @@ class StoreIndex:
                 (fingerprint, new_shard.relpath, new_shard.rows, new_shard.nbytes, new_shard.checksum, time.time()),
             ).lastrowid
             conn.executemany(
-                "UPDATE items SET shard = ?, offset = ? WHERE fingerprint = ? AND key = ? AND shard = ?",
+                "UPDATE items SET shard = ?, start = ? WHERE fingerprint = ? AND key = ? AND shard = ?",
                 [(new_id, offset, fingerprint, key, old) for key, old, offset in moves],
             )
             conn.executemany("DELETE FROM shards WHERE id = ?", [(i,) for i in old_ids])

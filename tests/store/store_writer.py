@@ -54,6 +54,7 @@ def main(argv: list[str]) -> int:
     keys = [key(i) for i in range(args.start, args.stop)]
     np.random.default_rng(args.seed).shuffle(keys)
     if args.go:
+        print(json.dumps({"ready": True}), flush=True)
         while not Path(args.go).exists():
             time.sleep(0.005)
     store = FeatureStore(args.store)

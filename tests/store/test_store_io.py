@@ -185,3 +185,10 @@ def test_remove_drops_a_feature_set_and_its_files(store, vectors, sequences):
     report = store.verify()
     assert report["ok"] and report["orphans"] == []
     assert store.missing(vectors, ["a"]) == ["a"]
+
+
+def test_a_file_that_is_not_an_index_gives_a_store_error(tmp_path):
+    (tmp_path / "index.sqlite").write_bytes(b"this is not an SQLite database" * 10)
+    with pytest.raises(StoreError, match="cannot open the feature store index") as err:
+        FeatureStore(tmp_path).feature_sets()
+    assert "--store" in err.value.hint

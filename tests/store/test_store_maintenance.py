@@ -151,7 +151,7 @@ def test_verify_reports_changed_bytes_by_checksum(filled):
 
 def test_verify_reports_an_index_row_past_the_shard_end(filled, vectors):
     with sqlite3.connect(filled.root / "index.sqlite") as conn:
-        conn.execute("UPDATE items SET offset = 10 WHERE key = ?", (key(3),))
+        conn.execute("UPDATE items SET start = 10 WHERE key = ?", (key(3),))
     report = filled.verify()
     assert not report["ok"]
     assert len(report["problems"]) == 1
