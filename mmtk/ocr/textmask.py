@@ -33,6 +33,17 @@ class TextSettings:
     min_line_height: float = 1 / 28
     max_line_height: float = 1 / 5
     contrast: int = 60  # grey levels between a stroke and its outline
+    stroke_kernel: float = 1 / 45  # top-hat kernel; must be wider than a letter's stroke
+    edge_lines: bool = False  # keep lines cut by the crop's edge (video: those are scenery)
+    min_letters: int = 3  # a line has at least this many letter-sized parts...
+    min_aspect: float = 2.0  # ...and is at least this many times wider than tall
+
+
+# Meme captions: big letters anywhere (top and bottom), not necessarily centred.
+IMAGE_TEXT = TextSettings(
+    centered=False, min_line_height=1 / 40, max_line_height=1 / 3, stroke_kernel=1 / 14, edge_lines=True,
+    min_letters=2, min_aspect=2.0,
+)
 
 
 @dataclass
@@ -87,7 +98,7 @@ def find_text(crop: np.ndarray, frame_height: int, settings: TextSettings = Text
         spread = channel_spread(crop)
     else:
         gray, spread = crop, np.zeros_like(crop)
-    kernel = _odd(frame_height / 45)
+    kernel = _odd(frame_height * settings.stroke_kernel)
     for polarity in settings.polarities:
         mask, _ = _candidates(gray, spread, polarity, kernel, settings.contrast)
         layer = _group_lines(mask, frame_height, settings)
@@ -121,9 +132,9 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
     lines = []
     for label in range(1, count):
         x, y, w, h, _ = stats[label]
-        if not lo <= h <= hi or w < 2 * h:
+        if not lo <= h <= hi or w < settings.min_aspect * h:
             continue
-        if y == 0 or y + h >= height:  # cut by the region's edge: scenery, not a caption
+        if not settings.edge_lines and (y == 0 or y + h >= height):  # cut by the region's edge: scenery
             continue
         inside = labels[y : y + h, x : x + w] == label
         density = mask[y : y + h, x : x + w][inside].mean()
@@ -133,7 +144,7 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
             continue
         # A caption line is a row of several letters, not one blob.
         parts = np.unique(letter_labels[y : y + h, x : x + w][inside & mask[y : y + h, x : x + w]])
-        if sum(1 for t in parts if t and heights[t] >= 0.5 * lo) < 3:
+        if sum(1 for t in parts if t and heights[t] >= 0.5 * lo) < settings.min_letters:
             continue
         keep[label] = True
         lines.append((int(x), int(y), int(x + w), int(y + h)))
@@ -148,16 +159,31 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
     return TextLayer(mask=kept, lines=sorted(lines, key=lambda b: (b[1], b[0])), letter_height=letter_height)
 
 
-def ocr_image(crop: np.ndarray, layer: TextLayer) -> np.ndarray:
-    """Binarised, upscaled image of the kept lines: black text on white with a margin."""
+def text_blocks(layer: TextLayer) -> list[list[tuple[int, int, int, int]]]:
+    """Lines grouped into blocks separated by more than a letter's height of empty rows
+    (a meme's top and bottom captions are two blocks)."""
+    blocks: list[list[tuple[int, int, int, int]]] = []
+    gap = max(layer.letter_height, 1.0)
+    for line in layer.lines:
+        if blocks and line[1] - max(b[3] for b in blocks[-1]) <= gap:
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    return blocks
+
+
+def ocr_image(crop: np.ndarray, layer: TextLayer, lines: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+    """Binarised, upscaled image of the kept lines (default: all of them): black text on
+    white with a margin."""
     import cv2
 
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
-    x0 = min(b[0] for b in layer.lines)
-    y0 = min(b[1] for b in layer.lines)
-    x1 = max(b[2] for b in layer.lines)
-    y1 = max(b[3] for b in layer.lines)
-    line_h = layer.letter_height or float(np.median([b[3] - b[1] for b in layer.lines]))
+    lines = lines or layer.lines
+    x0 = min(b[0] for b in lines)
+    y0 = min(b[1] for b in lines)
+    x1 = max(b[2] for b in lines)
+    y1 = max(b[3] for b in lines)
+    line_h = layer.letter_height or float(np.median([b[3] - b[1] for b in lines]))
     pad = int(round(line_h * 0.5))
     x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
     x1, y1 = min(gray.shape[1], x1 + pad), min(gray.shape[0], y1 + pad)

@@ -1,0 +1,122 @@
+"""Text of still images (memes, screenshots): files, folders, or a list of paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from mmtk.errors import DataError
+from mmtk.ocr.engines import NOTHING, Reading
+from mmtk.ocr.pool import OcrPool
+from mmtk.ocr.textmask import IMAGE_TEXT, TextSettings, find_text, ocr_image, text_blocks
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass(frozen=True)
+class ImageText:
+    source: Path
+    text: str
+    confidence: float  # 0-100
+
+    def to_dict(self) -> dict:
+        return {"image": str(self.source), "text": self.text, "confidence": round(self.confidence, 1)}
+
+
+def is_image(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Image files named directly or found (recursively, sorted) in named folders."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and is_image(p)))
+        else:
+            found.append(item)
+    return found
+
+
+def load_image(path: Path) -> np.ndarray:
+    """BGR pixels of an image file; DataError naming the file when it cannot be read."""
+    import cv2
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such image file", "check the path")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None and path.suffix.lower() == ".gif":
+        capture = cv2.VideoCapture(str(path))  # OpenCV's imread has no GIF decoder
+        ok, image = capture.read()
+        capture.release()
+        image = image if ok else None
+    if image is None or image.size == 0:
+        raise DataError(f"{path}: cannot decode image", "check that it is a complete JPEG/PNG/WebP/BMP/TIFF/GIF file")
+    return image
+
+
+def read_image_text(image: np.ndarray, pool: OcrPool, settings: TextSettings = IMAGE_TEXT) -> Reading:
+    """Caption text of one BGR image. Tesseract engines get each caption block cleaned and
+    binarised on its own (a meme's top and bottom text), once for light and once for
+    dark letters, keeping the better reading; detector engines get the image as is."""
+    if not pool.wants_binary:
+        return pool.read(image)
+    candidates = []
+    for polarity in settings.polarities:
+        layer = find_text(image, image.shape[0], replace(settings, polarities=(polarity,)))
+        if not layer.empty:
+            futures = [pool.submit(ocr_image(image, layer, block)) for block in text_blocks(layer)]
+            candidates.append(_join([f.result() for f in futures]))
+    return max(candidates, key=_evidence, default=NOTHING)
+
+
+def _join(readings: list[Reading]) -> Reading:
+    readings = [r for r in readings if not r.empty]
+    if not readings:
+        return NOTHING
+    weights = [len(r.text) for r in readings]
+    confidence = float(np.average([r.confidence for r in readings], weights=weights))
+    return Reading("\n".join(r.text for r in readings), confidence)
+
+
+def _evidence(reading: Reading) -> float:
+    # Confident letters: a reading of the outlines of white letters as dark text is
+    # short and unsure, the reading of the letters themselves long and sure.
+    return reading.confidence * sum(ch.isalnum() for ch in reading.text)
+
+
+def ocr_images(
+    paths: Iterable[str | Path],
+    *,
+    pool: OcrPool | None = None,
+    engine: str = "tesseract",
+    lang: str = "eng",
+    workers: int | None = None,
+    on_error: str = "fail",
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[ImageText], list[DataError]]:
+    """Text of each image. Unreadable images raise DataError (``on_error="fail"``) or are
+    returned in the second list (``"skip"``)."""
+    paths = [Path(p) for p in paths]
+    own_pool = pool is None
+    pool = pool or OcrPool(engine, lang, workers)
+    results, errors = [], []
+    try:
+        for n, path in enumerate(paths, start=1):
+            try:
+                reading = read_image_text(load_image(path), pool)
+            except DataError as error:
+                if on_error != "skip":
+                    raise
+                errors.append(error)
+            else:
+                results.append(ImageText(path, reading.text, reading.confidence))
+            if progress is not None:
+                progress(n, len(paths))
+    finally:
+        if own_pool:
+            pool.close()
+    return results, errors
