@@ -98,7 +98,7 @@ class FeatureStore:
         blocks = [self._checked_shape(meta, key, first[key]) for key in todo]
         lengths = np.array([b.shape[0] for b in blocks], dtype=np.int64)
         offsets = np.cumsum(lengths) - lengths
-        rows = np.concatenate(blocks, axis=0) if blocks else np.empty((0, meta["dim"]), np.float32)
+        rows = np.concatenate(blocks, axis=0)
         self._check_finite(meta, todo, rows, offsets, lengths)
         shard = write_shard(self.root, fingerprint, rows) if len(rows) else None
         kept = False
@@ -189,7 +189,7 @@ class FeatureStore:
             else:
                 lost = f"shard id(s) {sorted(wanted - set(shards))}"
         raise StoreError(
-            f"{lost} of {meta['backbone']} features is missing from store {self.root}",
+            f"{lost} holding {meta['backbone']} features is missing from store {self.root}",
             hint="run `mmtk store verify`, then `mmtk store gc` and extract-features again",
         )
 
