@@ -11,7 +11,6 @@ from mmtk.errors import UsageError
 from mmtk.cli.errors import handle_errors
 
 DISTILL_EXAMPLE = "Example (planned):\n\n  mmtk distill memes.jsonl --teacher visualbert --student tinybert --msd meta --out runs/student"
-OCR_EXAMPLE = "Example (planned):\n\n  mmtk ocr-subtitles clip.mp4 --fps 1 --region lower-half --format srt --out clip.srt"
 
 
 @handle_errors
@@ -20,11 +19,3 @@ def distill_command(
 ) -> None:
     """Distill a teacher run into a small student with modality-specific distillation (not built yet)."""
     raise UsageError("mmtk distill is not built yet in this version", "train a student directly with `mmtk train`")
-
-
-@handle_errors
-def ocr_subtitles_command(
-    args: Annotated[list[str] | None, typer.Argument(help="Arguments of the planned command.")] = None,
-) -> None:
-    """Read burned-in subtitles and meme captions with Tesseract (not built yet)."""
-    raise UsageError("mmtk ocr-subtitles is not built yet in this version", "use the dataset's text column for now")
