@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -150,6 +155,7 @@ def test_text_column_uses_the_text_tower_and_skips_empty_text(tiny_backbone, tmp
     assert image.fingerprint != report.fingerprint and image.computed == 1
 
 
+@pytest.mark.slow  # starts two worker processes (torch import in each)
 def test_worker_processes_give_the_same_features_as_one_process(tiny_backbone, tmp_path):
     images = []
     for index in range(8):
@@ -164,3 +170,65 @@ def test_worker_processes_give_the_same_features_as_one_process(tiny_backbone, t
     keys = keys_of(dataset)
     # Same items, different batch compositions: equal to float32 round-off.
     np.testing.assert_allclose(one.gather(pooled.fingerprint, keys), two.gather(pooled.fingerprint, keys), atol=1e-4)
+
+
+SLOW_EXTRACTION = """
+import dataclasses, sys, time
+from mmtk.backbones import BACKBONES
+from mmtk.backbones.clip import resolve_clip
+from mmtk.data import read_dataset
+from mmtk.extract import extract_features
+from mmtk.store import FeatureStore
+
+model_dir, data, store = sys.argv[1:4]
+
+def build_slow(config, device):
+    encoder = resolve_clip("local-dir:" + model_dir, None).build(device)
+    encode = encoder.encode
+    def slow_encode(batch):
+        time.sleep(0.15)  # a heavy model: several commits happen before the kill
+        return encode(batch)
+    encoder.encode = slow_encode
+    return encoder
+
+BACKBONES.add("tiny-clip", lambda arg, modality: dataclasses.replace(
+    resolve_clip("local-dir:" + model_dir, modality), spec="tiny-clip", builder=build_slow))
+extract_features(read_dataset(data), "tiny-clip", store=FeatureStore(store), batch_size=1, num_workers=1)
+"""
+
+
+@pytest.mark.slow  # runs a child extraction and kills it
+def test_sigkill_mid_run_loses_only_uncommitted_work(tiny_backbone, tmp_path):
+    images = []
+    for index in range(40):
+        write_image(tmp_path / f"k{index}.jpg", seed=index)
+        images.append((f"k{index}", f"k{index}.jpg"))
+    data = write_dataset(tmp_path, images)
+    dataset = read_dataset(data)
+    keys = keys_of(dataset)
+    model_dir = resolve_backbone(tiny_backbone).settings["directory"]
+    fingerprint = resolve_backbone(tiny_backbone).fingerprint
+    store_dir = tmp_path / "store"
+
+    observer = FeatureStore(store_dir)
+    # Create the index before the child starts, so polling never reads a half-made schema.
+    observer.register(fingerprint, {"backbone": TINY, "modality": "image", "kind": "vector", "dim": 16})
+    child = subprocess.Popen([sys.executable, "-c", SLOW_EXTRACTION, model_dir, str(data), str(store_dir)])
+    deadline = time.monotonic() + 120
+    stored = 0
+    while stored < 3 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stored = len(keys) - len(observer.missing(fingerprint, keys))
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert 3 <= stored < len(keys), "the run should be killed part-way through"
+
+    store = FeatureStore(store_dir)
+    left = store.missing(fingerprint, keys)
+    done = [key for key in keys if key not in left]
+    before = store.gather(fingerprint, done)
+    report = extract_features(dataset, tiny_backbone, store=store)
+    assert (report.cached, report.computed) == (len(done), len(left))  # nothing committed is redone
+    assert np.array_equal(store.gather(fingerprint, done), before)
+    assert store.missing(fingerprint, keys) == []
+    assert store.verify()["ok"]
