@@ -56,8 +56,8 @@ def ocr_dataset(
     ``column`` is a role (``video``, ``image``) or a column name; by default the video
     column, else the image column. When ``into`` already exists (e.g. ``text``), its old
     values are kept in ``<into>_original`` and replaced where OCR found text. Bad media
-    raise DataError naming file, line and item (``on_error="fail"``) or are listed in
-    ``skipped`` and keep an empty text (``"skip"``).
+    raise DataError naming file, line and item (``on_error="fail"``), or their rows are
+    left out of the output and listed in ``skipped`` (``"skip"``).
     """
     from mmtk.data import read_dataset
     from mmtk.ocr.images import load_image, read_image_text
@@ -98,14 +98,16 @@ def ocr_dataset(
                 if on_error != "skip":
                     raise
                 result.skipped.append(error.one_line())
+                continue
+            finally:
+                if progress is not None:
+                    progress(n, len(dataset.records))
             if keep_original:
                 row[f"{into}_original"] = row.get(into)
                 row[into] = text or row.get(into)
             else:
                 row[into] = text
             result.rows.append(row)
-            if progress is not None:
-                progress(n, len(dataset.records))
         result.ocr_calls = pool.calls
     return result
 

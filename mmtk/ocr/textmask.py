@@ -188,6 +188,9 @@ def ocr_image(crop: np.ndarray, layer: TextLayer, lines: list[tuple[int, int, in
     x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
     x1, y1 = min(gray.shape[1], x1 + pad), min(gray.shape[0], y1 + pad)
     patch = gray[y0:y1, x0:x1]
+    # Colour spread: white letters are grey-level, a yellow or cyan background is not,
+    # which keeps letters from merging with a bright but colourful background.
+    spread = channel_spread(crop[y0:y1, x0:x1]) if crop.ndim == 3 and layer.polarity == LIGHT else None
     # Thin strokes blur below the stroke test at small sizes; the neighbourhood of the
     # found strokes (a quarter of a letter around them) still holds them.
     reach = _odd(line_h / 2.5)
@@ -197,13 +200,18 @@ def ocr_image(crop: np.ndarray, layer: TextLayer, lines: list[tuple[int, int, in
         size = (int(round(patch.shape[1] * scale)), int(round(patch.shape[0] * scale)))
         patch = cv2.resize(patch, size, interpolation=cv2.INTER_CUBIC)
         keep = cv2.resize(keep, size, interpolation=cv2.INTER_NEAREST)
+        if spread is not None:
+            spread = cv2.resize(spread, size, interpolation=cv2.INTER_LINEAR)
     if layer.polarity == DARK:
         patch = 255 - patch
     # Otsu over the text neighbourhood only separates stroke from outline, whatever
     # the background does further away.
     values = patch[keep > 0]
     threshold, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    bright = (patch > threshold).astype(np.uint8)
+    bright = patch > threshold
+    if spread is not None:
+        bright &= spread < 100
+    bright = bright.astype(np.uint8)
     # Outlined letters are bright islands closed by their dark outline; pale scenery
     # between letters (pavement, sky) runs on beyond the line and reaches the patch's
     # edge, so bright components that touch the edge are background.
