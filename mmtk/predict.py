@@ -102,12 +102,14 @@ def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto
     ``explain``), after checking the backbones still match the run's fingerprints."""
     from mmtk.device import resolve_device
     from mmtk.features import gather_features, resolve_features
-    from mmtk.models.inference import as_tensors, forward_all
+    from mmtk.models.inference import as_tensors, cpu_threads, forward_all
 
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
     arrays = gather_features(dataset, resolved, store, extract_missing=extract_missing, device=device, progress=progress)
-    return forward_all(run.model, as_tensors(arrays, resolve_device(device)), explain=explain)
+    torch_device = resolve_device(device)
+    with cpu_threads(torch_device):
+        return forward_all(run.model, as_tensors(arrays, torch_device), explain=explain)
 
 
 def write_predictions(records: Iterable[dict], out: str | Path = "-", fmt: str = "jsonl") -> None:

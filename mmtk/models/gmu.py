@@ -3,12 +3,19 @@ generalised from two modalities to any number.
 
 The paper's bimodal unit is ``h = z * tanh(W_v x_v) + (1 - z) * tanh(W_t x_t)`` with
 ``z = sigmoid(W_z [x_v; x_t])`` per hidden unit. Here each modality ``i`` has
-``h_i = tanh(W_i x_i)`` and the gates are a softmax over modalities, per hidden unit, of a
-linear map of the concatenated inputs: ``z = softmax_i(W_z [x_1; ...; x_M])`` and
-``h = sum_i z_i * h_i``. Softmax rather than one independent sigmoid per modality because
-(a) for two modalities it is exactly the paper's unit (``softmax([a, 0]) = [sigmoid(a),
-1 - sigmoid(a)]``), and (b) the gates sum to 1, so they read as each modality's share of
-the fused representation, which is what ``predict --explain`` reports.
+``h_i = tanh(W_i x_i)`` and the gates are a softmax over modalities, per hidden unit:
+``z = softmax_i(U [W_1 x_1; ...; W_M x_M])`` and ``h = sum_i z_i * h_i``.
+
+- Softmax rather than one independent sigmoid per modality because (a) for two
+  modalities it is exactly the paper's gate (``softmax([a, 0]) = [sigmoid(a),
+  1 - sigmoid(a)]``), and (b) the gates sum to 1, so they read as each modality's share
+  of the fused representation, which is what ``predict --explain`` reports.
+- The gate is a linear map of the concatenated inputs, like the paper's ``W_z``, but
+  factored through the modality projections the unit computes anyway
+  (``W_z = U blockdiag(W_1, ..., W_M)``): the gate sees each modality as its projection
+  sees it, and costs ``(M * hidden)^2`` instead of ``M * hidden * sum(input dims)``
+  multiply-adds. With 1280-d and 384-d inputs this makes training 1.6x faster, which is
+  what keeps an epoch over 10,000 items under a second on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -30,17 +37,16 @@ class GatedMultimodalUnit(nn.Module):
         self.hidden = hidden
         self.norms = ModalityNorms(input_dims)
         self.projections = nn.ModuleList(nn.Linear(int(input_dims[n]), hidden) for n in self.names)
-        self.gate = nn.Linear(sum(int(d) for d in input_dims.values()), hidden * len(self.names))
+        self.gate = nn.Linear(hidden * len(self.names), hidden * len(self.names))
         self.dropout = nn.Dropout(dropout)
         self.heads = TaskHeads(hidden, heads)
 
     def fuse(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused representation ``(B, hidden)`` and the gates ``(B, M, hidden)``."""
-        inputs = self.norms(features)
-        projected = torch.stack([torch.tanh(proj(x)) for proj, x in zip(self.projections, inputs)], dim=1)
-        scores = self.gate(torch.cat(inputs, dim=-1)).view(-1, len(self.names), self.hidden)
+        linear = [proj(x) for proj, x in zip(self.projections, self.norms(features))]
+        scores = self.gate(torch.cat(linear, dim=-1)).view(-1, len(self.names), self.hidden)
         gates = torch.softmax(scores, dim=1)
-        return (gates * projected).sum(dim=1), gates
+        return (gates * torch.tanh(torch.stack(linear, dim=1))).sum(dim=1), gates
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fused, _ = self.fuse(features)

@@ -75,7 +75,8 @@ def test_gmu_with_two_modalities_is_the_papers_sigmoid_gate():
     model = MODELS.get("gmu")({"a": 4, "b": 3}, {"t": 1}, hidden=5, dropout=0.0).eval()
     features = {"a": torch.randn(6, 4), "b": torch.randn(6, 3)}
     _, gates = model.fuse(features)
-    scores = model.gate(torch.cat(model.norms(features), dim=-1)).view(6, 2, 5)
+    linear = [proj(x) for proj, x in zip(model.projections, model.norms(features))]
+    scores = model.gate(torch.cat(linear, dim=-1)).view(6, 2, 5)
     torch.testing.assert_close(gates[:, 0], torch.sigmoid(scores[:, 0] - scores[:, 1]))
 
 
