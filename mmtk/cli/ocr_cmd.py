@@ -54,7 +54,7 @@ def ocr_subtitles_command(
     out: Annotated[
         str, typer.Option("--out", "-o", help="Output file, - for stdout, or a folder (one cue file per video).")
     ] = "-",
-    min_confidence: Annotated[float, typer.Option("--min-confidence", help="Readings below this OCR confidence (0-100) end a cue.")] = 72.0,
+    min_confidence: Annotated[float, typer.Option("--min-confidence", help="Readings below this OCR confidence (0-100) end a cue.")] = 60.0,
     column: Annotated[Optional[str], typer.Option("--column", help="Dataset form: media column to read (default: video, else image).")] = None,
     into: Annotated[str, typer.Option("--into", help="Dataset form: column for the text; an existing one (e.g. text) keeps its old values in <into>_original.")] = "ocr_text",
     workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel OCR threads (default: CPU count, at most 4).")] = None,

@@ -23,7 +23,7 @@ class Cue:
 
 @dataclass(frozen=True)
 class CueSettings:
-    min_confidence: float = 72.0  # readings below this end a cue instead of extending it
+    min_confidence: float = 60.0  # readings below this end a cue instead of extending it
     similarity: float = 0.8  # readings at least this similar are the same subtitle (OCR noise)
     min_chars: int = 2  # letters or digits a reading needs to count as text
     max_seconds: float = 12.0  # longer unchanged text is scenery (signs, logos), not a subtitle
