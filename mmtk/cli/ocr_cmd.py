@@ -83,9 +83,9 @@ def ocr_subtitles_command(
         _dataset_form(inputs[0], fps, region, lang, engine, min_confidence, column, into, workers, on_error, out, json_out,
                       column_overrides(id_column, image_column, text_column))
         return
-    from mmtk.ocr.images import is_image, list_images
+    from mmtk.ocr.images import is_image
 
-    media = [p for p in list_images_and_videos(inputs, list_images)]
+    media = list_media(inputs)
     videos = [p for p in media if p.suffix.lower() in VIDEO_SUFFIXES]
     images = [p for p in media if p not in set(videos)]
     unknown = [p for p in images if p.exists() and not is_image(p)]
@@ -109,8 +109,10 @@ def ocr_subtitles_command(
         output.print_json(summary)
 
 
-def list_images_and_videos(inputs: list[str], list_images) -> list[Path]:
+def list_media(inputs: list[str]) -> list[Path]:
     """Files named directly, and images and videos found in named folders."""
+    from mmtk.ocr.images import list_images
+
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():

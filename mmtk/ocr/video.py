@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from mmtk.ocr.change import SAME_TEXT_TOLERANCE, text_changed
 from mmtk.ocr.cues import Cue, CueSettings, Sample, merge_readings
-from mmtk.ocr.engines import Reading
 from mmtk.ocr.frames import sample_frames, video_info
 from mmtk.ocr.pool import OcrPool
 from mmtk.ocr.regions import Region, parse_region
-from mmtk.ocr.textmask import TextSettings, find_text, ocr_image
+from mmtk.ocr.textmask import TextLayer, TextSettings, find_text, ocr_image
 
 
 @dataclass(frozen=True)
@@ -77,70 +77,90 @@ def ocr_video(
     pool = pool or OcrPool(engine, lang, workers)
     calls_before = pool.calls
     try:
-        # Each sample refers to the future of the OCR call that read its caption (None: no text).
-        samples: list[object] = []
-        times: list[float] = []
-        captions: list[int | None] = []
-        caption = 0
-        last_mask = last_future = None
-        # New text waits until it has been seen on ``needed`` samples in a row: scenery
-        # that moves (a dog, a passing car) never holds still that long, a subtitle does.
-        needed = max(1, int(settings.min_cue_seconds * settings.fps))
-        pending: list[int] = []
-        pending_mask = None
-        retries = 0
+        tracker = _CaptionTracker(pool, settings)
         expected = max(1, int(info.duration * settings.fps) + 1)
         for n, frame in enumerate(sample_frames(path, settings.fps), start=1):
             crop = region.crop(frame.image)
-            layer = find_text(crop, frame.image.shape[0], settings.text)
-            times.append(frame.time)
-            samples.append(None)
-            captions.append(None)
-            unchanged = last_future is not None and not text_changed(layer.mask, last_mask, settings.change_tolerance)
-            if layer.empty:
-                last_mask = last_future = None
-                pending = []
-            elif settings.skip_unchanged and unchanged and not (
-                retries < settings.retries and last_future.done() and _unsure(last_future.result(), settings)
-            ):
-                samples[-1] = last_future
-                captions[-1] = caption
-            elif unchanged:
-                # Same caption, but its reading was unsure (scenery showing through the
-                # letters on that frame): read this frame again.
-                retries += 1
-                last_future = pool.submit(_image_for(pool, crop, layer))
-                samples[-1] = last_future
-                captions[-1] = caption
-            else:
-                if not (pending and not text_changed(layer.mask, pending_mask, settings.change_tolerance)):
-                    pending, pending_mask = [], layer.mask
-                pending.append(len(samples) - 1)
-                last_mask = last_future = None
-                if len(pending) >= needed:
-                    # The newest frame of the run: it has just proved the caption stable.
-                    last_future, last_mask, retries = pool.submit(_image_for(pool, crop, layer)), pending_mask, 0
-                    caption += 1
-                    for index in pending:
-                        samples[index] = last_future
-                        captions[index] = caption
-                    pending = []
+            tracker.observe(frame.time, crop, find_text(crop, frame.image.shape[0], settings.text))
             if progress is not None:
                 progress(n, max(n, expected))
-        readings = [
-            Sample(t, f.result() if f is not None else None, c) for t, f, c in zip(times, samples, captions)
-        ]
+        readings = tracker.samples()
     finally:
         if own_pool:
             pool.close()
-    duration = info.duration or (times[-1] + 1.0 / settings.fps if times else 0.0)
+    duration = info.duration or (readings[-1].time + 1.0 / settings.fps if readings else 0.0)
     cues = merge_readings(readings, 1.0 / settings.fps, duration, settings.cues)
-    return VideoOcrResult(path, cues, duration, len(samples), pool.calls - calls_before, time.perf_counter() - started)
+    return VideoOcrResult(path, cues, duration, len(readings), pool.calls - calls_before, time.perf_counter() - started)
 
 
-def _image_for(pool: OcrPool, crop, layer):
-    return ocr_image(crop, layer) if pool.wants_binary else crop.copy()
+class _CaptionTracker:
+    """Decides, frame by frame, whether the OCR engine has to run.
 
+    Each sampled frame gets the future of the OCR call that reads its caption (None: no
+    caption) and a caption number (frames the pixel test calls unchanged share one).
+    """
 
-def _unsure(reading: Reading, settings: VideoOcrSettings) -> bool:
-    return reading.confidence < settings.cues.min_confidence
+    def __init__(self, pool: OcrPool, settings: VideoOcrSettings):
+        self.pool, self.settings = pool, settings
+        self.times: list[float] = []
+        self.futures: list[Future | None] = []
+        self.captions: list[int | None] = []
+        self.caption = 0
+        self.last_mask = self.last_future = None  # the caption last sent to OCR
+        self.retries = 0
+        # New text waits until it has been seen on ``needed`` samples in a row: scenery
+        # that moves (a dog, a passing car) never holds still that long, a subtitle does.
+        self.needed = max(1, int(settings.min_cue_seconds * settings.fps))
+        self.pending: list[int] = []
+        self.pending_mask = None
+
+    def _changed(self, mask, reference) -> bool:
+        return text_changed(mask, reference, self.settings.change_tolerance)
+
+    def observe(self, time: float, crop, layer: TextLayer) -> None:
+        self.times.append(time)
+        self.futures.append(None)
+        self.captions.append(None)
+        if layer.empty:
+            self.last_mask = self.last_future = None
+            self.pending = []
+            return
+        if self.last_future is not None and not self._changed(layer.mask, self.last_mask):
+            if self.settings.skip_unchanged and not self._unsure():
+                self.futures[-1], self.captions[-1] = self.last_future, self.caption
+                return
+            # Same caption, but its reading was unsure (scenery showing through the
+            # letters on that frame): read this frame again.
+            self.retries += 1
+            self.last_future = self.pool.submit(self._image(crop, layer))
+            self.futures[-1], self.captions[-1] = self.last_future, self.caption
+            return
+        if not self.pending or self._changed(layer.mask, self.pending_mask):
+            self.pending, self.pending_mask = [], layer.mask
+        self.pending.append(len(self.times) - 1)
+        self.last_mask = self.last_future = None
+        if len(self.pending) >= self.needed:
+            # Read the newest frame of the run: it has just proved the caption stable.
+            self.last_future, self.last_mask = self.pool.submit(self._image(crop, layer)), self.pending_mask
+            self.caption += 1
+            self.retries = 0
+            for index in self.pending:
+                self.futures[index], self.captions[index] = self.last_future, self.caption
+            self.pending = []
+
+    def _unsure(self) -> bool:
+        # Only a finished reading is judged; waiting for it would stall decoding.
+        return (
+            self.retries < self.settings.retries
+            and self.last_future.done()
+            and self.last_future.result().confidence < self.settings.cues.min_confidence
+        )
+
+    def _image(self, crop, layer: TextLayer):
+        return ocr_image(crop, layer) if self.pool.wants_binary else crop.copy()
+
+    def samples(self) -> list[Sample]:
+        """Every sampled frame with its reading, once all OCR calls have finished."""
+        return [
+            Sample(t, f.result() if f is not None else None, c) for t, f, c in zip(self.times, self.futures, self.captions)
+        ]
