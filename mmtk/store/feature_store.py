@@ -178,9 +178,10 @@ class FeatureStore:
         # A concurrent gc compaction may delete a shard between our lookup and its
         # open; the index already points at the new shard then, so look up once more.
         for _attempt in range(2):
-            shard_ids, offsets, lengths = self._locations(fingerprint, meta, keys)
-            wanted = set(np.unique(shard_ids[shard_ids >= 0]).tolist())
-            shards = self.index.shards(ids=sorted(wanted))
+            with self.index.snapshot():
+                shard_ids, offsets, lengths = self._locations(fingerprint, meta, keys)
+                wanted = set(np.unique(shard_ids[shard_ids >= 0]).tolist())
+                shards = self.index.shards(ids=sorted(wanted))
             if len(shards) == len(wanted):
                 try:
                     return fill(shards, shard_ids, offsets, lengths)

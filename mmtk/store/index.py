@@ -165,6 +165,21 @@ class StoreIndex:
             raise
         conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Make the queries inside see one consistent state of the index (a WAL read
+        transaction: writers are not blocked). Nests: an inner snapshot joins the outer."""
+        conn = self.read()
+        if conn is None or conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
     # ------------------------------------------------------------------ feature sets
 
     def feature_set_meta(self, fingerprint: str) -> dict | None:

@@ -48,9 +48,22 @@ def digest(store: FeatureStore, fingerprint: str) -> str:
     in which order an item was written, yet changes when any value, key or shape does.
     """
     meta = store.index.feature_set_meta(fingerprint)
-    shards = store.index.shards(fingerprint=fingerprint)
+    try:
+        total, count = _item_hash_sum(store, fingerprint)
+    except FileNotFoundError:
+        # A concurrent gc compaction replaced a shard after we listed it; the
+        # index points at its replacement now.
+        total, count = _item_hash_sum(store, fingerprint)
+    head = f"{meta['kind']}:{meta['dim']}:{count}:".encode()
+    return hashlib.blake2b(head + total.to_bytes(32, "little"), digest_size=16).hexdigest()
+
+
+def _item_hash_sum(store: FeatureStore, fingerprint: str) -> tuple[int, int]:
+    with store.index.snapshot():
+        shards = store.index.shards(fingerprint=fingerprint)
+        entries_by_shard = store.index.items_by_shard(fingerprint)
     total, count = 0, 0
-    for shard_id, entries in store.index.items_by_shard(fingerprint).items():
+    for shard_id, entries in entries_by_shard.items():
         mapped = None if shard_id is None else open_shard(store.root, shards[shard_id].path)
         for key, offset, length in entries:
             h = hashlib.blake2b(key.encode("utf-8"), digest_size=32)
@@ -60,8 +73,7 @@ def digest(store: FeatureStore, fingerprint: str) -> str:
             total = (total + int.from_bytes(h.digest(), "little")) % (1 << 256)
             count += 1
         del mapped
-    head = f"{meta['kind']}:{meta['dim']}:{count}:".encode()
-    return hashlib.blake2b(head + total.to_bytes(32, "little"), digest_size=16).hexdigest()
+    return total, count
 
 
 # --------------------------------------------------------------------------- verify
@@ -79,17 +91,25 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
     """
     index, root = store.index, store.root
     problems = [f"index {index.path}: {line}" for line in index.quick_check()]
-    metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
-    for fp in sorted(index.item_fingerprints() - set(metas)):
+    with index.snapshot():
+        metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
+        unregistered = index.item_fingerprints() - set(metas)
+        shards = index.shards()
+        items = index.items_by_shard()
+    for fp in sorted(unregistered):
         problems.append(f"items of feature set {fp[:12]} exist but the feature set is not registered")
-    shards = index.shards()
-    items = index.items_by_shard()
     actual_rows: dict[int, int] = {}
     for shard_id, row in shards.items():
         meta = metas.get(row.fingerprint, {})
         rows = _check_shard(root, row, meta.get("dim"), checksums, problems)
         if rows is not None:
             actual_rows[shard_id] = rows
+    # A shard a concurrent gc compacted away after the snapshot is not a problem.
+    vanished = [row for row in shards.values() if not (root / row.path).is_file()]
+    if vanished:
+        still_indexed = index.shards(ids=[row.id for row in vanished])
+        gone = {f"shard {root / row.path} is missing" for row in vanished if row.id not in still_indexed}
+        problems = [p for p in problems if p not in gone]
     for shard_id, entries in items.items():
         if shard_id is None:
             bad = [k for k, _, n in entries if n != 0]
@@ -190,12 +210,18 @@ def _remove(path: Path, dry_run: bool) -> int:
         return 0
 
 
+def _age_s(path: Path) -> float:
+    """Seconds since ``path`` was last written; 0 when it just vanished (a writer renamed
+    its temp file), so it counts as too young to touch."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def _remove_orphans(store: FeatureStore, dry_run: bool, min_age_s: float, report: dict) -> None:
     root = store.root
-    candidates = [p for p in list_shard_files(root) if time.time() - p.stat().st_mtime >= min_age_s]
-    if not candidates and dry_run:
-        return
-    registered_dirs = {fp[:16] for fp in (s["fingerprint"] for s in store.index.feature_sets())}
+    candidates = [p for p in list_shard_files(root) if _age_s(p) >= min_age_s]
     # Under the write lock: a writer indexes its shard only after checking, under the
     # same lock, that the file exists, so no file is deleted after being indexed.
     lock = store.index.write() if store.index.exists() else nullcontext(None)
@@ -208,10 +234,11 @@ def _remove_orphans(store: FeatureStore, dry_run: bool, min_age_s: float, report
             report["temp_files" if is_temp_file(path) else "orphans"].append(rel)
             report["bytes_freed"] += _remove(path, dry_run)
         if not dry_run:
-            # Empty directories of feature sets that no longer exist; a registered
-            # set's directory may be about to receive a writer's temp file.
+            # Empty directories of feature sets that are not registered. Read under the
+            # lock: a writer registers its set before it creates the set's directory.
+            registered = {s["fingerprint"][:16] for s in store.index.feature_sets()}
             for directory in (root / SHARD_DIR).glob("*"):
-                if directory.is_dir() and directory.name not in registered_dirs and not any(directory.iterdir()):
+                if directory.is_dir() and directory.name not in registered and not any(directory.iterdir()):
                     directory.rmdir()
 
 
