@@ -7,7 +7,6 @@ are read in offset order so the page cache sees a forward scan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np

@@ -187,7 +187,15 @@ def gc(
     ``dry_run`` reports the same without changing anything.
     """
     root = store.root
-    report = {"dry_run": dry_run, "unreferenced_shards": [], "orphans": [], "temp_files": [], "compacted_shards": 0, "new_shards": 0, "bytes_freed": 0}
+    report = {
+        "dry_run": dry_run,
+        "unreferenced_shards": [],
+        "orphans": [],
+        "temp_files": [],
+        "compacted_shards": 0,
+        "new_shards": 0,
+        "bytes_freed": 0,
+    }
     if not root.is_dir():
         return report
     for path in store.index.drop_unreferenced_shards(dry_run=dry_run):
@@ -249,10 +257,12 @@ def _compact(store: FeatureStore, dry_run: bool, min_shards: int, small_bytes: i
         if len(small) < min_shards:
             continue
         for group in _groups(small):
+            freed = 0 if dry_run else _compact_group(store, fingerprint, dim, group)
+            if freed is None:  # another process changed these shards first
+                continue
             report["compacted_shards"] += len(group)
             report["new_shards"] += 1
-            if not dry_run:
-                report["bytes_freed"] += _compact_group(store, fingerprint, dim, group)
+            report["bytes_freed"] += freed
 
 
 def _groups(shards: list) -> list[list]:
@@ -268,13 +278,14 @@ def _groups(shards: list) -> list[list]:
     return [g for g in groups if len(g) >= 2]
 
 
-def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list) -> int:
-    """Rewrite the items of ``group``'s shards into one new shard; return bytes freed."""
+def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list) -> int | None:
+    """Rewrite the items of ``group``'s shards into one new shard; return the bytes
+    freed, or None when another process removed or compacted them meanwhile."""
     root, ids = store.root, [r.id for r in group]
     entries = store.index.items_by_shard(fingerprint)
     total = sum(n for i in ids for _, _, n in entries.get(i, []))
     if total == 0:  # the feature set was removed since the shards were listed
-        return 0
+        return None
     moves: list[tuple[str, int, int]] = []
     target, temp, final = new_shard_memmap(root, fingerprint, (total, dim))
     try:
@@ -293,6 +304,6 @@ def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list)
         raise
     if not store.index.repoint(fingerprint, ids, written, moves):
         final.unlink(missing_ok=True)
-        return 0
+        return None
     freed = sum(_remove(root / r.path, dry_run=False) for r in group)
     return freed - written.nbytes
