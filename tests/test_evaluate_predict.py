@@ -8,11 +8,13 @@ import json
 import pickle
 import shutil
 
+import numpy as np
 import pytest
 
 from mmtk.errors import DataError, UsageError
 from mmtk.evaluate import evaluate
 from mmtk.metrics import METRICS, check_thresholds, parse_fail_under
+from mmtk.plots import plot_task
 from mmtk.predict import flatten_record, predict, write_predictions
 from mmtk.runs import load_run
 from mmtk.store import FeatureStore
@@ -189,3 +191,22 @@ def test_not_a_run_directory(tmp_path, store):
     (tmp_path / "broken" / "config.json").write_text("{not json")
     with pytest.raises(UsageError, match="cannot be read as JSON"):
         load_run(tmp_path / "broken")
+
+
+def test_regression_runs_predict_values_in_target_units(tmp_path, store):
+    train_ds, test_ds = xor_split(tmp_path, store)
+    train(train_ds, features=FEATURES, model="gmu", tasks=["q:regression"], out=tmp_path / "reg", store=store, **FAST)
+    records = predict(tmp_path / "reg", test_ds, store=store)
+    assert list(records[0]) == ["id", "value"]
+    errors = [abs(r["value"] - row.values["q"]) for r, row in zip(records, test_ds.records)]
+    assert np.mean(errors) < 0.2  # standardised for training, back in 0/1 units here
+    result = evaluate(tmp_path / "reg", test_ds, store=store, plots_dir=tmp_path / "plots")
+    assert list(result["metrics"]) == ["rmse", "mae", "r2"]
+    assert [p.rsplit("/", 1)[-1] for p in result["plots"]] == ["predicted_vs_true.png"]
+
+
+def test_multilabel_plots_per_label_average_precision(tmp_path):
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    probs = np.array([[0.9, 0.2], [0.3, 0.8], [0.6, 0.7], [0.1, 0.4]])
+    (path,) = plot_task("multilabel", y, probs, ["shaming", "violence"], tmp_path, prefix="hate_")
+    assert path.name == "hate_average_precision.png" and path.read_bytes()[:4] == b"\x89PNG"
