@@ -39,7 +39,8 @@ def ls_command(store: Store = None, json_out: Json = False) -> None:
 
     table = Table(title=str(feature_store.root))
     for name in ("fingerprint", "backbone", "modality", "kind", "dim", "items", "size"):
-        table.add_column(name, justify="right" if name in ("dim", "items", "size") else "left")
+        numeric = name in ("dim", "items", "size")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=numeric or name == "backbone")
     for s in sets:
         table.add_row(s["fingerprint"][:12], s["backbone"], s["modality"], s["kind"], str(s["dim"]), str(s["items"]), _human_bytes(s["bytes"]))
     output.stdout().print(table)
