@@ -80,7 +80,6 @@ def train(
     """
     import torch
 
-    from mmtk import __version__
     from mmtk.data import fit_label_encoder, parse_task
     from mmtk.device import resolve_device
     from mmtk.features import gather_features, parse_feature_refs, resolve_features
@@ -139,9 +138,32 @@ def train(
         )
     net.load_state_dict(fit["best_state"])
 
-    config = {
+    training = {
+        "seed": seed, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+        "patience": patience, "class_weights": class_weights, "device": torch_device,
+        "dataset": str(dataset.source), "dataset_items": len(dataset),
+        "val_dataset": str(val_dataset.source) if val_dataset is not None else None,
+        "val_split": None if val_dataset is not None else val_split,
+        "train_items": len(train_ds), "val_items": len(val_ds),
+        "best_epoch": fit["best_epoch"], "epochs_run": fit["epochs_run"],
+    }
+    model_config = {"name": model, "hyperparameters": hyper, "input_dims": input_dims, "heads": heads}
+    config = _run_config(model_config, resolved, encoders, stats, training)
+    run = save_run(out, config=config, model=net, metrics=fit["best_metrics"], log=fit["log"])
+    return TrainReport(
+        run=run, best_epoch=fit["best_epoch"], epochs_run=fit["epochs_run"], train_items=len(train_ds),
+        val_items=len(val_ds), seconds=time.perf_counter() - started, val_metrics=fit["best_metrics"],
+        samples_per_second=fit["samples_per_second"], log=fit["log"],
+    )
+
+
+def _run_config(model: dict, resolved, encoders: dict, stats: dict, training: dict) -> dict:
+    """The run's config.json: everything predict needs, and how the run was made."""
+    from mmtk import __version__
+
+    return {
         "mmtk_version": __version__,
-        "model": {"name": model, "hyperparameters": hyper, "input_dims": input_dims, "heads": heads},
+        "model": model,
         "features": [
             {
                 **feature.ref.to_json(),
@@ -149,30 +171,19 @@ def train(
                 "modality": feature.backbone.modality,
                 "fingerprint": feature.backbone.fingerprint,
                 "dataset_column": feature.column,
-                "dim": input_dims[feature.name],
+                "dim": model["input_dims"][feature.name],
             }
             for feature in resolved
         ],
         "tasks": [
-            {"name": name, "kind": kinds[name], "columns": list(enc.task.columns), "encoder": enc.to_json(), "target_stats": stats.get(name)}
+            {
+                "name": name, "kind": enc.task.kind, "columns": list(enc.task.columns),
+                "encoder": enc.to_json(), "target_stats": stats.get(name),
+            }
             for name, enc in encoders.items()
         ],
-        "training": {
-            "seed": seed, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
-            "patience": patience, "class_weights": class_weights, "device": torch_device,
-            "dataset": str(dataset.source), "dataset_items": len(dataset),
-            "val_dataset": str(val_dataset.source) if val_dataset is not None else None,
-            "val_split": None if val_dataset is not None else val_split,
-            "train_items": len(train_ds), "val_items": len(val_ds),
-            "best_epoch": fit["best_epoch"], "epochs_run": fit["epochs_run"],
-        },
+        "training": training,
     }
-    run = save_run(out, config=config, model=net, metrics=fit["best_metrics"], log=fit["log"])
-    return TrainReport(
-        run=run, best_epoch=fit["best_epoch"], epochs_run=fit["epochs_run"], train_items=len(train_ds),
-        val_items=len(val_ds), seconds=time.perf_counter() - started, val_metrics=fit["best_metrics"],
-        samples_per_second=fit["samples_per_second"], log=fit["log"],
-    )
 
 
 def _fit(net, objectives, kinds, stats, encoders, *, train, val, val_labels, epochs, lr, weight_decay, batch_size, patience, seed, progress) -> dict:
