@@ -95,6 +95,8 @@ def ocr_subtitles_command(
         raise UsageError(f"no videos or images found in {', '.join(inputs)}", "pass video or image files, or folders holding them")
     if images and fmt not in (None, CueFormat.jsonl):
         raise UsageError(f"--format {fmt.value} is for videos; image text is written as JSONL", "drop --format or use --format jsonl")
+    if images and videos and fmt is None:
+        raise UsageError("videos and images together are written as one JSONL stream", "add --format jsonl, or run them separately")
     from mmtk.ocr.pool import OcrPool
 
     summary: dict = {"videos": [], "images": 0, "skipped": []}
