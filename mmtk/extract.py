@@ -339,8 +339,9 @@ def _run_worker_pool(config, items, batch_size: int, workers: int, threads: int)
                 if batch is not None:
                     pending.add(pool.submit(_worker_encode, config, batch))
     finally:
-        # On an early exit (bad item, Ctrl-C) drop queued batches; running ones are short.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Don't wait for the workers to exit (about a second, tearing torch down): their
+        # results are all in, or no longer wanted after an early exit (bad item, Ctrl-C).
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 _WORKER_ENCODERS: dict[str, Any] = {}
