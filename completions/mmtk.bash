@@ -23,6 +23,9 @@ _mmtk() {
     "extract-features:--backbone") COMPREPLY=($(compgen -W "clip efficientnet-lite0 hf minilm" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "ocr-subtitles:--engine") COMPREPLY=($(compgen -W "rapidocr tesseract" -- "$cur")); return ;;
+    "ocr-subtitles:--format") COMPREPLY=($(compgen -W "srt vtt jsonl" -- "$cur")); return ;;
+    "ocr-subtitles:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "predict:--format") COMPREPLY=($(compgen -W "jsonl csv" -- "$cur")); return ;;
     "predict:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "train:--model") COMPREPLY=($(compgen -W "concat gmu" -- "$cur")); return ;;
@@ -34,7 +37,7 @@ _mmtk() {
     "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
     "extract-features") COMPREPLY=($(compgen -W "--backbone --column --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
     "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
-    "ocr-subtitles") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
+    "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
     "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --quiet" -- "$cur")) ;;
     "store") COMPREPLY=($(compgen -W "gc info ls verify" -- "$cur")) ;;
     "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;

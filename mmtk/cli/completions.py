@@ -32,7 +32,7 @@ def _registry_choices() -> dict[str, list[str]]:
     from mmtk.cli.list_cmd import registries
 
     regs = registries()
-    return {"--backbone": regs["backbones"].names(), "--model": regs["models"].names()}
+    return {"--backbone": regs["backbones"].names(), "--model": regs["models"].names(), "--engine": regs["ocr-engines"].names()}
 
 
 def _enum_of(param):

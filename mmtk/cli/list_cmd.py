@@ -17,13 +17,15 @@ EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json"
 class RegistryName(str, Enum):
     backbones = "backbones"
     models = "models"
+    ocr_engines = "ocr-engines"
 
 
 def registries() -> dict:
     from mmtk.backbones import BACKBONES
     from mmtk.models import MODELS
+    from mmtk.ocr.engines import ENGINES
 
-    return {"backbones": BACKBONES, "models": MODELS}
+    return {"backbones": BACKBONES, "models": MODELS, "ocr-engines": ENGINES}
 
 
 @handle_errors
@@ -31,7 +33,7 @@ def list_command(
     which: Annotated[Optional[RegistryName], typer.Argument(help="Which registry (default: all).")] = None,
     json_out: Json = False,
 ) -> None:
-    """List the registered backbones and models with a line of help each."""
+    """List the registered backbones, models and OCR engines with a line of help each."""
     chosen = {name: reg for name, reg in registries().items() if which is None or name == which.value}
     described = {name: reg.describe() for name, reg in chosen.items()}
     if json_out:
@@ -42,4 +44,4 @@ def list_command(
         console.print(f"[bold]{name}[/bold]")
         width = max(len(n) for n in entries) if entries else 0
         for entry, help_text in entries.items():
-            console.print(f"  {entry:<{width}}  {help_text}", highlight=False)
+            console.print(f"  {entry:<{width}}  {help_text}", highlight=False, markup=False)

@@ -46,7 +46,7 @@ def test_version_and_python_m_entry_point():
     assert result.stdout.startswith("mmtk ")
 
 
-@pytest.mark.parametrize("command", ["distill", "ocr-subtitles"])
+@pytest.mark.parametrize("command", ["distill"])
 def test_planned_commands_exit_2_with_one_line(command):
     result = mmtk(command, "x")
     assert result.returncode == 2
