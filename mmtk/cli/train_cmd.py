@@ -47,7 +47,7 @@ def train_command(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.", show_default=False)],
     val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA).")] = None,
-    val_split: Annotated[float, typer.Option("--val-split", min=0.0, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
+    val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 100,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 1e-2,
