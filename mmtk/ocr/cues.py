@@ -66,6 +66,10 @@ class Sample:
     time: float
     reading: Reading | None
     caption: int | None = None
+    # When what this frame shows appeared and went away, where the frames between
+    # samples placed it; None: half a sampling interval either side.
+    begins: float | None = None
+    ends: float | None = None
 
 
 def merge_readings(
@@ -77,7 +81,8 @@ def merge_readings(
     frames agreed on; consecutive captions whose readings are near-identical (OCR noise,
     a flicker of the pixel test) merge too. A sample without usable text (empty,
     unreadable, low confidence) ends a cue. A cue starts and ends half an interval
-    beyond its first and last sample, the expected place of the change between two samples.
+    beyond its first and last sample, the expected place of the change between two samples,
+    unless the samples carry more precise times (``Sample.begins``/``ends``).
     """
     cues: list[Cue] = []
     group: list[Sample] = []
@@ -86,8 +91,9 @@ def merge_readings(
         usable = [s.reading for s in group if _usable(s.reading, settings)]
         if usable:
             text, confidence = _best_text(usable)
-            start = max(0.0, group[0].time - interval / 2)
-            end = group[-1].time + interval / 2
+            first, last = group[0], group[-1]
+            start = max(0.0, first.time - interval / 2 if first.begins is None else first.begins)
+            end = last.time + interval / 2 if last.ends is None else last.ends
             if duration is not None:
                 end = min(end, duration)
             if end - start <= settings.max_seconds:

@@ -89,6 +89,17 @@ def channel_spread(image: np.ndarray) -> np.ndarray:
     return cv2.subtract(cv2.max(cv2.max(blue, green), red), cv2.min(cv2.min(blue, green), red))
 
 
+def components(mask: np.ndarray, connectivity: int):
+    """``cv2.connectedComponentsWithStats`` of a mask (count, labels, stats, centroids).
+    16-bit labels run about 3x faster here than the default 32-bit ones; they are safe
+    while the mask has fewer set pixels than 16 bits can count (each component has one)."""
+    import cv2
+
+    mask = mask.astype(np.uint8, copy=False)
+    ltype = cv2.CV_16U if np.count_nonzero(mask) < 65535 else cv2.CV_32S
+    return cv2.connectedComponentsWithStats(mask, connectivity=connectivity, ltype=ltype)
+
+
 def find_text(crop: np.ndarray, frame_height: int, settings: TextSettings = TextSettings()) -> TextLayer:
     """Caption text lines in a BGR (or grey) crop; ``frame_height`` sets the text scale."""
     import cv2
@@ -118,7 +129,7 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
     # Letters: components of the candidate mask no taller than a line; wider blobs of
     # scenery (white fur, pavement between shadows) are dropped before lines are joined.
     lo, hi = settings.min_line_height * frame_height, settings.max_line_height * frame_height
-    count, letter_labels, letters, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, letter_labels, letters, _ = components(mask, 8)
     letter_ok = np.zeros(count, dtype=bool)
     heights = letters[:, cv2.CC_STAT_HEIGHT]
     widths = letters[:, cv2.CC_STAT_WIDTH]
@@ -127,20 +138,14 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
     # Join the letters of a line (gaps between letters and words are under ~0.5 em).
     join_w = _odd(frame_height / 30)
     joined = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (join_w, 3)))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    count, labels, stats, _ = components(joined, 8)
     keep = np.zeros(count, dtype=bool)
     lines = []
-    for label in range(1, count):
+    for label in _plausible_lines(stats, width, height, lo, hi, settings):
         x, y, w, h, _ = stats[label]
-        if not lo <= h <= hi or w < settings.min_aspect * h:
-            continue
-        if not settings.edge_lines and (y == 0 or y + h >= height):  # cut by the region's edge: scenery
-            continue
         inside = labels[y : y + h, x : x + w] == label
         density = mask[y : y + h, x : x + w][inside].mean()
         if not 0.08 <= density <= 0.65:
-            continue
-        if settings.centered and abs((x + w / 2) - width / 2) > settings.center_tolerance * width:
             continue
         # A caption line is a row of several letters, not one blob.
         parts = np.unique(letter_labels[y : y + h, x : x + w][inside & mask[y : y + h, x : x + w]])
@@ -157,6 +162,20 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
     kept_heights = heights[kept_letters[kept_letters > 0]]
     letter_height = float(np.percentile(kept_heights, 90)) if kept_heights.size else float(lines[0][3] - lines[0][1])
     return TextLayer(mask=kept, lines=sorted(lines, key=lambda b: (b[1], b[0])), letter_height=letter_height)
+
+
+def _plausible_lines(stats: np.ndarray, width: int, height: int, lo: float, hi: float, settings: TextSettings) -> np.ndarray:
+    """Labels of joined components whose box can be a caption line: line-high, wide
+    enough, not cut by the region's edge (scenery), centred where asked. Judged on all
+    boxes at once: busy footage gives hundreds of components per frame."""
+    x, y, w, h = stats[:, :4].T  # cv2.CC_STAT_LEFT, TOP, WIDTH, HEIGHT
+    ok = (lo <= h) & (h <= hi) & (w >= settings.min_aspect * h)
+    if not settings.edge_lines:
+        ok &= (y > 0) & (y + h < height)
+    if settings.centered:
+        ok &= np.abs((x + w / 2) - width / 2) <= settings.center_tolerance * width
+    ok[0] = False  # the background
+    return np.flatnonzero(ok)
 
 
 def text_blocks(layer: TextLayer) -> list[list[tuple[int, int, int, int]]]:
@@ -215,7 +234,7 @@ def ocr_image(crop: np.ndarray, layer: TextLayer, lines: list[tuple[int, int, in
     # Outlined letters are bright islands closed by their dark outline; pale scenery
     # between letters (pavement, sky) runs on beyond the line and reaches the patch's
     # edge, so bright components that touch the edge are background.
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
+    count, labels, stats, _ = components(bright, 4)
     x_end = stats[:, cv2.CC_STAT_LEFT] + stats[:, cv2.CC_STAT_WIDTH]
     y_end = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT]
     touches = (stats[:, cv2.CC_STAT_LEFT] == 0) | (stats[:, cv2.CC_STAT_TOP] == 0)
@@ -224,7 +243,7 @@ def ocr_image(crop: np.ndarray, layer: TextLayer, lines: list[tuple[int, int, in
     text = (~touches[labels] & (keep > 0)).astype(np.uint8)
     # Specks of background that slipped through next to the letters confuse Tesseract
     # more than a missing i-dot would; drop components far smaller than a stroke blob.
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(text, connectivity=8)
+    count, labels, stats, _ = components(text, 8)
     min_area = 0.006 * (line_h * scale) ** 2
     small = np.zeros(count, dtype=bool)
     small[1:] = stats[1:, cv2.CC_STAT_AREA] < min_area

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ from mmtk.ocr.textmask import TextLayer, TextSettings, find_text, ocr_image
 
 @dataclass(frozen=True)
 class VideoOcrSettings:
-    fps: float = 1.0
+    # Two samples a second see every subtitle shown for 0.5 s or more; the frames between
+    # samples then place its edges (see _place_change).
+    fps: float = 2.0
     region: str = "lower-half"
     text: TextSettings = field(default_factory=TextSettings)
     cues: CueSettings = field(default_factory=CueSettings)
@@ -77,20 +80,81 @@ def ocr_video(
     pool = pool or OcrPool(engine, lang, workers)
     calls_before = pool.calls
     try:
-        tracker = _CaptionTracker(pool, settings)
-        expected = max(1, int(info.duration * settings.fps) + 1)
-        for n, frame in enumerate(sample_frames(path, settings.fps), start=1):
-            crop = region.crop(frame.image)
-            tracker.observe(frame.time, crop, find_text(crop, frame.image.shape[0], settings.text))
-            if progress is not None:
-                progress(n, max(n, expected))
-        readings = tracker.samples()
+        with _single_threaded_opencv():
+            readings = _follow_captions(path, region, settings, _CaptionTracker(pool, settings), info, progress)
     finally:
         if own_pool:
             pool.close()
     duration = info.duration or (readings[-1].time + 1.0 / settings.fps if readings else 0.0)
     cues = merge_readings(readings, 1.0 / settings.fps, duration, settings.cues)
     return VideoOcrResult(path, cues, duration, len(readings), pool.calls - calls_before, time.perf_counter() - started)
+
+
+def _follow_captions(path: Path, region: Region, settings: VideoOcrSettings, tracker, info, progress) -> list[Sample]:
+    """Every sampled frame through the tracker; caption changes placed between samples."""
+    expected = max(1, int(info.duration * settings.fps) + 1)
+    previous: tuple[float, TextLayer] | None = None
+    for n, frame in enumerate(sample_frames(path, settings.fps), start=1):
+        crop = region.crop(frame.image)
+        layer = find_text(crop, frame.image.shape[0], settings.text)
+        tracker.observe(frame.time, crop, layer)
+        if previous is not None and tracker.changed(layer.mask, previous[1].mask):
+            edges = _place_change(previous, (frame.time, layer), frame.between, region, settings, tracker.changed)
+            tracker.place_change(*edges)
+        previous = (frame.time, layer)
+        if progress is not None:
+            progress(n, max(n, expected))
+    return tracker.samples()
+
+
+@contextmanager
+def _single_threaded_opencv():
+    # OpenCV's own threads cost ~45% more CPU than they save on caption-sized crops,
+    # and the OCR workers and the decoder already keep the cores busy.
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _place_change(
+    previous, current, between, region: Region, settings: VideoOcrSettings, changed: Callable
+) -> tuple[float, float]:
+    """(when the previous sample's text went away, when the current sample's appeared),
+    found by bisecting the frames decoded between the two samples with the pixel test
+    (no OCR): a few cheap tests give cue edges within a video frame or two instead of
+    half a sampling interval. Text held between the samples is assumed to change once
+    (twice when one caption gives way to another with a gap between them)."""
+    layers: dict[int, TextLayer] = {}
+
+    def layer_at(i: int) -> TextLayer:
+        if i not in layers:
+            image = between[i].image()
+            layers[i] = find_text(region.crop(image), image.shape[0], settings.text)
+        return layers[i]
+
+    def first(shows_new) -> int:
+        # Smallest index of ``between`` (len: none) from which ``shows_new`` holds.
+        lo, hi = -1, len(between)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if shows_new(mid) else (mid, hi)
+        return hi
+
+    times = [previous[0], *(f.time for f in between), current[0]]
+
+    def midpoint(index: int) -> float:  # between the last frame before ``index`` and it
+        return (times[index] + times[index + 1]) / 2
+
+    old_mask, new_mask = previous[1].mask, current[1].mask
+    gone = first(lambda i: changed(layer_at(i).mask, old_mask))
+    if previous[1].empty or current[1].empty:
+        return midpoint(gone), midpoint(gone)
+    return midpoint(gone), midpoint(first(lambda i: not changed(layer_at(i).mask, new_mask)))
 
 
 class _CaptionTracker:
@@ -105,6 +169,8 @@ class _CaptionTracker:
         self.times: list[float] = []
         self.futures: list[Future | None] = []
         self.captions: list[int | None] = []
+        self.begins: list[float | None] = []
+        self.ends: list[float | None] = []
         self.caption = 0
         self.last_mask = self.last_future = None  # the caption last sent to OCR
         self.retries = 0
@@ -114,18 +180,25 @@ class _CaptionTracker:
         self.pending: list[int] = []
         self.pending_mask = None
 
-    def _changed(self, mask, reference) -> bool:
+    def changed(self, mask, reference) -> bool:
+        """The pixel test: do two text masks hold different text?"""
         return text_changed(mask, reference, self.settings.change_tolerance)
+
+    def place_change(self, old_ends: float, new_begins: float) -> None:
+        """Precise times, between the last two samples, of the change of caption."""
+        self.ends[-2], self.begins[-1] = old_ends, new_begins
 
     def observe(self, time: float, crop, layer: TextLayer) -> None:
         self.times.append(time)
         self.futures.append(None)
         self.captions.append(None)
+        self.begins.append(None)
+        self.ends.append(None)
         if layer.empty:
             self.last_mask = self.last_future = None
             self.pending = []
             return
-        if self.last_future is not None and not self._changed(layer.mask, self.last_mask):
+        if self.last_future is not None and not self.changed(layer.mask, self.last_mask):
             if self.settings.skip_unchanged and not self._unsure():
                 self.futures[-1], self.captions[-1] = self.last_future, self.caption
                 return
@@ -135,7 +208,7 @@ class _CaptionTracker:
             self.last_future = self.pool.submit(self._image(crop, layer))
             self.futures[-1], self.captions[-1] = self.last_future, self.caption
             return
-        if not self.pending or self._changed(layer.mask, self.pending_mask):
+        if not self.pending or self.changed(layer.mask, self.pending_mask):
             self.pending, self.pending_mask = [], layer.mask
         self.pending.append(len(self.times) - 1)
         self.last_mask = self.last_future = None
@@ -162,5 +235,6 @@ class _CaptionTracker:
     def samples(self) -> list[Sample]:
         """Every sampled frame with its reading, once all OCR calls have finished."""
         return [
-            Sample(t, f.result() if f is not None else None, c) for t, f, c in zip(self.times, self.futures, self.captions)
+            Sample(t, f.result() if f is not None else None, c, b, e)
+            for t, f, c, b, e in zip(self.times, self.futures, self.captions, self.begins, self.ends)
         ]
