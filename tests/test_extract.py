@@ -1,5 +1,5 @@
 """extract_features: only missing items are computed, duplicates once, bad items
-reported by file:line, results independent of the number of worker processes.
+reported by file:line, results independent of the number of workers.
 
 A tiny random open_clip model (saved as a ``local-dir``) is registered as the backbone
 ``tiny-clip`` so these tests exercise the real clip loading code in milliseconds."""
@@ -155,8 +155,7 @@ def test_text_column_uses_the_text_tower_and_skips_empty_text(tiny_backbone, tmp
     assert image.fingerprint != report.fingerprint and image.computed == 1
 
 
-@pytest.mark.slow  # starts two worker processes (torch import in each)
-def test_worker_processes_give_the_same_features_as_one_process(tiny_backbone, tmp_path):
+def test_two_workers_give_the_same_features_as_one(tiny_backbone, tmp_path):
     images = []
     for index in range(8):
         write_image(tmp_path / f"i{index}.jpg", seed=index, size=(60 + 7 * index, 50))
@@ -164,9 +163,9 @@ def test_worker_processes_give_the_same_features_as_one_process(tiny_backbone, t
     dataset = read_dataset(write_dataset(tmp_path, images))
     one, two = FeatureStore(tmp_path / "one"), FeatureStore(tmp_path / "two")
 
-    in_process = extract_features(dataset, tiny_backbone, store=one, num_workers=1, batch_size=3)
+    single = extract_features(dataset, tiny_backbone, store=one, num_workers=1, batch_size=3)
     pooled = extract_features(dataset, tiny_backbone, store=two, num_workers=2, batch_size=2)
-    assert in_process.computed == pooled.computed == 8
+    assert single.computed == pooled.computed == 8
     keys = keys_of(dataset)
     # Same items, different batch compositions: equal to float32 round-off.
     np.testing.assert_allclose(one.gather(pooled.fingerprint, keys), two.gather(pooled.fingerprint, keys), atol=1e-4)
