@@ -65,15 +65,27 @@ def _odd(n: float) -> int:
     return n if n % 2 else n + 1
 
 
-def _candidates(gray: np.ndarray, spread: np.ndarray, polarity: str, kernel: int, contrast: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels that are thin strokes of the given polarity, and the stroke strength."""
+def _light_floor(frame_height: int) -> int:
+    """Grey level a light caption stroke reaches at least. Subtitles scale with the frame
+    (about 1/16 of its height per em), so below ~250 lines their strokes are under
+    1.5 px wide and video compression blurs them into the dark outline: white strokes
+    read 140-160 at 240 lines. Measured on one 240-line and a few 270-360 line clips;
+    a lower floor everywhere lets mid-grey texture of larger footage into the lines."""
+    return 170 if frame_height >= 250 else 140
+
+
+def _candidates(
+    gray: np.ndarray, spread: np.ndarray, polarity: str, kernel: int, contrast: int, floor: int = 170
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels that are thin strokes of the given polarity, and the stroke strength;
+    light strokes are at least ``floor`` bright."""
     import cv2
 
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))
     if polarity == LIGHT:
         strength = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, element)
         # Subtitles are white or pale: bright and unsaturated (spread = max-min channel).
-        mask = (strength > contrast) & (gray > 170) & (spread < 90)
+        mask = (strength > contrast) & (gray > floor) & (spread < 90)
     else:
         strength = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, element)
         mask = (strength > contrast) & (gray < 110)
@@ -111,7 +123,7 @@ def find_text(crop: np.ndarray, frame_height: int, settings: TextSettings = Text
         gray, spread = crop, np.zeros_like(crop)
     kernel = _odd(frame_height * settings.stroke_kernel)
     for polarity in settings.polarities:
-        mask, _ = _candidates(gray, spread, polarity, kernel, settings.contrast)
+        mask, _ = _candidates(gray, spread, polarity, kernel, settings.contrast, _light_floor(frame_height))
         layer = _group_lines(mask, frame_height, settings)
         if not layer.empty:
             layer.polarity = polarity

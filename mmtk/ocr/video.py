@@ -17,6 +17,11 @@ from mmtk.ocr.regions import Region, parse_region
 from mmtk.ocr.textmask import TextLayer, TextSettings, find_text, ocr_image
 
 
+# Below this letter height (pixels, in the frame) even upscaled captions are misread
+# now and then (a dropped period, "1s" for "is"), differently on each frame.
+SMALL_LETTER_PX = 14
+
+
 @dataclass(frozen=True)
 class VideoOcrSettings:
     # Two samples a second see every subtitle shown for 0.5 s or more; the frames between
@@ -199,11 +204,12 @@ class _CaptionTracker:
             self.pending = []
             return
         if self.last_future is not None and not self.changed(layer.mask, self.last_mask):
-            if self.settings.skip_unchanged and not self._unsure():
+            if self.settings.skip_unchanged and not self._unsure(layer):
                 self.futures[-1], self.captions[-1] = self.last_future, self.caption
                 return
             # Same caption, but its reading was unsure (scenery showing through the
-            # letters on that frame): read this frame again.
+            # letters on that frame, or letters too small to trust): read this frame
+            # again; the cue takes the text most of its readings agree on.
             self.retries += 1
             self.last_future = self.pool.submit(self._image(crop, layer))
             self.futures[-1], self.captions[-1] = self.last_future, self.caption
@@ -221,13 +227,13 @@ class _CaptionTracker:
                 self.futures[index], self.captions[index] = self.last_future, self.caption
             self.pending = []
 
-    def _unsure(self) -> bool:
+    def _unsure(self, layer: TextLayer) -> bool:
+        if self.retries >= self.settings.retries:
+            return False
+        if layer.letter_height < SMALL_LETTER_PX:
+            return True
         # Only a finished reading is judged; waiting for it would stall decoding.
-        return (
-            self.retries < self.settings.retries
-            and self.last_future.done()
-            and self.last_future.result().confidence < self.settings.cues.min_confidence
-        )
+        return self.last_future.done() and self.last_future.result().confidence < self.settings.cues.min_confidence
 
     def _image(self, crop, layer: TextLayer):
         return ocr_image(crop, layer) if self.pool.wants_binary else crop.copy()

@@ -49,6 +49,12 @@ def test_consecutive_and_near_identical_readings_merge_into_one_cue():
     assert cues[2].end == 6.5
 
 
+def test_edges_placed_between_samples_replace_the_half_interval_guess():
+    samples = [Sample(0.0, None), Sample(1.0, R("Hello there"), 1, begins=0.12), Sample(2.0, R("Hello there"), 1, ends=2.9)]
+    cues = merge_readings(samples, interval=1.0, duration=5.0)
+    assert [(c.start, c.end) for c in cues] == [(0.12, 2.9)]
+
+
 def test_empty_and_low_confidence_frames_end_a_cue():
     samples = [Sample(0.0, R("Same words")), Sample(1.0, R("Same words", 20.0)), Sample(2.0, R("Same words"))]
     cues = merge_readings(samples, 1.0, settings=CueSettings(min_confidence=60))
