@@ -18,7 +18,13 @@ import numpy as np
 from mmtk.errors import StoreError, UsageError
 
 SEQUENCE_MARK = ":seq"
-FEATURE_FORMS = "BACKBONE, BACKBONE:seq (a stored sequence) or BACKBONE@COLUMN, e.g. minilm@title"
+FEATURE_FORMS = (
+    "BACKBONE, BACKBONE:seq (a stored sequence), BACKBONE@COLUMN (e.g. minilm@title) or tabular "
+    "(categorical and numerical columns, fitted at train time)"
+)
+#: The feature built from tabular columns by preprocessors fitted at train time (see
+#: ``mmtk.tabular``); not a backbone and never in the store.
+TABULAR = "tabular"
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,21 @@ class FeatureRef:
             body, column = head, tail.strip()
         elif at and not tail:
             raise UsageError(f"feature reference {text!r} ends with '@'", f"write {FEATURE_FORMS}")
+        if body != TABULAR and body.startswith(TABULAR) and body[len(TABULAR)] in ":@":
+            raise UsageError(
+                f"feature reference {text!r}: tabular takes no ':seq' or '@COLUMN'",
+                "write tabular and name its columns with --cat-cols/--num-cols or --columns FILE",
+            )
         sequence = body.endswith(SEQUENCE_MARK)
         backbone = body.removesuffix(SEQUENCE_MARK).strip()
         if not backbone:
             raise UsageError(f"feature reference {text!r} names no backbone", f"write {FEATURE_FORMS}")
         return cls(backbone=backbone, sequence=sequence, column=column)
+
+    @property
+    def is_tabular(self) -> bool:
+        """Whether this is the ``tabular`` feature (fitted at train time, not stored)."""
+        return self.backbone == TABULAR and not self.sequence and self.column is None
 
     @property
     def name(self) -> str:
@@ -92,11 +108,14 @@ def parse_feature_refs(texts: Sequence[str | FeatureRef]) -> list[FeatureRef]:
 
 def required_columns(texts: Sequence[str | FeatureRef]) -> list[str]:
     """The roles or column names a dataset must fill for these features (the ``require``
-    argument of ``read_dataset``): the explicit ``@COLUMN``, else the backbone's modality."""
+    argument of ``read_dataset``): the explicit ``@COLUMN``, else the backbone's modality.
+    The tabular feature requires nothing here: its cells may be empty (imputed)."""
     from mmtk.backbones import resolve_backbone
 
     needed: list[str] = []
     for ref in parse_feature_refs(texts):
+        if ref.is_tabular:
+            continue
         column = ref.column or resolve_backbone(ref.backbone).modality
         if column not in needed:
             needed.append(column)
@@ -121,12 +140,15 @@ def resolve_features(dataset, refs: Sequence[str | FeatureRef]) -> list[Resolved
     """Bind references to ``dataset``: find each column and resolve each backbone for the
     modality that column holds (clip's text tower for a text column), exactly as
     ``extract_features`` does, so the fingerprints match what extraction stored. No
-    weights are loaded."""
+    weights are loaded. The tabular feature is skipped: it comes from fitted
+    preprocessors (``mmtk.tabular``), not from the store."""
     from mmtk.backbones import resolve_backbone
     from mmtk.extract import _pick_column
 
     resolved = []
     for ref in parse_feature_refs(refs):
+        if ref.is_tabular:
+            continue
         column, modality = _pick_column(dataset, ref.backbone, ref.column)
         resolved.append(ResolvedFeature(ref=ref, backbone=resolve_backbone(ref.backbone, modality), column=column))
     return resolved

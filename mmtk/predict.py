@@ -91,7 +91,8 @@ def read_for_run(run, data, columns: Mapping[str, str | None] | None = None, *, 
 
     if isinstance(data, Dataset):
         return data
-    needed = [entry["column"] or entry["modality"] for entry in run.config["features"]]
+    # Tabular cells may be empty (they are imputed), so only backbone inputs are required.
+    needed = [entry["column"] or entry["modality"] for entry in run.config["features"] if entry["modality"] != "tabular"]
     if require_labels:
         needed += run.label_columns
     return read_dataset(data, require=list(dict.fromkeys(needed)), **{k: v for k, v in (columns or {}).items() if v})
@@ -99,14 +100,18 @@ def read_for_run(run, data, columns: Mapping[str, str | None] | None = None, *, 
 
 def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None):
     """Logits per task for every record of ``dataset`` (and gate weights with
-    ``explain``), after checking the backbones still match the run's fingerprints."""
+    ``explain``), after checking the backbones still match the run's fingerprints. A
+    tabular feature is rebuilt from the dataset's columns by the run's fitted
+    preprocessor."""
     from mmtk.device import resolve_device
-    from mmtk.features import gather_features, resolve_features
+    from mmtk.features import TABULAR, gather_features, resolve_features
     from mmtk.models.inference import as_tensors, cpu_threads, forward_all
 
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
     arrays = gather_features(dataset, resolved, store, extract_missing=extract_missing, device=device, progress=progress)
+    if run.tabular is not None:
+        arrays[TABULAR] = run.tabular.transform(dataset)
     torch_device = resolve_device(device)
     with cpu_threads(torch_device):
         return forward_all(run.model, as_tensors(arrays, torch_device), explain=explain)

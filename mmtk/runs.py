@@ -3,7 +3,9 @@
 ```
 RUN/config.json       resolved settings: model + hyper-parameters + input dims, features
                       (reference, backbone spec, modality, fingerprint, column), tasks
-                      (label encoders, regression target statistics), training settings
+                      (label encoders, regression target statistics), training settings,
+                      and with a tabular feature the fitted preprocessor ("tabular":
+                      column roles, scaler parameters, category lists; plain JSON)
 RUN/model.safetensors weights (tensors only: loading runs no code)
 RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
 RUN/train_log.jsonl   one JSON object per epoch
@@ -101,14 +103,16 @@ def _replace_dir(staging: Path, out: Path) -> None:
 
 @dataclass
 class Run:
-    """A loaded run: its config, the model in eval mode with its weights, and the
-    per-task label encoders and regression target statistics."""
+    """A loaded run: its config, the model in eval mode with its weights, the per-task
+    label encoders and regression target statistics, and the fitted tabular
+    preprocessor when the run has a tabular feature."""
 
     path: Path
     config: dict
     model: Any
     encoders: dict[str, Any]
     target_stats: dict[str, dict]
+    tabular: Any = None  # mmtk.tabular.TabularPreprocessor
 
     @property
     def model_name(self) -> str:
@@ -136,7 +140,7 @@ class Run:
         """Refuse features whose backbone fingerprint differs from training: different
         weights or preprocessing give features the model never saw."""
         recorded = {entry["ref"]: entry for entry in self.config["features"]}
-        for feature in resolved:
+        for feature in resolved:  # stored features only: tabular has no backbone
             entry = recorded[feature.name]
             if feature.backbone.fingerprint != entry["fingerprint"]:
                 raise UsageError(
@@ -158,6 +162,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
 
     from mmtk.data import LabelEncoder
     from mmtk.models import MODELS
+    from mmtk.tabular import TabularPreprocessor
 
     path = Path(path)
     config_path = path / CONFIG
@@ -177,6 +182,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         model_cfg = config["model"]
         encoders = {task["name"]: LabelEncoder.from_json(task["encoder"]) for task in config["tasks"]}
         target_stats = {task["name"]: task["target_stats"] for task in config["tasks"] if task.get("target_stats")}
+        tabular = TabularPreprocessor.from_json(config["tabular"]) if "tabular" in config else None
         model = MODELS.get(model_cfg["name"])(model_cfg["input_dims"], model_cfg["heads"], **model_cfg["hyperparameters"])
         weights = path / WEIGHTS
         if not weights.is_file():
@@ -185,4 +191,4 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     except (KeyError, TypeError, RuntimeError) as exc:
         raise UsageError(f"{config_path} does not match the run's model ({type(exc).__name__}: {exc})", "retrain the run") from None
     model.to(torch.device(device)).eval()
-    return Run(path=path, config=config, model=model, encoders=encoders, target_stats=target_stats)
+    return Run(path=path, config=config, model=model, encoders=encoders, target_stats=target_stats, tabular=tabular)

@@ -67,9 +67,14 @@ def train(
     dropout: float = 0.2,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    tabular=None,
 ) -> TrainReport:
     """Train ``model`` on the stored ``features`` of ``dataset`` for ``tasks`` and write
     the run directory ``out``.
+
+    A ``tabular`` entry in ``features`` is built from the columns that ``tabular`` (a
+    ``mmtk.tabular.TabularSpec``) names, by preprocessors fitted on the training part
+    only and saved in the run.
 
     Label encoders are fitted on the training part only. Without ``val_dataset`` a
     seeded split stratified on the first classification task holds out ``val_split`` of
@@ -97,6 +102,7 @@ def train(
     torch_device = resolve_device(device)
     seed_everything(seed)
 
+    tabular = _check_tabular(refs, tabular, specs)
     if val_dataset is None:
         train_idx, val_idx = split_indices(_strata(dataset, specs), val_split, seed, dataset.source)
         train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
@@ -109,6 +115,17 @@ def train(
         resolved = resolve_features(train_ds, refs)
         train_x = gather_features(train_ds, resolved, store)
         val_x = gather_features(val_ds, _same_backbones(resolve_features(val_ds, refs), resolved), store)
+
+    preprocessor = None
+    if tabular is not None:
+        from mmtk.features import TABULAR
+        from mmtk.tabular import fit_tabular
+
+        preprocessor = fit_tabular(tabular, train_ds)
+        train_x[TABULAR], val_x[TABULAR] = preprocessor.transform(train_ds), preprocessor.transform(val_ds)
+    # Model inputs in the order the features were named (tabular included).
+    train_x = {ref.name: train_x[ref.name] for ref in refs}
+    val_x = {ref.name: val_x[ref.name] for ref in refs}
 
     encoders = {spec.name: fit_label_encoder(spec, train_ds) for spec in specs}
     train_y = {name: enc.encode(train_ds) for name, enc in encoders.items()}
@@ -148,7 +165,7 @@ def train(
         "best_epoch": fit["best_epoch"], "epochs_run": fit["epochs_run"],
     }
     model_config = {"name": model, "hyperparameters": hyper, "input_dims": input_dims, "heads": heads}
-    config = _run_config(model_config, resolved, encoders, stats, training)
+    config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor)
     run = save_run(out, config=config, model=net, metrics=fit["best_metrics"], log=fit["log"])
     return TrainReport(
         run=run, best_epoch=fit["best_epoch"], epochs_run=fit["epochs_run"], train_items=len(train_ds),
@@ -157,24 +174,31 @@ def train(
     )
 
 
-def _run_config(model: dict, resolved, encoders: dict, stats: dict, training: dict) -> dict:
-    """The run's config.json: everything predict needs, and how the run was made."""
+def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, training: dict, preprocessor=None) -> dict:
+    """The run's config.json: everything predict needs, and how the run was made. The
+    fitted tabular preprocessor (plain JSON) sits under ``"tabular"``."""
     from mmtk import __version__
 
+    stored = {feature.name: feature for feature in resolved}
+    features = []
+    for ref in refs:
+        if ref.is_tabular:
+            features.append({**ref.to_json(), "modality": "tabular", "dim": model["input_dims"][ref.name]})
+            continue
+        feature = stored[ref.name]
+        features.append({
+            **feature.ref.to_json(),
+            "backbone_spec": feature.backbone.spec,
+            "modality": feature.backbone.modality,
+            "fingerprint": feature.backbone.fingerprint,
+            "dataset_column": feature.column,
+            "dim": model["input_dims"][feature.name],
+        })
     return {
         "mmtk_version": __version__,
         "model": model,
-        "features": [
-            {
-                **feature.ref.to_json(),
-                "backbone_spec": feature.backbone.spec,
-                "modality": feature.backbone.modality,
-                "fingerprint": feature.backbone.fingerprint,
-                "dataset_column": feature.column,
-                "dim": model["input_dims"][feature.name],
-            }
-            for feature in resolved
-        ],
+        "features": features,
+        **({"tabular": preprocessor.to_json()} if preprocessor is not None else {}),
         "tasks": [
             {
                 "name": name, "kind": enc.task.kind, "columns": list(enc.task.columns),
@@ -330,6 +354,28 @@ def _parse_tasks(tasks, parse_task) -> list:
     if repeated:
         raise UsageError(f"task {repeated[0]!r} is given twice", "give each task once (name several-column tasks with NAME=...)")
     return specs
+
+
+def _check_tabular(refs, tabular, specs):
+    """The tabular spec when ``tabular`` is among the features (checked, and holding no
+    label column), None otherwise; a spec without the feature, or the feature without a
+    spec, is a usage error."""
+    wanted = any(ref.is_tabular for ref in refs)
+    if tabular is None and not wanted:
+        return None
+    if tabular is None:
+        raise UsageError(
+            "feature tabular needs its columns",
+            "name them with --cat-cols A,B and/or --num-cols C,D, or --columns column_info.json",
+        )
+    if not wanted:
+        raise UsageError(
+            "tabular columns are given but --features does not list tabular",
+            "add it, e.g. --features minilm,tabular",
+        )
+    tabular.check()
+    tabular.check_not_labels([column for spec in specs for column in spec.columns])
+    return tabular
 
 
 def _check_settings(*, epochs: int, batch_size: int, patience: int, val_split: float, has_val: bool) -> None:

@@ -64,6 +64,10 @@ def extract_features_command(
     from mmtk.extract import extract_features
 
     output.set_quiet(quiet)
+    if any(spec.strip() == "tabular" for spec in backbone):
+        from mmtk.tabular import not_extracted_error
+
+        raise not_extracted_error()
     sizes = parse_batch_size(batch_size)
     configs = [resolve_backbone(spec) for spec in backbone]
     required = sorted({column or config.modality for config in configs})

@@ -19,6 +19,10 @@ EXAMPLE = """Examples:
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --task label:binary --out runs/gmu
 
   mmtk train memotion.csv --features clip,clip@text --model concat --task sentiment:multiclass --task humour:binary --out runs/mt --val dev.csv
+
+  mmtk train listings.csv --features minilm@description,tabular --cat-cols type,city --num-cols age,fee --scaling quantile --model gmu --task price:regression --out runs/price
+
+  mmtk train reviews.csv --features "minilm@Review Text,tabular" --columns column_info.json --model concat --out runs/reviews
 """
 
 
@@ -37,15 +41,16 @@ def train_command(
         typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN].", show_default=False),
     ],
     model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `mmtk list models`).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.", show_default=False)],
     task: Annotated[
-        list[str],
+        Optional[list[str]],
         typer.Option(
             "--task", "-t",
-            help="COLUMN[:KIND] with KIND binary|multiclass|multilabel|regression, or NAME=COL1,COL2:multilabel; repeat for several tasks.",
+            help="COLUMN[:KIND] with KIND binary|multiclass|multilabel|regression, or NAME=COL1,COL2:multilabel; "
+            "repeat for several tasks. Default: label_col of --columns.",
             show_default=False,
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.", show_default=False)],
+    ] = None,
     val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA).")] = None,
     val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 100,
@@ -57,6 +62,19 @@ def train_command(
     hidden: Annotated[int, typer.Option("--hidden", min=1, help="Hidden width of the fusion model.")] = 256,
     dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.95, help="Dropout rate.")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
+    cat_cols: Annotated[
+        Optional[str], typer.Option("--cat-cols", help="Categorical columns of the tabular feature (one-hot), comma-separated.")
+    ] = None,
+    num_cols: Annotated[
+        Optional[str], typer.Option("--num-cols", help="Numerical columns of the tabular feature, comma-separated.")
+    ] = None,
+    columns_file: Annotated[
+        Optional[Path],
+        typer.Option("--columns", help="column_info.json-style file: cat_cols, num_cols (tabular feature), label_col (default task)."),
+    ] = None,
+    scaling: Annotated[
+        Optional[str], typer.Option("--scaling", help="Numerical scaling of the tabular feature: standard | minmax | quantile.")
+    ] = None,
     store: Store = None,
     device: DeviceOpt = "auto",
     id_column: IdColumn = None,
@@ -65,13 +83,24 @@ def train_command(
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train a model on features already in the store (run `mmtk extract-features` first)."""
+    """Train a model on features already in the store (run `mmtk extract-features` first).
+
+    The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
+    """
     from mmtk.data import read_dataset
-    from mmtk.features import required_columns
+    from mmtk.features import FeatureRef, required_columns
+    from mmtk.tabular import column_spec
     from mmtk.train import train
 
     output.set_quiet(quiet)
     refs = split_features(features)
+    tabular = column_spec(cat_cols=cat_cols, num_cols=num_cols, columns_file=columns_file, scaling=scaling)
+    has_tabular = any(FeatureRef.parse(ref).is_tabular for ref in refs)
+    if tabular is not None and not has_tabular and (cat_cols or num_cols or scaling):
+        raise UsageError("--cat-cols/--num-cols/--scaling describe the tabular feature, but --features does not list it", "add it, e.g. --features minilm,tabular")
+    tasks = task or ([tabular.label_col] if tabular is not None and tabular.label_col else [])
+    if not tasks:
+        raise UsageError("no task given", "name the label column with --task COLUMN[:KIND], or give label_col in the --columns file")
     columns = column_overrides(id_column, image_column, text_column)
     needed = required_columns(refs)
     dataset = read_dataset(data, require=needed, **columns)
@@ -81,7 +110,7 @@ def train_command(
             dataset,
             features=refs,
             model=model,
-            tasks=task,
+            tasks=tasks,
             out=out,
             store=open_store(store),
             val_dataset=val_dataset,
@@ -97,6 +126,7 @@ def train_command(
             dropout=dropout,
             device=device.value,
             progress=progress,
+            tabular=tabular if has_tabular else None,
         )
     summary = report.to_json()
     if json_out:
