@@ -17,9 +17,10 @@ from mmtk.ocr.regions import Region, parse_region
 from mmtk.ocr.textmask import TextLayer, TextSettings, find_text, ocr_image
 
 
-# Below this letter height (pixels, in the frame) even upscaled captions are misread
-# now and then (a dropped period, "1s" for "is"), differently on each frame.
-SMALL_LETTER_PX = 14
+# Captions with capitals under this height (pixels in the frame; 8 px in 240-line video,
+# 12 px in 360-line) are misread now and then even upscaled (a dropped period, "1s" for
+# "is"), differently on each frame, so they are read more than once and voted on.
+SMALL_LETTER_PX = 10
 
 
 @dataclass(frozen=True)

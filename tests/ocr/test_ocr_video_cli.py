@@ -83,10 +83,10 @@ def test_cli_writes_srt_that_parses_back(subtitled, tmp_path):
 
 def test_cli_json_summary_and_vtt(subtitled, tmp_path):
     out = tmp_path / "clip.vtt"
-    result = runner.invoke(app, ["ocr-subtitles", str(subtitled), "--format", "vtt", "--out", str(out), "--json"])
+    result = runner.invoke(app, ["ocr-subtitles", str(subtitled), "--format", "vtt", "--out", str(out), "--json"])  # 2 fps: 12 frames
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["videos"][0]["frames_sampled"] == 6 and summary["videos"][0]["ocr_calls"] >= 2
+    assert summary["videos"][0]["frames_sampled"] == 12 and summary["videos"][0]["ocr_calls"] >= 2
     assert out.read_text().startswith("WEBVTT\n\n")
 
 
