@@ -205,6 +205,11 @@ class _CaptionTracker:
             self.pending = []
             return
         if self.last_future is not None and not self.changed(layer.mask, self.last_mask):
+            # Frames whose text pixels flickered (a passing shadow) between two frames
+            # of this caption still showed it; left unread they would split its cue.
+            for index in self.pending:
+                self.futures[index], self.captions[index] = self.last_future, self.caption
+            self.pending = []
             if self.settings.skip_unchanged and not self._unsure(layer):
                 self.futures[-1], self.captions[-1] = self.last_future, self.caption
                 return
@@ -218,7 +223,6 @@ class _CaptionTracker:
         if not self.pending or self.changed(layer.mask, self.pending_mask):
             self.pending, self.pending_mask = [], layer.mask
         self.pending.append(len(self.times) - 1)
-        self.last_mask = self.last_future = None
         if len(self.pending) >= self.needed:
             # Read the newest frame of the run: it has just proved the caption stable.
             self.last_future, self.last_mask = self.pool.submit(self._image(crop, layer)), self.pending_mask

