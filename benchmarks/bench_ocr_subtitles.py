@@ -1,7 +1,7 @@
 """Burned-in subtitle OCR against known subtitles.
 
     python benchmarks/make_subtitled_videos.py /tmp/subs --seconds 180
-    python benchmarks/bench_ocr_subtitles.py /tmp/subs [--fps 1 4] [--workers 2]
+    python benchmarks/bench_ocr_subtitles.py /tmp/subs [--fps 2 4] [--every] [--workers 2]
 
 For every NAME.mp4 with its reference NAME.srt, and for each sampling rate, prints:
 cue recall (and for cues < 1.5 s), mean CER of found cues, spurious cues per 10 min,
@@ -35,7 +35,7 @@ def cpu_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Score mmtk ocr-subtitles on videos with known subtitles.")
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--fps", type=float, nargs="+", default=[1.0, 4.0])
+    parser.add_argument("--fps", type=float, nargs="+", default=[2.0, 4.0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--engine", default="tesseract")
     parser.add_argument("--every", action="store_true", help="also run with change detection off")
