@@ -73,6 +73,23 @@ def chunked(seq: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
         yield seq[start : start + size]
 
 
+def _retry_while_locked(statement, deadline_s: float = BUSY_TIMEOUT_S):
+    """Run ``statement`` again while SQLite says the database is locked.
+
+    Switching a brand-new database to WAL needs an exclusive lock, and SQLite may answer
+    SQLITE_BUSY at once, without its busy handler, when another process is creating the
+    same store at that moment; waiting a little and trying again is all it takes.
+    """
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+
 class StoreIndex:
     """Access to ``index.sqlite``: one connection per thread and process, opened lazily.
 
@@ -99,7 +116,7 @@ class StoreIndex:
             self.root.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _retry_while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             # NORMAL is crash-safe in WAL mode (a killed process loses nothing committed);
             # only an OS crash may drop the last commits, which leaves orphan shards for gc.
             conn.execute("PRAGMA synchronous = NORMAL")
