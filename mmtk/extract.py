@@ -102,7 +102,7 @@ def extract_features(
         raise UsageError(f"unknown on_error {on_error!r}", f"choose one of: {', '.join(ON_ERROR_CHOICES)}")
     if num_workers is not None and num_workers < 1:
         raise UsageError(f"--num-workers {num_workers} must be at least 1", "omit it to use one per core")
-    column_name, modality = _pick_column(dataset, backbone, column)
+    column_name, modality = pick_column(dataset, backbone, column)
     config = resolve_backbone(backbone, modality)
     plan = _plan_keys(dataset, column_name, modality, on_error)
     todo = store.missing(config.fingerprint, list(plan.records_by_key))
@@ -166,7 +166,7 @@ class _Plan(NamedTuple):
     bad: list[BadItem]
 
 
-def _pick_column(dataset: Dataset, backbone: str, column: str | None) -> tuple[str, str]:
+def pick_column(dataset: Dataset, backbone: str, column: str | None) -> tuple[str, str]:
     """The column to read and the modality to encode it as. A column that plays the
     image or text role is encoded as that; any other column holds text (readers only
     resolve media paths for media roles)."""

@@ -143,13 +143,13 @@ def resolve_features(dataset, refs: Sequence[str | FeatureRef]) -> list[Resolved
     weights are loaded. The tabular feature is skipped: it comes from fitted
     preprocessors (``mmtk.tabular``), not from the store."""
     from mmtk.backbones import resolve_backbone
-    from mmtk.extract import _pick_column
+    from mmtk.extract import pick_column
 
     resolved = []
     for ref in parse_feature_refs(refs):
         if ref.is_tabular:
             continue
-        column, modality = _pick_column(dataset, ref.backbone, ref.column)
+        column, modality = pick_column(dataset, ref.backbone, ref.column)
         resolved.append(ResolvedFeature(ref=ref, backbone=resolve_backbone(ref.backbone, modality), column=column))
     return resolved
 
