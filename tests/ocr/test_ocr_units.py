@@ -123,3 +123,55 @@ def test_engine_registry_lists_both_engines_and_rejects_unknown_names():
     with pytest.raises(UsageError) as info:
         create_engine("abbyy")
     assert "tesseract" in str(info.value)
+
+
+class _FakePool:
+    """Stands in for OcrPool: every submitted image reads as one caption, at once."""
+
+    wants_binary = False
+
+    def __init__(self, confidence: float = 90.0):
+        self.calls, self.confidence = 0, confidence
+
+    def submit(self, image):
+        from concurrent.futures import Future
+
+        self.calls += 1
+        future = Future()
+        future.set_result(Reading("Hold on tight.", self.confidence))
+        return future
+
+
+def _caption(columns: slice, letter_height: float = 20.0):
+    from mmtk.ocr.textmask import TextLayer
+
+    mask = np.zeros((40, 200), bool)
+    mask[10:30, columns] = True
+    return TextLayer(mask=mask, letter_height=letter_height, lines=[(20, 10, 180, 30)])
+
+
+def _track(layers, fps: float, pool: _FakePool):
+    from mmtk.ocr.video import VideoOcrSettings, _CaptionTracker
+
+    tracker = _CaptionTracker(pool, VideoOcrSettings(fps=fps))
+    crop = np.zeros((40, 200, 3), np.uint8)
+    for n, layer in enumerate(layers):
+        tracker.observe(n / fps, crop, layer)
+    return tracker.samples()
+
+
+def test_a_frame_whose_text_pixels_flicker_stays_with_its_caption():
+    # At 4 fps new text waits for a second frame; a lone odd frame between two frames
+    # of one caption used to stay unread and split the cue in two.
+    caption, flicker = _caption(slice(20, 180, 6)), _caption(slice(23, 150, 9))
+    pool = _FakePool()
+    samples = _track([caption, caption, caption, flicker, caption, caption], fps=4, pool=pool)
+    assert [s.caption for s in samples] == [1] * 6 and pool.calls == 1
+    assert len(merge_readings(samples, 0.25)) == 1
+
+
+def test_small_captions_are_read_again_for_the_vote_and_large_ones_once():
+    large, small = _FakePool(), _FakePool()
+    _track([_caption(slice(20, 180, 6))] * 5, fps=2, pool=large)
+    _track([_caption(slice(20, 180, 6), letter_height=8.0)] * 5, fps=2, pool=small)
+    assert large.calls == 1 and small.calls == 3  # 1 + VideoOcrSettings.retries
