@@ -4,6 +4,11 @@
 column_info.json``) builds the ``tabular`` feature: unlike backbone features it is not
 extracted into the feature store, because its scalers and category lists must be fitted
 on the training split; the fitted ``TabularPreprocessor`` is saved in the run directory.
+
+Text columns stay with the text backbones, one column per feature reference: the
+``text_cols`` of a columns file are recorded but not read automatically, so a listing
+with a title and a description trains with ``--features "minilm@Title,minilm@Review
+Text,tabular"`` (each column extracted with ``extract-features --column``).
 """
 
 from __future__ import annotations
