@@ -16,7 +16,7 @@ from mmtk.predict import predict
 from mmtk.runs import load_run
 from mmtk.store import FeatureStore
 from mmtk.tabular import TabularSpec, fit_tabular
-from mmtk.train import train
+from mmtk.train import split_indices, train
 from tabular_listings import listing_rows, store_noise_text_features, write_csv
 
 FAST = {"epochs": 60, "hidden": 32, "dropout": 0.0, "lr": 1e-2, "patience": 60, "device": "cpu"}
@@ -50,14 +50,16 @@ def test_preprocessor_is_fitted_on_the_training_split_only(listings, tmp_path):
     age = recorded["numerical"][0]
     assert max(age["params"]["quantiles"]) <= 10  # the validation outlier (250) is not in
     assert "castle" not in recorded["categorical"][0]["categories"]
-    # With an internal split too: the training part alone is fitted.
+    # With an internal split too: exactly the training part is fitted.
+    spec = TabularSpec(num_cols=("age",), scaling="minmax")
     train(sets["train"], features=["minilm", "tabular"], model="concat", tasks=["label"], out=tmp_path / "split",
-          store=store, val_split=0.5, tabular=TabularSpec(num_cols=("age",), scaling="minmax"), **{**FAST, "epochs": 2})
+          store=store, val_split=0.5, tabular=spec, **{**FAST, "epochs": 2})
     config = json.loads((tmp_path / "split" / "config.json").read_text())
-    fitted = config["tabular"]["numerical"][0]["params"]
-    ages = np.array([float(r.values["age"]) for r in sets["train"].records if r.values["age"]])
-    assert config["training"]["train_items"] == 150
-    assert fitted["min"] >= ages.min() and fitted["max"] <= ages.max() and (fitted["min"], fitted["max"]) != (ages.min(), ages.max())
+    labels = [r.values["label"] for r in sets["train"].records]
+    train_idx, val_idx = split_indices(labels, 0.5, FAST.get("seed", 0), "train.csv")  # train()'s stratified split
+    assert config["training"]["train_items"] == len(train_idx) == 150
+    assert config["tabular"] == fit_tabular(spec, sets["train"].subset(train_idx)).to_json()
+    assert config["tabular"] != fit_tabular(spec, sets["train"]).to_json()
 
 
 def test_run_round_trip_predicts_identically_without_training_data(listings, tmp_path):
