@@ -67,9 +67,7 @@ def ocr_subtitles_command(
 ) -> None:
     """Read text burned into videos (subtitles, as timed cues) and images (meme captions).
 
-    Frames are sampled at --fps, cropped to --region and cleaned for OCR; the OCR engine
-    only runs when the caption's pixels change, and consecutive readings of one subtitle
-    become one cue. Given a dataset, writes a copy with the text in a new column.
+    Frames are sampled at --fps, cropped to --region and cleaned for OCR; the OCR engine only runs when the caption's pixels change, and consecutive readings of one subtitle become one cue. Given a dataset, writes a copy with the text in a new column.
     """
     output.set_quiet(quiet)
     if fps <= 0 or fps > 60:
