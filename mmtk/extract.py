@@ -71,7 +71,7 @@ class Chunk(NamedTuple):
     """One encoded batch: features for ``keys`` (rows in order) and the items that failed."""
 
     keys: list[str]
-    features: np.ndarray | None
+    features: np.ndarray | list[np.ndarray] | None  # (B, d), or B arrays (T_i, d) for sequences
     bad: list[tuple[str, str]]  # (content key, reason)
 
 
@@ -169,12 +169,17 @@ class _Plan(NamedTuple):
 def pick_column(dataset: Dataset, backbone: str, column: str | None) -> tuple[str, str]:
     """The column to read and the modality to encode it as. A column that plays the
     image or text role is encoded as that; any other column holds text (readers only
-    resolve media paths for media roles)."""
+    resolve media paths for media roles). An audio backbone reads the audio column, or
+    the audio track of the video column when there is no audio column."""
     if column is None:
         modality = resolve_backbone(backbone).modality
+        if modality == "audio" and dataset.columns.audio is None and dataset.columns.video is not None:
+            return dataset.columns.video, "audio"
         return dataset.column_for(modality), modality
     name = dataset.column_for(column)
     role = dataset.role_of(name)
+    if role == "video" and resolve_backbone(backbone).modality == "audio":
+        return name, "audio"  # the video's audio track
     if role is not None and role not in MODALITIES:
         raise UsageError(
             f"column {name!r} holds {role}, which no backbone here encodes", f"choose a column with {' or '.join(MODALITIES)}"
@@ -233,20 +238,23 @@ class _Committer:
         self.registered = False
         self.last_commit = time.monotonic()
 
-    def add(self, keys: Sequence[str], features: np.ndarray) -> None:
+    def add(self, keys: Sequence[str], features: np.ndarray | Sequence[np.ndarray]) -> None:
+        """Queue ``features`` for ``keys``: a (B, d) array for vector backbones, B arrays
+        of shape (T_i, d) for sequence backbones."""
+        rows = [np.asarray(row, dtype=np.float32) for row in features]
         if not self.registered:
             self.store.register(
                 self.config.fingerprint,
                 {
                     "backbone": self.config.spec,
                     "modality": self.config.modality,
-                    "kind": "vector",
-                    "dim": int(features.shape[1]),
+                    "kind": self.config.kind,
+                    "dim": int(rows[0].shape[-1]),
                 },
             )
             self.registered = True
         self.keys.extend(keys)
-        self.rows.extend(np.asarray(features, dtype=np.float32))
+        self.rows.extend(rows)
         if len(self.keys) >= COMMIT_MAX_ITEMS or time.monotonic() - self.last_commit >= COMMIT_INTERVAL_S:
             self.flush()
 

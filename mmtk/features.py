@@ -165,7 +165,7 @@ def gather_features(
 ) -> dict[str, np.ndarray]:
     """One float32 array ``(N, dim)`` per feature, row ``i`` for ``dataset.records[i]``.
 
-    Sequences (``:seq``) are pooled by a masked mean over their valid steps, since the
+    Sequences (``:seq``, and every feature of a sequence backbone such as ``mfcc``) are pooled by a masked mean over their valid steps, since the
     fusion models take one vector per modality. Missing store entries are computed first
     when ``extract_missing`` (evaluation and prediction on new data); otherwise a
     ``StoreError`` names the extract-features command that fills them.
@@ -187,7 +187,8 @@ def gather_features(
                 f"{config.spec} ({config.modality}) features in store {store.root}",
                 f"run: {_extract_command(dataset, feature, store)}",
             )
-        if feature.ref.sequence:
+        # A sequence backbone (mfcc) stores sequences whether or not the ref says :seq.
+        if feature.ref.sequence or getattr(config, "kind", "vector") == "sequence":
             steps, lengths = store.gather_sequences(config.fingerprint, keys)
             arrays[feature.name] = masked_mean(steps, lengths)
         else:

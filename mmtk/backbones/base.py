@@ -20,7 +20,10 @@ import numpy as np
 # of every fingerprint, so old store entries stop matching instead of being silently mixed.
 FEATURE_FORMAT_VERSION = 1
 
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "audio")
+
+#: What an encoder returns per item: one vector (d,) or a sequence (T_i, d) of steps.
+KINDS = ("vector", "sequence")
 
 
 class BadInput(ValueError):
@@ -41,8 +44,9 @@ class Encoder(Protocol):
     def collate(self, items: Sequence[Any]) -> Any:
         """Combine loaded items into one batch for ``encode``."""
 
-    def encode(self, batch: Any) -> np.ndarray:
-        """Return float32 features of shape (batch size, dim)."""
+    def encode(self, batch: Any) -> np.ndarray | list[np.ndarray]:
+        """Return float32 features: shape (batch size, dim) for a ``vector`` backbone, or
+        for a ``sequence`` backbone one (T_i, dim) array per item (lengths may differ)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,9 @@ class BackboneConfig:
     ``settings`` holds the builder's arguments (model name, weights path, preprocessing);
     treat it as read-only. ``dim`` is None when it is only known once weights are loaded
     (a hub model that is not cached). ``cpu_batch_size`` / ``cuda_batch_size`` are the
-    batch sizes ``--batch-size auto`` uses on each device.
+    batch sizes ``--batch-size auto`` uses on each device. ``kind`` is ``"vector"`` (one
+    (dim,) array per item) or ``"sequence"`` (one (T_i, dim) array per item, e.g. MFCC
+    frames); extraction stores features under that kind.
     """
 
     spec: str
@@ -65,6 +71,7 @@ class BackboneConfig:
     cpu_batch_size: int = 16
     cuda_batch_size: int = 128
     channels_last: bool = False
+    kind: str = "vector"
 
     def build(self, device: str = "cpu") -> Encoder:
         """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""
