@@ -20,7 +20,8 @@ _mmtk() {
   done
   case "$cmd:$prev" in
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
-    "extract-features:--backbone") COMPREPLY=($(compgen -W "clip efficientnet-lite0 hf minilm" -- "$cur")); return ;;
+    "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip efficientnet-lite0 hf mfcc minilm" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "ocr-subtitles:--engine") COMPREPLY=($(compgen -W "rapidocr tesseract" -- "$cur")); return ;;
@@ -28,23 +29,25 @@ _mmtk() {
     "ocr-subtitles:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "predict:--format") COMPREPLY=($(compgen -W "jsonl csv" -- "$cur")); return ;;
     "predict:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+    "predict:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "train:--model") COMPREPLY=($(compgen -W "concat gmu" -- "$cur")); return ;;
     "train:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+    "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
   esac
   case "$cmd" in
     "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train --debug --version" -- "$cur")) ;;
     "distill") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
-    "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
+    "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
     "extract-features") COMPREPLY=($(compgen -W "--backbone --column --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
     "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
     "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
-    "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --quiet" -- "$cur")) ;;
+    "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --on-error --quiet" -- "$cur")) ;;
     "store") COMPREPLY=($(compgen -W "gc info ls verify" -- "$cur")) ;;
     "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
     "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store ls") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-    "train") COMPREPLY=($(compgen -W "--features --model --task --out --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --store --device --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
+    "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
   esac
   if [[ "$cur" != -* && ${#COMPREPLY[@]} -eq 0 ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
 }

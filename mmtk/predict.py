@@ -84,9 +84,12 @@ def open_run(run_dir, device: str = "auto"):
     return load_run(run_dir, device=resolve_device(device))
 
 
-def read_for_run(run, data, columns: Mapping[str, str | None] | None = None, *, require_labels: bool = False):
+def read_for_run(
+    run, data, columns: Mapping[str, str | None] | None = None, *, require_labels: bool = False, on_error: str = "fail"
+):
     """``data`` as a Dataset: a path is read requiring the columns the run's features
-    encode (``require_labels`` adds the label columns); a Dataset is used as it is."""
+    encode (``require_labels`` adds the label columns); a Dataset is used as it is.
+    ``on_error="skip"`` leaves out the items that lack them (``dataset.skipped``)."""
     from mmtk.data import Dataset, read_dataset
 
     if isinstance(data, Dataset):
@@ -95,7 +98,8 @@ def read_for_run(run, data, columns: Mapping[str, str | None] | None = None, *, 
     needed = [entry["column"] or entry["modality"] for entry in run.config["features"] if entry["modality"] != "tabular"]
     if require_labels:
         needed += run.label_columns
-    return read_dataset(data, require=list(dict.fromkeys(needed)), **{k: v for k, v in (columns or {}).items() if v})
+    overrides = {k: v for k, v in (columns or {}).items() if v}
+    return read_dataset(data, require=list(dict.fromkeys(needed)), on_error=on_error, **overrides)
 
 
 def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None):

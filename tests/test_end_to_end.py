@@ -133,3 +133,23 @@ def test_missing_label_column_for_evaluate_is_one_line(trained, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "label" in result.stderr
+
+
+def test_on_error_skip_leaves_out_bad_rows_and_lists_them(trained, tmp_path):
+    rows = [json.loads(line) for line in trained["test"].read_text().splitlines()[:4]]
+    rows[1]["text"] = ""
+    data = tmp_path / "one_bad.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    strict = mmtk("predict", str(trained["run"]), str(data), store=trained["store"])
+    assert strict.returncode == 2
+    assert f"{data}:2" in strict.stderr and "Traceback" not in strict.stderr
+
+    skipping = mmtk("predict", str(trained["run"]), str(data), "--on-error", "skip", store=trained["store"])
+    assert skipping.returncode == 0, skipping.stderr
+    assert [json.loads(line)["id"] for line in skipping.stdout.splitlines()] == [str(rows[i]["id"]) for i in (0, 2, 3)]
+    assert "skipped" in skipping.stderr and f"{data}:2" in skipping.stderr
+
+    evaluated = mmtk("evaluate", str(trained["run"]), str(data), "--on-error", "skip", "--json", store=trained["store"])
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["n"] == 3

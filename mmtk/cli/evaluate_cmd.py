@@ -10,7 +10,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, IdColumn, ImageColumn, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
+    Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
 )
 from mmtk.errors import CheckFailed
 
@@ -39,6 +39,7 @@ def evaluate_command(
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
     json_out: Json = False,
+    on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate RUN on DATA with the shared-task metrics.
@@ -47,14 +48,17 @@ def evaluate_command(
     """
     from mmtk.evaluate import evaluate
     from mmtk.metrics import check_thresholds, parse_fail_under
+    from mmtk.predict import open_run, read_for_run
 
     output.set_quiet(quiet)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
+    dataset = read_for_run(
+        open_run(run, device.value), data, column_overrides(id_column, image_column, text_column),
+        require_labels=True, on_error=on_error.value,
+    )
+    output.warn_skipped(dataset.skipped)
     with output.progress_bar("features") as progress:
-        result = evaluate(
-            run, data, store=open_store(store), plots_dir=plots, device=device.value, progress=progress,
-            columns=column_overrides(id_column, image_column, text_column),
-        )
+        result = evaluate(run, dataset, store=open_store(store), plots_dir=plots, device=device.value, progress=progress)
     misses = check_thresholds(result, thresholds)
     if json_out:
         output.print_json(result)

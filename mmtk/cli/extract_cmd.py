@@ -92,8 +92,7 @@ def extract_features_command(
                 )
             )
     skipped = list(dataset.skipped) + [item for report in reports for item in report.skipped]
-    for item in skipped:
-        output.warn(f"skipped {item.one_line()}")
+    output.warn_skipped(skipped)
     if json_out:
         output.print_json(
             {

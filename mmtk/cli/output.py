@@ -42,6 +42,12 @@ def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 
+def warn_skipped(items) -> None:
+    """One warning line per skipped item (``BadItem``), so CI logs show what was left out."""
+    for item in items:
+        warn(f"skipped {item.one_line()}")
+
+
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout, nothing else."""
     sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")

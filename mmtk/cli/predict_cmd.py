@@ -9,7 +9,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, IdColumn, ImageColumn, PredictFormat, Quiet, RunDir, Store, TextColumn, column_overrides,
+    Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, PredictFormat, Quiet, RunDir, Store, TextColumn, column_overrides,
     open_store,
 )
 
@@ -43,18 +43,20 @@ def predict_command(
     id_column: IdColumn = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
+    on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
 ) -> None:
     """Predict labels for every item of DATA, one record per item.
 
     Each record holds the label and the class probabilities. Features missing from the store are extracted first.
     """
-    from mmtk.predict import predict, write_predictions
+    from mmtk.predict import open_run, predict, read_for_run, write_predictions
 
     output.set_quiet(quiet)
+    dataset = read_for_run(
+        open_run(run, device.value), data, column_overrides(id_column, image_column, text_column), on_error=on_error.value
+    )
+    output.warn_skipped(dataset.skipped)
     with output.progress_bar("features") as progress:
-        records = predict(
-            run, data, store=open_store(store), explain=explain, device=device.value, progress=progress,
-            columns=column_overrides(id_column, image_column, text_column),
-        )
+        records = predict(run, dataset, store=open_store(store), explain=explain, device=device.value, progress=progress)
     write_predictions(records, out, fmt=infer_format(out, fmt))

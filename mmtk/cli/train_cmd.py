@@ -10,7 +10,8 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, IdColumn, ImageColumn, Json, Quiet, Store, TextColumn, column_overrides, open_store,
+    Data, DeviceOpt, IdColumn, ImageColumn, Json, OnError, OnErrorOpt, Quiet, Store, TextColumn, column_overrides,
+    open_store,
 )
 from mmtk.errors import UsageError
 
@@ -81,6 +82,7 @@ def train_command(
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
     json_out: Json = False,
+    on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on features already in the store (run `mmtk extract-features` first).
@@ -103,8 +105,9 @@ def train_command(
         raise UsageError("no task given", "name the label column with --task COLUMN[:KIND], or give label_col in the --columns file")
     columns = column_overrides(id_column, image_column, text_column)
     needed = required_columns(refs)
-    dataset = read_dataset(data, require=needed, **columns)
-    val_dataset = read_dataset(val, require=needed, **columns) if val else None
+    dataset = read_dataset(data, require=needed, on_error=on_error.value, **columns)
+    val_dataset = read_dataset(val, require=needed, on_error=on_error.value, **columns) if val else None
+    output.warn_skipped(dataset.skipped + (val_dataset.skipped if val_dataset else []))
     with output.progress_bar("training") as progress:
         report = train(
             dataset,
