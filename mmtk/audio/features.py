@@ -70,13 +70,28 @@ def delta_width(frames: int) -> int:
 
 
 def first_derivative(coefficients: np.ndarray) -> np.ndarray:
-    """librosa.feature.delta along frames (axis -1) with a width that fits the clip.
-    Clips under 3 frames use edge padding (``mode="nearest"``), which allows any length."""
-    import librosa
+    """First derivative along frames (axis -1), equal to ``librosa.feature.delta(x,
+    width=delta_width(T), order=1, mode="interp")`` (``mode="nearest"`` under 3 frames,
+    where edge padding allows any length).
 
-    frames = coefficients.shape[-1]
-    mode = "interp" if frames >= 3 else "nearest"
-    return librosa.feature.delta(coefficients, width=delta_width(frames), order=1, axis=-1, mode=mode)
+    Computed directly rather than through librosa: its Savitzky-Golay filter fits each
+    edge by least squares in Python, 80 % of the MFCC cost of a short clip and all of it
+    under the GIL. For a first-order fit the derivative is the regression slope
+    ``sum(k * x[t + k]) / sum(k**2)`` over the window, and in ``interp`` mode every frame
+    within half a window of an edge takes the slope of the first (last) full window."""
+    x = np.asarray(coefficients, dtype=np.float32)
+    frames = x.shape[-1]
+    width = delta_width(frames)
+    half = width // 2
+    if frames < width:  # "nearest": repeat the edge frames, then slide the window
+        x = np.concatenate([np.repeat(x[..., :1], half, axis=-1), x, np.repeat(x[..., -1:], half, axis=-1)], axis=-1)
+    offsets = np.arange(-half, half + 1, dtype=np.float32)
+    slopes = np.lib.stride_tricks.sliding_window_view(x, width, axis=-1) @ (offsets / np.sum(offsets**2))
+    if slopes.shape[-1] == frames:
+        return slopes
+    return np.concatenate(
+        [np.repeat(slopes[..., :1], half, axis=-1), slopes, np.repeat(slopes[..., -1:], half, axis=-1)], axis=-1
+    )
 
 
 class MfccExtractor:

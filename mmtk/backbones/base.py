@@ -58,7 +58,9 @@ class BackboneConfig:
     (a hub model that is not cached). ``cpu_batch_size`` / ``cuda_batch_size`` are the
     batch sizes ``--batch-size auto`` uses on each device. ``kind`` is ``"vector"`` (one
     (dim,) array per item) or ``"sequence"`` (one (T_i, dim) array per item, e.g. MFCC
-    frames); extraction stores features under that kind.
+    frames); extraction stores features under that kind. ``cpu_workers`` says how CPU
+    extraction runs in parallel: ``"threads"`` sharing one encoder (torch and PIL release
+    the GIL) or ``"processes"`` with one encoder each (work that holds the GIL).
     """
 
     spec: str
@@ -72,6 +74,7 @@ class BackboneConfig:
     cuda_batch_size: int = 128
     channels_last: bool = False
     kind: str = "vector"
+    cpu_workers: str = "threads"
 
     def build(self, device: str = "cpu") -> Encoder:
         """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""

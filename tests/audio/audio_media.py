@@ -11,10 +11,10 @@ import numpy as np
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
-def tone(seconds: float, rate: int, hz: float = 440.0, amplitude: float = 0.5, seed: int = 0) -> np.ndarray:
+def tone(seconds: float, rate: int, hz: float = 440.0, amplitude: float = 0.5, seed: int = 0, noise: float = 0.01) -> np.ndarray:
     """A sine at ``hz`` plus a little noise (so no two clips share bytes), float32."""
     t = np.arange(int(round(seconds * rate))) / rate
-    noise = np.random.default_rng(seed).normal(0.0, 0.01, t.size)
+    noise = np.random.default_rng(seed).normal(0.0, noise, t.size)
     return (amplitude * np.sin(2 * np.pi * hz * t) + noise).astype(np.float32)
 
 

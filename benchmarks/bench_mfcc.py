@@ -1,0 +1,127 @@
+"""mfcc throughput over the Free Spoken Digit Dataset: seconds of audio per wall-clock
+second, through mmtk's extract_features with 1 and 2 workers (forked processes for mfcc), next to a plain
+librosa loop (librosa.load + librosa.feature.mfcc + delta per file, which rebuilds the
+mel filterbank on every call).
+
+Each measurement runs in a fresh Python process writing a fresh store; modes are
+interleaved in rounds (1, 2, librosa, 1, 2, librosa, ...) so load from other users of the
+machine hits all alike; the table gives the median over rounds. Timed: the
+extract_features call (decode, resample 8 -> 16 kHz, features, hashing, store commits),
+or the librosa loop alone; imports are excluded from both.
+
+    .venv/bin/python benchmarks/bench_mfcc.py                      # 3,000 recordings, 3 rounds
+    .venv/bin/python benchmarks/bench_mfcc.py --limit 500 --rounds 1
+Targets (issue 3): >= 150 s of audio per second in one process, >= 1.9x with 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
+MODES = ("workers-1", "workers-2", "librosa-loop")
+
+
+def write_dataset(recordings: Path, limit: int | None, root: Path) -> tuple[Path, float]:
+    """CSV (id, audio) of the recordings in name order; returns it and the audio seconds."""
+    import soundfile
+
+    files = sorted(recordings.glob("*.wav"))[:limit]
+    if not files:
+        raise SystemExit(f"no .wav files in {recordings}")
+    seconds = sum(soundfile.info(str(f)).duration for f in files)
+    path = root / "fsdd.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "audio"])
+        writer.writerows([f.stem, str(f)] for f in files)
+    return path, seconds
+
+
+def measure(mode: str, dataset_csv: Path, store_dir: Path) -> dict:
+    """Run one mode in this process; returns seconds and items."""
+    if mode == "librosa-loop":
+        import librosa
+        import numpy as np
+
+        from mmtk.audio.features import delta_width
+
+        with open(dataset_csv) as handle:
+            paths = [row["audio"] for row in csv.DictReader(handle)]
+        librosa.feature.mfcc(y=np.ones(1600, np.float32), sr=16000)  # warm numba/caches
+        started = time.perf_counter()
+        for path in paths:
+            y, sr = librosa.load(path, sr=16000)
+            mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20, n_fft=640, hop_length=512, n_mels=40)
+            frames = mfcc.shape[1]
+            delta = librosa.feature.delta(mfcc, width=delta_width(frames), mode="interp" if frames >= 3 else "nearest")
+            np.concatenate([mfcc, delta]).T.astype(np.float32)
+        return {"seconds": time.perf_counter() - started, "items": len(paths)}
+
+    from mmtk.data import read_dataset
+    from mmtk.extract import extract_features
+    from mmtk.store import FeatureStore
+
+    from mmtk.backbones import resolve_backbone
+
+    # Load the lazily imported decoders and librosa modules with one clip first: import
+    # cost is excluded, as for the loop (worker processes are forked and inherit them).
+    dataset = read_dataset(dataset_csv)
+    warm = resolve_backbone("mfcc").build("cpu")
+    warm.encode([warm.load(dataset.records[0].values["audio"])])
+
+    store = FeatureStore(store_dir)
+    started = time.perf_counter()
+    report = extract_features(dataset, "mfcc", store=store, num_workers=int(mode.split("-")[1]), device="cpu")
+    return {"seconds": time.perf_counter() - started, "items": report.computed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recordings", type=Path, default=RECORDINGS)
+    parser.add_argument("--limit", type=int, default=None, help="first N recordings only")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one mode, print JSON
+    parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.csv, args.store)))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench_mfcc_") as tmp:
+        root = Path(tmp)
+        dataset_csv, audio_seconds = write_dataset(args.recordings, args.limit, root)
+        modes = args.modes.split(",")
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
+        for round_index in range(args.rounds):
+            for mode in modes:
+                store = root / f"store-{mode}-{round_index}"
+                out = subprocess.run(
+                    [sys.executable, __file__, "--one", mode, "--csv", str(dataset_csv), "--store", str(store)],
+                    check=True, capture_output=True, text=True,
+                )
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                times[mode].append(result["seconds"])
+                print(f"round {round_index + 1} {mode:13s} {result['items']} items {result['seconds']:.2f} s", file=sys.stderr)
+        items = len(list(csv.DictReader(open(dataset_csv))))
+        print(f"{items} recordings, {audio_seconds:.0f} s of audio, median of {args.rounds} round(s)")
+        print(f"{'mode':14s} {'wall s':>8s} {'audio s/s':>10s} {'vs workers-1':>13s}")
+        base = statistics.median(times["workers-1"]) if "workers-1" in times else None
+        for mode in modes:
+            median = statistics.median(times[mode])
+            ratio = f"{base / median:.2f}x" if base else "-"
+            print(f"{mode:14s} {median:8.2f} {audio_seconds / median:10.0f} {ratio:>13s}")
+
+
+if __name__ == "__main__":
+    main()
