@@ -37,7 +37,8 @@ def audio_csv(tmp_path, clips):
 def test_mfcc_is_stored_as_sequences_of_frames(audio_csv, tmp_path):
     store = FeatureStore(tmp_path / "store")
     dataset = read_dataset(audio_csv)
-    report = extract_features(dataset, "mfcc", store=store, num_workers=2)
+    # Two worker processes, several batches each (mfcc's cpu_workers="processes").
+    report = extract_features(dataset, "mfcc", store=store, num_workers=2, batch_size=2)
     assert (report.computed, report.modality, report.column) == (7, "audio", "audio")
     (feature_set,) = store.feature_sets()
     assert (feature_set["kind"], feature_set["dim"], feature_set["items"]) == ("sequence", 40, 7)
@@ -70,7 +71,7 @@ def test_bad_clips_name_file_and_line_or_are_skipped(tmp_path, clips):
     with pytest.raises(DataError, match=r"bad\.csv:3.*garbage.*cannot decode") as caught:
         extract_features(dataset, "mfcc", store=store, num_workers=1, batch_size=1)
     assert "--on-error skip" in caught.value.hint
-    report = extract_features(dataset, "mfcc", store=store, on_error="skip")
+    report = extract_features(dataset, "mfcc", store=store, on_error="skip", num_workers=2, batch_size=1)
     assert sorted((item.line, item.item) for item in report.skipped) == [(3, "garbage"), (4, "silent")]
     reasons = {item.item: item.reason for item in report.skipped}
     assert "is silent" in reasons["silent"] and "cannot decode" in reasons["garbage"]
