@@ -63,7 +63,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         assert first == {"todo": n - committed_before}
         time.sleep(rng.uniform(0.02, 0.25))
         killed_while_writing += proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)  # a no-op when poll() above already reaped it
         proc.wait()
         proc.stdout.close()
 
