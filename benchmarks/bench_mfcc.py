@@ -1,13 +1,17 @@
 """mfcc throughput over the Free Spoken Digit Dataset: seconds of audio per wall-clock
-second, through mmtk's extract_features with 1 and 2 workers (forked processes for mfcc), next to a plain
-librosa loop (librosa.load + librosa.feature.mfcc + delta per file, which rebuilds the
-mel filterbank on every call).
+second, through mmtk's extract_features with 1 and 2 workers (mfcc's workers are forked
+processes), next to a plain librosa loop (librosa.load + librosa.feature.mfcc + delta
+per file, which rebuilds the mel filterbank on every call).
 
-Each measurement runs in a fresh Python process writing a fresh store; modes are
-interleaved in rounds (1, 2, librosa, 1, 2, librosa, ...) so load from other users of the
-machine hits all alike; the table gives the median over rounds. Timed: the
-extract_features call (decode, resample 8 -> 16 kHz, features, hashing, store commits),
-or the librosa loop alone; imports are excluded from both.
+``compute-1`` / ``compute-2`` time the decoding and mfcc alone in 1 or 2 forked
+processes (no content hashing, no store), i.e. how the computation itself scales.
+
+Each measurement runs in a fresh Python process; modes are interleaved in rounds so
+load from other users of the machine hits all alike; the table gives the median over
+rounds and the load average at the start. Timed: the extract_features call into a fresh
+store (decode, resample 8 -> 16 kHz, features, content hashing, store commits), the
+computation alone, or the librosa loop; imports and the first clip's lazy loading are
+excluded from all of them.
 
     .venv/bin/python benchmarks/bench_mfcc.py                      # 3,000 recordings, 3 rounds
     .venv/bin/python benchmarks/bench_mfcc.py --limit 500 --rounds 1
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +32,7 @@ import time
 from pathlib import Path
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
-MODES = ("workers-1", "workers-2", "librosa-loop")
+MODES = ("workers-1", "workers-2", "compute-1", "compute-2", "librosa-loop")
 
 
 def write_dataset(recordings: Path, limit: int | None, root: Path) -> tuple[Path, float]:
@@ -66,6 +71,9 @@ def measure(mode: str, dataset_csv: Path, store_dir: Path) -> dict:
             np.concatenate([mfcc, delta]).T.astype(np.float32)
         return {"seconds": time.perf_counter() - started, "items": len(paths)}
 
+    if mode.startswith("compute-"):
+        return measure_compute(int(mode.split("-")[1]), dataset_csv)
+
     from mmtk.data import read_dataset
     from mmtk.extract import extract_features
     from mmtk.store import FeatureStore
@@ -82,6 +90,44 @@ def measure(mode: str, dataset_csv: Path, store_dir: Path) -> dict:
     started = time.perf_counter()
     report = extract_features(dataset, "mfcc", store=store, num_workers=int(mode.split("-")[1]), device="cpu")
     return {"seconds": time.perf_counter() - started, "items": report.computed}
+
+
+_ENCODER = None
+
+
+def _encode_paths(paths: list[str]) -> int:
+    return sum(len(f) for f in _ENCODER.encode([_ENCODER.load(p) for p in paths]))
+
+
+def _one_blas_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # as extract's workers do: no BLAS thread oversubscription
+
+
+def measure_compute(processes: int, dataset_csv: Path) -> dict:
+    """Decode + mfcc alone (no hashing, no store) in ``processes`` forked processes
+    sharing the parent's built encoder, batches of 32 files: how the computation itself
+    scales, without extract_features' serial part (content hashing, store commits)."""
+    import multiprocessing
+
+    from mmtk.backbones import resolve_backbone
+
+    global _ENCODER
+    with open(dataset_csv) as handle:
+        paths = [row["audio"] for row in csv.DictReader(handle)]
+    _ENCODER = resolve_backbone("mfcc").build("cpu")
+    _encode_paths(paths[:1])  # warm the lazily loaded decoders
+    batches = [paths[i : i + 32] for i in range(0, len(paths), 32)]
+    started = time.perf_counter()
+    if processes == 1:
+        frames = sum(map(_encode_paths, batches))
+    else:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1), multiprocessing.get_context("fork").Pool(processes, initializer=_one_blas_thread) as pool:
+            frames = sum(pool.imap_unordered(_encode_paths, batches))
+    return {"seconds": time.perf_counter() - started, "items": len(paths), "frames": frames}
 
 
 def main() -> None:
@@ -102,6 +148,7 @@ def main() -> None:
         root = Path(tmp)
         dataset_csv, audio_seconds = write_dataset(args.recordings, args.limit, root)
         modes = args.modes.split(",")
+        load = os.getloadavg()[0]
         times: dict[str, list[float]] = {mode: [] for mode in modes}
         for round_index in range(args.rounds):
             for mode in modes:
@@ -114,12 +161,12 @@ def main() -> None:
                 times[mode].append(result["seconds"])
                 print(f"round {round_index + 1} {mode:13s} {result['items']} items {result['seconds']:.2f} s", file=sys.stderr)
         items = len(list(csv.DictReader(open(dataset_csv))))
-        print(f"{items} recordings, {audio_seconds:.0f} s of audio, median of {args.rounds} round(s)")
-        print(f"{'mode':14s} {'wall s':>8s} {'audio s/s':>10s} {'vs workers-1':>13s}")
-        base = statistics.median(times["workers-1"]) if "workers-1" in times else None
+        print(f"{items} recordings, {audio_seconds:.0f} s of audio, median of {args.rounds} round(s), load average {load:.2f} at start")
+        print(f"{'mode':14s} {'wall s':>8s} {'audio s/s':>10s} {'vs 1 worker':>13s}")
         for mode in modes:
             median = statistics.median(times[mode])
-            ratio = f"{base / median:.2f}x" if base else "-"
+            single = mode.rsplit("-", 1)[0] + "-1"  # workers-2 is compared with workers-1, ...
+            ratio = f"{statistics.median(times[single]) / median:.2f}x" if single in times else "-"
             print(f"{mode:14s} {median:8.2f} {audio_seconds / median:10.0f} {ratio:>13s}")
 
 

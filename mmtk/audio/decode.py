@@ -86,10 +86,11 @@ def _decode_with_av(path: str, sample_rate: int) -> np.ndarray:
 def _resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target or waveform.size == 0:
         return waveform
-    import librosa
+    import soxr
 
-    # soxr_hq, librosa's default: band-limited and fast (the C library releases the GIL).
-    return librosa.resample(waveform, orig_sr=rate, target_sr=target).astype(np.float32, copy=False)
+    # What librosa.resample does by default (res_type="soxr_hq"), called directly: going
+    # through librosa imports numba and joblib, 0.7 s on the first clip of every worker.
+    return soxr.resample(waveform, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
 def _checked(waveform: np.ndarray, sample_rate: int, path: str) -> np.ndarray:

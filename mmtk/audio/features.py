@@ -103,7 +103,6 @@ class MfccExtractor:
 
     def __init__(self, sample_rate: int = 16000, n_mfcc: int = 20, window_s: float = 0.040, hop_s: float = 0.032, n_mels: int = 40, top_db: float = 80.0):
         import librosa
-        import scipy.signal
 
         self.sample_rate = sample_rate
         self.n_mfcc = n_mfcc
@@ -111,8 +110,9 @@ class MfccExtractor:
         self.hop = int(round(hop_s * sample_rate))
         self.n_mels = n_mels
         self.top_db = top_db
-        # The same periodic Hann window and Slaney mel basis librosa.feature.mfcc uses.
-        self.window = scipy.signal.get_window("hann", self.n_fft, fftbins=True).astype(np.float32)
+        # The same periodic Hann window (scipy's get_window("hann", n, fftbins=True)) and
+        # Slaney mel basis librosa.feature.mfcc uses.
+        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n_fft) / self.n_fft)).astype(np.float32)
         self.mel_basis = librosa.filters.mel(sr=sample_rate, n_fft=self.n_fft, n_mels=n_mels).astype(np.float32)
 
     @property
