@@ -87,6 +87,8 @@ def test_audio_track_of_a_video_column(tmp_path):
     assert (report.column, report.modality, report.computed) == ("video", "audio", 2)
     pooled = load_features(dataset, ["mfcc"], store)["mfcc"]
     assert pooled.shape == (2, 40) and not np.allclose(pooled[0], pooled[1], atol=1.0)
+    # Naming the video column explicitly reads the same audio track (same store entries).
+    np.testing.assert_array_equal(load_features(dataset, ["mfcc@video"], store)["mfcc@video"], pooled)
 
 
 def test_concat_trains_on_mfcc(tmp_path):
@@ -107,3 +109,25 @@ def test_concat_trains_on_mfcc(tmp_path):
     )
     assert report.val_metrics["metrics"]["accuracy"] >= 0.9
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.mark.realdata
+def test_real_videos_audio_tracks_through_extraction(tmp_path):
+    import av
+
+    from audio_media import SHARED_DATA
+
+    videos = sorted((SHARED_DATA / "video").glob("*.mp4"))
+    if not videos:
+        pytest.skip("no videos in ../shared/data/video")
+    path = write_csv(tmp_path / "videos.csv", [{"id": v.stem, "video": str(v)} for v in videos], ("id", "video"))
+    store = FeatureStore(tmp_path / "store")
+    dataset = read_dataset(path)
+    report = extract_features(dataset, "mfcc", store=store)
+    assert report.computed == len(videos) and not report.skipped
+    keys = [content_key(str(v), "audio") for v in videos]
+    _, lengths = store.gather_sequences(report.fingerprint, keys)
+    for video, frames in zip(videos, lengths):
+        with av.open(str(video)) as container:
+            seconds = float(container.streams.audio[0].duration * container.streams.audio[0].time_base)
+        assert abs(frames - seconds / 0.032) <= 3  # one frame per 32 ms hop of the track

@@ -66,3 +66,10 @@ def shared_videos():
     if not videos:
         pytest.skip("no videos in ../shared/data/video")
     return videos
+
+
+def test_undecodable_video_is_a_bad_input(tmp_path):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing after" * 4)
+    with pytest.raises(BadInput, match="cannot decode audio of .*broken.mp4"):
+        load_audio(path, 16000)
