@@ -99,12 +99,6 @@ def _encode_paths(paths: list[str]) -> int:
     return sum(len(f) for f in _ENCODER.encode([_ENCODER.load(p) for p in paths]))
 
 
-def _one_blas_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1)  # as extract's workers do: no BLAS thread oversubscription
-
-
 def measure_compute(processes: int, dataset_csv: Path) -> dict:
     """Decode + mfcc alone (no hashing, no store) in ``processes`` forked processes
     sharing the parent's built encoder, batches of 32 files: how the computation itself
@@ -125,8 +119,12 @@ def measure_compute(processes: int, dataset_csv: Path) -> dict:
     else:
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1), multiprocessing.get_context("fork").Pool(processes, initializer=_one_blas_thread) as pool:
+        # One BLAS thread, inherited by the forked workers, as in extract_features.
+        with threadpool_limits(limits=1):
+            pool = multiprocessing.get_context("fork").Pool(processes)
             frames = sum(pool.imap_unordered(_encode_paths, batches))
+            pool.close()
+            pool.join()
     return {"seconds": time.perf_counter() - started, "items": len(paths), "frames": frames}
 
 

@@ -316,8 +316,9 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
 
     native_limits = None
     if config.cpu_workers == "processes" and workers > 1:
-        # One BLAS thread here too while the pool lives: forked workers inherit the
-        # parent's OpenBLAS threads, which then compete with the other worker.
+        # One BLAS/OpenMP thread while the pool lives, inherited by forked workers: there
+        # is one worker per core already, and OpenBLAS's own threads (inherited from the
+        # parent) oversubscribed the cores: two mfcc workers ran 1.5x instead of 1.75x.
         native_limits = _one_native_thread()
         pool, submit, previous = _process_pool(config, workers), _submit_to_process, None
     else:
@@ -369,22 +370,18 @@ def _process_pool(config, workers: int):
     global _WORKER_ENCODER
     if "fork" in multiprocessing.get_all_start_methods():
         _WORKER_ENCODER = config.build("cpu")
-        return ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(None,)
-        )
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(config,)
     )
 
 
 def _start_worker(config) -> None:
-    """Worker set-up: one BLAS/OpenMP thread (there is one worker per core already;
-    OpenBLAS's own threads oversubscribed the cores: two mfcc workers gave 1.5x instead
-    of 1.8x), and the encoder when it was not inherited."""
+    """Spawned worker set-up: one BLAS/OpenMP thread (forked workers inherit the
+    parent's limit) and the worker's own encoder."""
     global _WORKER_ENCODER
     _one_native_thread()
-    if config is not None:
-        _WORKER_ENCODER = config.build("cpu")
+    _WORKER_ENCODER = config.build("cpu")
 
 
 def _one_native_thread():
