@@ -120,11 +120,23 @@ def build_mfcc(config: BackboneConfig, device: str) -> WaveformEncoder:
     from mmtk.audio.features import MfccExtractor
 
     extractor = MfccExtractor(**config.settings)
-    return WaveformEncoder(extractor, extractor.sample_rate, extractor.dim, sequence=True)
+    return _warmed(WaveformEncoder(extractor, extractor.sample_rate, extractor.dim, sequence=True))
 
 
 def build_audio_stats(config: BackboneConfig, device: str) -> WaveformEncoder:
     from mmtk.audio.features import AUDIO_STATS_DIM, audio_stats
 
     rate = config.settings["sample_rate"]
-    return WaveformEncoder(lambda waveform: audio_stats(waveform, rate), rate, AUDIO_STATS_DIM, sequence=False)
+    return _warmed(WaveformEncoder(lambda waveform: audio_stats(waveform, rate), rate, AUDIO_STATS_DIM, sequence=False))
+
+
+def _warmed(encoder: WaveformEncoder) -> WaveformEncoder:
+    """Run the encoder once on a short tone so that the modules librosa loads lazily
+    (and numba compiles) are loaded here: forked extraction workers then inherit them
+    instead of each paying about a second on its first clip."""
+    import soundfile  # noqa: F401  (the decoders load_audio uses)
+    import soxr  # noqa: F401
+
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(encoder.sample_rate // 10) / encoder.sample_rate)).astype(np.float32)
+    encoder.encode([tone])
+    return encoder
