@@ -12,6 +12,9 @@ How the work runs (measurements behind these choices: ``mmtk/device.py``, issue 
   (no intra-op barrier, so a busy neighbour slows us gracefully). Torch and PIL release
   the GIL in their kernels: two such threads matched two processes' throughput and pay
   torch's import and the model load once. The caller's torch thread count is restored.
+- CPU, backbones whose per-item work holds the GIL (``BackboneConfig.cpu_workers ==
+  "processes"``, e.g. mfcc): forked worker processes that inherit the encoder built once
+  by the parent, with one BLAS thread each.
 - CUDA: one process; a DataLoader's workers decode into pinned memory while the GPU runs
   fp16 autocast over large batches.
 
@@ -309,7 +312,8 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
 
     Backbones whose per-item work holds the GIL (``cpu_workers="processes"``: numpy on
     clip-sized arrays, as in mfcc) run in worker processes instead (``_process_pool``);
-    threads gave them no speed-up at all, two processes 1.8-1.9x."""
+    threads gave them no speed-up at all, two processes 1.7x on 2 cores (mfcc over FSDD;
+    1.76x for the computation alone, the rest is hashing and commits in the parent)."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from mmtk.device import configure_cpu_threads
@@ -320,7 +324,13 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
         # is one worker per core already, and OpenBLAS's own threads (inherited from the
         # parent) oversubscribed the cores: two mfcc workers ran 1.5x instead of 1.75x.
         native_limits = _one_native_thread()
-        pool, submit, previous = _process_pool(config, workers), _submit_to_process, None
+        try:
+            pool, submit, previous = _process_pool(config, workers), _submit_to_process, None
+        except BaseException:  # the encoder failed to build: undo the limit, then report
+            _release_worker_encoder()
+            if native_limits is not None:
+                native_limits.restore_original_limits()
+            raise
     else:
         encoder = config.build("cpu")
         # Backbones that never import torch (mfcc, audio-stats) skip its 2 s import here.
@@ -355,7 +365,8 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
             configure_cpu_threads(previous)
 
 
-# The encoder of a worker process (built once per process by ``_start_worker``).
+# The encoder of a worker process: built by the parent before forking (and inherited),
+# or by ``_start_worker`` in a spawned worker.
 _WORKER_ENCODER = None
 
 
