@@ -2,8 +2,9 @@
 
   (a) mmtk's extract_features over N generated JPEGs into a fresh store
   (b) pure forward on pre-decoded tensors in the fastest setting found: every setting in
-      FORWARD_SETTINGS (processes x torch threads x batch size, channels_last) is timed
-      each round and the best counts
+      FORWARD_SETTINGS (processes x torch threads x batch size, channels_last) and in
+      FORWARD_THREAD_SETTINGS (threads sharing one encoder) is timed each round and the
+      best counts
   (c) a naive loop: PIL open, forward a batch of one, save one .npy per item
 
 Each measurement runs in a fresh Python process, in rounds (a, b, c, a, b, c, ...) so
@@ -30,6 +31,8 @@ from pathlib import Path
 # (processes, torch threads per process, batch size). One process of two threads at
 # batch 32 ran 2-5x slower than these on this machine (issue 2), so it is left out.
 FORWARD_SETTINGS = [(2, 1, 1), (2, 1, 2), (2, 1, 4)]
+# (threads sharing one encoder, batch size): the layout extract_features uses on CPU.
+FORWARD_THREAD_SETTINGS = [(2, 2), (2, 4)]
 BACKBONE = "efficientnet-lite0"
 
 
@@ -140,6 +143,44 @@ def child_forward(data: str, processes: int, threads: int, batch_size: int) -> d
     return {"items": len(paths), "seconds": seconds}
 
 
+def child_forward_threads(data: str, threads: int, batch_size: int) -> dict:
+    """Aggregate forward throughput of ``threads`` Python threads sharing one encoder,
+    each with one torch thread, pulling batches from one queue: the layout extraction
+    uses on CPU, with decoding taken out."""
+    import queue
+    import threading
+
+    import torch
+
+    from mmtk.backbones import resolve_backbone
+    from mmtk.data import read_dataset
+
+    torch.set_num_threads(1)
+    encoder = resolve_backbone(BACKBONE).build("cpu")
+    tensors = [encoder.load(path) for path in read_dataset(data).values("image")]
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for i in range(0, len(tensors), batch_size):
+        work.put(encoder.collate(tensors[i : i + batch_size]))
+    encoder.encode(encoder.collate(tensors[:batch_size]))  # warm-up (oneDNN primitive creation)
+
+    def run() -> None:
+        torch.set_num_threads(1)  # per thread: intra-op threads are a thread-local setting
+        while True:
+            try:
+                batch = work.get_nowait()
+            except queue.Empty:
+                return
+            encoder.encode(batch)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    started = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return {"items": len(tensors), "seconds": time.perf_counter() - started}
+
+
 def run_child(args: list[str]) -> dict:
     started = time.perf_counter()
     output = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
@@ -166,6 +207,8 @@ def main() -> None:
             result = child_extract(*rest)
         elif role == "naive":
             result = child_naive(*rest)
+        elif role == "forward-threads":
+            result = child_forward_threads(rest[0], *map(int, rest[1:]))
         else:
             result = child_forward(rest[0], *map(int, rest[1:]))
         print(json.dumps(result))
@@ -190,6 +233,9 @@ def main() -> None:
             for processes, threads, batch in FORWARD_SETTINGS:
                 b = run_child(["--child", "forward", data, str(processes), str(threads), str(batch)])
                 best = max(best, record(f"b forward {processes}p x {threads}t, batch {batch}", b["items"], b["seconds"]))
+            for threads, batch in FORWARD_THREAD_SETTINGS:
+                b = run_child(["--child", "forward-threads", data, str(threads), str(batch)])
+                best = max(best, record(f"b forward 1p x {threads} threads x 1t, batch {batch}", b["items"], b["seconds"]))
             rates.setdefault("b forward, best setting", []).append(best)
             if not args.no_naive:
                 out = root / f"naive{round_index}"
