@@ -4,7 +4,7 @@ Run as a script it is one ``extract-features``-like writer: it registers a vecto
 feature set, asks the store which of its keys are missing and puts them in batches,
 printing one JSON line per step so the test can count what it committed.
 
-    python store_writer.py STORE KEY_FROM KEY_TO [--batch N] [--seed S] [--go FILE]
+    python store_writer.py STORE KEY_FROM KEY_TO [--batch N] [--seed S] [--go FILE] [--compute-s S]
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--go", help="wait until this file exists (a common start signal)")
+    parser.add_argument(
+        "--compute-s", type=float, default=0.0,
+        help="seconds of pretend model work before each batch, so a kill lands mid-run even on a fast machine",
+    )
     args = parser.parse_args(argv)
 
     from mmtk.store import FeatureStore
@@ -63,6 +67,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps({"todo": len(todo)}), flush=True)
     for start in range(0, len(todo), args.batch):
         batch = todo[start : start + args.batch]
+        time.sleep(args.compute_s)
         inserted = store.put(FINGERPRINT, batch, [value(k) for k in batch])
         print(json.dumps({"put": len(batch), "inserted": inserted}), flush=True)
     print(json.dumps({"done": True}), flush=True)

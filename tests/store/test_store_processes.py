@@ -57,7 +57,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     rng = random.Random(1234)
     committed_before, killed_while_writing = 0, 0
     for attempt in range(5):
-        proc = _start(root, 0, n, "--batch", "40", "--seed", str(attempt))
+        # 100 batches of 40 with 5 ms of pretend compute each: about a second of writing,
+        # so kills at 0.02-0.25 s land mid-run however fast the machine is.
+        proc = _start(root, 0, n, "--batch", "40", "--seed", str(attempt), "--compute-s", "0.005")
         first = json.loads(proc.stdout.readline())
         # The writer asks the store what is missing: everything committed so far is skipped.
         assert first == {"todo": n - committed_before}
