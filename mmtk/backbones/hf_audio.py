@@ -14,14 +14,12 @@ name by its name and the commit of the cached copy; hub loading goes through
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig, BadInput, directory_identity, make_fingerprint, package_version
-from mmtk.backbones.hub import cached_revision, load_cached_first
+from mmtk.backbones.base import BackboneConfig, BadInput, make_fingerprint, package_version
+from mmtk.backbones.hub import json_field, load_cached_first, model_source
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
 
@@ -37,18 +35,11 @@ def resolve_hf_audio(arg: str | None, modality: str | None) -> BackboneConfig:
         raise UsageError(f"backbone {NAME!r} needs a model", f"write {NAME}:facebook/wav2vec2-base or {NAME}:/path/to/model")
     if modality not in (None, "audio"):
         raise UsageError(f"backbone '{NAME}:{arg}' encodes audio, not {modality}", "use it on an audio or video column")
-    local = Path(arg).expanduser()
+    source, weights, local = model_source(arg, NAME, MODEL_FILES)
     dim, rate = None, DEFAULT_RATE
-    if local.is_dir():
-        source = str(local.resolve())
-        weights = {"local": directory_identity(local, MODEL_FILES)}
-        dim = _json_field(local / "config.json", "hidden_size")
-        rate = _json_field(local / "preprocessor_config.json", "sampling_rate") or DEFAULT_RATE
-    elif arg.startswith((".", "/", "~")) or local.exists():
-        raise UsageError(f"{NAME} model directory not found: {arg}", "pass a directory holding config.json and the weights")
-    else:
-        source = arg
-        weights = {"hub": arg, "revision": cached_revision(arg)}
+    if local is not None:
+        dim = json_field(local / "config.json", "hidden_size")
+        rate = json_field(local / "preprocessor_config.json", "sampling_rate") or DEFAULT_RATE
     identity = {
         "weights": weights,
         "transformers": package_version("transformers").split(".")[0],
@@ -135,8 +126,3 @@ def _min_samples(model) -> int:
     return needed
 
 
-def _json_field(path: Path, field: str) -> int | None:
-    try:
-        return int(json.loads(path.read_text())[field])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

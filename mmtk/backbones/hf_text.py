@@ -7,11 +7,8 @@ the commit of the locally cached copy, when there is one.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from mmtk.backbones.base import BackboneConfig, directory_identity, make_fingerprint, package_version
-from mmtk.backbones.hub import cached_revision, load_cached_first
+from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
+from mmtk.backbones.hub import json_field, load_cached_first, model_source
 from mmtk.backbones.registry import BACKBONES
 from mmtk.backbones.text import TransformerTextEncoder, load_transformer
 from mmtk.errors import UsageError
@@ -28,17 +25,8 @@ def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
         raise UsageError("backbone 'hf' needs a model", "write hf:bert-base-uncased or hf:/path/to/model")
     if modality not in (None, "text"):
         raise UsageError(f"backbone 'hf:{arg}' encodes text, not {modality}", "use clip or efficientnet-lite0 for images")
-    local = Path(arg).expanduser()
-    dim = None
-    if local.is_dir():
-        source = str(local.resolve())
-        weights = {"local": directory_identity(local, MODEL_FILES)}
-        dim = _hidden_size(local / "config.json")
-    elif arg.startswith((".", "/", "~")) or local.exists():
-        raise UsageError(f"hf model directory not found: {arg}", "pass a directory holding config.json and the weights")
-    else:
-        source = arg
-        weights = {"hub": arg, "revision": cached_revision(arg)}
+    source, weights, local = model_source(arg, "hf", MODEL_FILES)
+    dim = json_field(local / "config.json", "hidden_size") if local else None
     identity = {
         "weights": weights,
         "transformers": package_version("transformers").split(".")[0],
@@ -67,8 +55,3 @@ def build_hf(config: BackboneConfig, device: str) -> TransformerTextEncoder:
     return TransformerTextEncoder(model, tokenizer, device, MAX_LENGTH)
 
 
-def _hidden_size(config_path: Path) -> int | None:
-    try:
-        return int(json.loads(config_path.read_text())["hidden_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

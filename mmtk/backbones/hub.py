@@ -78,3 +78,28 @@ def cached_revision(repo_id: str) -> str | None:
         return ref.read_text().strip() or None
     except OSError:
         return None
+
+
+def model_source(arg: str, what: str, model_files: tuple[str, ...]) -> tuple[str, dict, Path | None]:
+    """Where a transformers model comes from, without loading it: ``(source, weights
+    identity for the fingerprint, local directory or None)``. A directory is identified
+    by its files' contents; a hub name by the revision in the local cache. A path that
+    looks local but does not exist is a ``UsageError`` rather than a hub lookup."""
+    from mmtk.backbones.base import directory_identity
+
+    local = Path(arg).expanduser()
+    if local.is_dir():
+        return str(local.resolve()), {"local": directory_identity(local, model_files)}, local
+    if arg.startswith((".", "/", "~")) or local.exists():
+        raise UsageError(f"{what} model directory not found: {arg}", "pass a directory holding config.json and the weights")
+    return arg, {"hub": arg, "revision": cached_revision(arg)}, None
+
+
+def json_field(path: Path, field: str) -> int | None:
+    """An integer field of a model's JSON config file, or None when it is not there."""
+    import json
+
+    try:
+        return int(json.loads(path.read_text())[field])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
