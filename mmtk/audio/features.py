@@ -162,7 +162,10 @@ def audio_stats(waveform: np.ndarray, sample_rate: int = AUDIO_STATS_RATE) -> np
         warnings.simplefilter("ignore", UserWarning)
         power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2
         magnitude = np.sqrt(power)
-        harmonic = librosa.effects.harmonic(y)
+        # The inverse STFT inside HPSS divides by the summed window, which is zero past
+        # the end of a clip shorter than one window (NaN out); pad to a window, then trim.
+        padded = np.pad(y, (0, max(0, n_fft - y.size)))
+        harmonic = librosa.effects.harmonic(padded, n_fft=n_fft, hop_length=hop)[: y.size]
         harmonic_power = np.abs(librosa.stft(harmonic, n_fft=n_fft, hop_length=hop)) ** 2
         mel = librosa.feature.melspectrogram(S=power, sr=sr)
         pitches, strengths = librosa.piptrack(S=magnitude, sr=sr)
