@@ -24,7 +24,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
 ) -> dict:
-    """Evaluate the run at ``run_dir`` on ``data`` (a ``Dataset`` or a dataset path).
+    """Evaluate the run at ``run_dir`` (a path or a loaded ``Run``) on ``data`` (a ``Dataset`` or a dataset path).
 
     Every item needs its features' columns and its labels; features missing from the
     store are extracted first unless ``extract_missing`` is False. Labels are encoded

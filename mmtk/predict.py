@@ -35,7 +35,7 @@ def predict(
     columns: Mapping[str, str | None] | None = None,
 ) -> list[dict]:
     """Predict every item of ``data`` (a ``Dataset`` or a dataset path, read with the
-    columns the run's features need; labels are not needed) with the run at ``run_dir``.
+    columns the run's features need; labels are not needed) with the run at ``run_dir`` (a path or a loaded ``Run``).
 
     ``explain`` needs a model with per-modality weights (``UsageError`` otherwise).
     Features missing from the store are extracted first unless ``extract_missing`` is
@@ -77,10 +77,13 @@ def _task_record(kind: str, classes: list, output: np.ndarray) -> dict:
 
 
 def open_run(run_dir, device: str = "auto"):
-    """``load_run`` on the resolved device."""
+    """``load_run`` on the resolved device; a ``Run`` already loaded is used as it is, so
+    a caller that read the data with it (``read_for_run``) does not load the weights twice."""
     from mmtk.device import resolve_device
-    from mmtk.runs import load_run
+    from mmtk.runs import Run, load_run
 
+    if isinstance(run_dir, Run):
+        return run_dir
     return load_run(run_dir, device=resolve_device(device))
 
 

@@ -52,13 +52,13 @@ def evaluate_command(
 
     output.set_quiet(quiet)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
+    loaded = open_run(run, device.value)
     dataset = read_for_run(
-        open_run(run, device.value), data, column_overrides(id_column, image_column, text_column),
-        require_labels=True, on_error=on_error.value,
+        loaded, data, column_overrides(id_column, image_column, text_column), require_labels=True, on_error=on_error.value
     )
     output.warn_skipped(dataset.skipped)
     with output.progress_bar("features") as progress:
-        result = evaluate(run, dataset, store=open_store(store), plots_dir=plots, device=device.value, progress=progress)
+        result = evaluate(loaded, dataset, store=open_store(store), plots_dir=plots, device=device.value, progress=progress)
     misses = check_thresholds(result, thresholds)
     if json_out:
         output.print_json(result)

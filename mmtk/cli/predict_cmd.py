@@ -53,10 +53,9 @@ def predict_command(
     from mmtk.predict import open_run, predict, read_for_run, write_predictions
 
     output.set_quiet(quiet)
-    dataset = read_for_run(
-        open_run(run, device.value), data, column_overrides(id_column, image_column, text_column), on_error=on_error.value
-    )
+    loaded = open_run(run, device.value)
+    dataset = read_for_run(loaded, data, column_overrides(id_column, image_column, text_column), on_error=on_error.value)
     output.warn_skipped(dataset.skipped)
     with output.progress_bar("features") as progress:
-        records = predict(run, dataset, store=open_store(store), explain=explain, device=device.value, progress=progress)
+        records = predict(loaded, dataset, store=open_store(store), explain=explain, device=device.value, progress=progress)
     write_predictions(records, out, fmt=infer_format(out, fmt))
