@@ -25,7 +25,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l column -d 
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l store -d 'Feature store directory (default: $MMTK_STORE, else ~/'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l batch-size -d 'Items per forward pass, or auto'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l device -x -a 'auto cpu cuda' -d 'Where backbones and models run: auto picks CUDA when available'
-complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l num-workers -d 'Decode/model worker processes (default: per device)'
+complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l num-workers -d 'Workers: threads sharing the model on CPU (processes for audio backbones), decode workers on CUDA (default: one per core)'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l on-error -x -a 'fail skip' -d 'fail: stop at the first bad item; skip: skip bad items and list them'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l id-column -d 'Column holding item ids (default: id)'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l image-column -d 'Column holding image paths (default: image or img)'

@@ -46,7 +46,7 @@ def extract_features_command(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Items per forward pass, or auto.")] = "auto",
     device: DeviceOpt = "auto",
     num_workers: Annotated[
-        Optional[int], typer.Option("--num-workers", help="Decode/model worker processes (default: per device).")
+        Optional[int], typer.Option("--num-workers", help="Workers: threads sharing the model on CPU (processes for audio backbones), decode workers on CUDA (default: one per core).")
     ] = None,
     on_error: OnErrorOpt = OnError.fail,
     id_column: IdColumn = None,

@@ -48,6 +48,13 @@ def warn_skipped(items) -> None:
         warn(f"skipped {item.one_line()}")
 
 
+def print_fields(fields: dict[str, Any]) -> None:
+    """``key: value`` lines on stdout (lists shown by their length), for small reports."""
+    console = stdout()
+    for key, value in fields.items():
+        console.print(f"{key}: {len(value) if isinstance(value, list) else value}", highlight=False, markup=False)
+
+
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout, nothing else."""
     sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")

@@ -58,9 +58,7 @@ def info_command(
     if json_out:
         output.print_json(info)
         return
-    console = output.stdout()
-    for key, value in info.items():
-        console.print(f"{key}: {value}", highlight=False)
+    output.print_fields(info)
 
 
 @app.command("verify")
@@ -94,6 +92,4 @@ def gc_command(
     if json_out:
         output.print_json(report)
         return
-    console = output.stdout()
-    for key, value in report.items():
-        console.print(f"{key}: {len(value) if isinstance(value, list) else value}", highlight=False)
+    output.print_fields(report)
