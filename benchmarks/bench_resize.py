@@ -20,10 +20,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cv2_preprocess(path: str, preprocess) -> "torch.Tensor":
-    """The same resize-crop-normalise recipe as mmtk's, but resized by OpenCV bilinear."""
+def cv2_preprocess(path: str, preprocess) -> np.ndarray:
+    """The same resize-crop recipe as mmtk's (an HWC uint8 crop, which the encoder
+    normalises), but resized by OpenCV bilinear."""
     import cv2
-    import torch
 
     image = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     height, width = image.shape[:2]
@@ -31,10 +31,7 @@ def cv2_preprocess(path: str, preprocess) -> "torch.Tensor":
     new_w, new_h = max(preprocess.size, round(width * scale)), max(preprocess.size, round(height * scale))
     image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     left, top = (new_w - preprocess.size) // 2, (new_h - preprocess.size) // 2
-    image = image[top : top + preprocess.size, left : left + preprocess.size]
-    array = image.astype(np.float32) / 255.0
-    array = (array - np.asarray(preprocess.mean, np.float32)) / np.asarray(preprocess.std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return np.ascontiguousarray(image[top : top + preprocess.size, left : left + preprocess.size])
 
 
 def image_paths(crops: int, workdir: Path) -> list[tuple[int, str]]:

@@ -26,7 +26,7 @@ from mmtk.backbones.base import (
     BackboneConfig, autocast_for, directory_identity, file_digest, make_fingerprint, package_version,
 )
 from mmtk.backbones.hub import cached_revision, hub_file, limit_hub_waits, load_cached_first
-from mmtk.backbones.images import PIL_RESIZE, ImageEncoder, open_rgb
+from mmtk.backbones.images import PIL_RESIZE, ImageEncoder
 from mmtk.backbones.registry import BACKBONES
 from mmtk.backbones.text import checked_text
 from mmtk.errors import UsageError
@@ -138,13 +138,10 @@ def build_clip(config: BackboneConfig, device: str):
     size = open_clip.get_model_preprocess_cfg(model).get("size", 224)
     draft = max(size) if isinstance(size, (tuple, list)) else int(size)
 
-    def load_image(path: str):
-        return preprocess(open_rgb(path, draft_size=draft))
-
     def embed(images):
         return model.encode_image(images, normalize=True)
 
-    return ImageEncoder(embed, load_image, dim, device)
+    return ImageEncoder(embed, preprocess, dim, device, draft_size=draft)
 
 
 def _embed_dim(model) -> int:

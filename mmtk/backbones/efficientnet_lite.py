@@ -67,4 +67,12 @@ def build_efficientnet_lite0(config: BackboneConfig, device: str) -> ImageEncode
         # Trunk + global average pool: the 1280-d penultimate layer, before the classifier.
         return model.extract_features(images).mean(dim=(2, 3))
 
-    return ImageEncoder(pooled_features, PREPROCESS, DIM, device, channels_last=config.channels_last)
+    return ImageEncoder(
+        pooled_features,
+        PREPROCESS,
+        DIM,
+        device,
+        draft_size=PREPROCESS.resize,
+        normalize=(PREPROCESS.mean, PREPROCESS.std),
+        channels_last=config.channels_last,
+    )

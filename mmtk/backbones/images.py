@@ -49,8 +49,10 @@ def open_rgb(path: str, draft_size: int | None = None):
 
 @dataclass(frozen=True)
 class ResizeCrop:
-    """Resize the short side to ``resize`` (PIL, antialiased), centre-crop ``size``,
-    scale to [0, 1] and normalise: the eval transform of ImageNet-style CNNs."""
+    """Resize the short side to ``resize`` (PIL, antialiased), centre-crop ``size``: the
+    eval transform of ImageNet-style CNNs. Returns the crop as an HWC uint8 array;
+    ``ImageEncoder`` scales and normalises whole batches with ``mean`` and ``std``, which
+    costs a quarter of the per-image float work in numpy and moves 4x fewer bytes."""
 
     size: int
     resize: int
@@ -66,11 +68,9 @@ class ResizeCrop:
             "crop": "center", "jpeg_draft": self.resize,
         }
 
-    def __call__(self, path: str):
-        import torch
+    def __call__(self, image) -> np.ndarray:
         from PIL import Image
 
-        image = open_rgb(path, draft_size=self.resize)
         width, height = image.size
         scale = self.resize / min(width, height)
         new_size = (max(self.size, round(width * scale)), max(self.size, round(height * scale)))
@@ -78,48 +78,79 @@ class ResizeCrop:
         image = image.resize(new_size, resample=resample)
         left = (new_size[0] - self.size) // 2
         top = (new_size[1] - self.size) // 2
-        image = image.crop((left, top, left + self.size, top + self.size))
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        return np.asarray(image.crop((left, top, left + self.size, top + self.size)))
 
 
 class ImageEncoder:
-    """Runs ``forward`` (a batch of CHW images -> (B, dim) features) on ``device``.
+    """Runs ``forward`` (a batch of NCHW float images -> (B, dim) features) on ``device``.
 
-    CNNs run in channels_last layout, which oneDNN executes faster on CPU; on CUDA the
-    forward runs under fp16 autocast and the output is returned as float32.
+    ``transform`` turns one RGB PIL image into the model's input: either a normalised
+    CHW float tensor (open_clip's transforms), or, with ``normalize=(mean, std)``, an HWC
+    uint8 array (``ResizeCrop``) that ``collate`` stacks and ``encode`` converts on the
+    device. Such uint8 batches come out channels_last for free (NHWC memory viewed as
+    NCHW), the layout oneDNN runs CNNs fastest in; with ``channels_last`` other batches
+    are converted to it. On CUDA the forward runs under fp16 autocast and the output is
+    returned as float32. ``draft_size`` is passed to ``open_rgb`` for JPEG draft decoding.
     """
 
     def __init__(
         self,
         forward: Callable[[Any], Any],
-        preprocess: Callable[[str], Any],
+        transform: Callable[[Any], Any],
         dim: int,
         device: str,
+        *,
+        draft_size: int | None = None,
+        normalize: tuple[Sequence[float], Sequence[float]] | None = None,
         channels_last: bool = False,
     ):
         self.forward = forward
-        self.preprocess = preprocess
+        self.transform = transform
         self.dim = dim
         self.device = device
+        self.draft_size = draft_size
+        self.normalize = normalize
         self.channels_last = channels_last
+        self._scale_shift: dict[str, tuple[Any, Any]] = {}
 
     def load(self, value: str):
-        return self.preprocess(value)
+        """Decode and preprocess the image file at ``value``."""
+        return self.transform(open_rgb(value, draft_size=self.draft_size))
+
+    def load_image(self, image):
+        """Preprocess an already decoded PIL image (a video frame, a crop)."""
+        return self.transform(image if image.mode == "RGB" else image.convert("RGB"))
 
     def collate(self, items: Sequence[Any]):
         import torch
 
+        if self.normalize is not None:
+            # (B, H, W, 3) uint8 viewed as (B, 3, H, W): a channels_last tensor, no copy.
+            return torch.from_numpy(np.stack(items)).permute(0, 3, 1, 2)
         return torch.stack(list(items))
 
     def encode(self, batch) -> np.ndarray:
         import torch
 
         batch = batch.to(self.device, non_blocking=True)
-        if self.channels_last:
+        if self.normalize is not None:
+            scale, shift = self._scale_shift_on(batch.device)
+            # (x / 255 - mean) / std as one multiply-add; .float() keeps channels_last.
+            batch = torch.addcmul(shift, batch.float(), scale)
+        elif self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast_for(self.device):
             features = self.forward(batch)
         return features.float().cpu().numpy()
 
+    def _scale_shift_on(self, device):
+        import torch
+
+        key = str(device)
+        if key not in self._scale_shift:
+            mean = torch.tensor(self.normalize[0], dtype=torch.float32)
+            std = torch.tensor(self.normalize[1], dtype=torch.float32)
+            scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(device)
+            shift = (-mean / std).view(1, 3, 1, 1).to(device)
+            self._scale_shift[key] = (scale, shift)
+        return self._scale_shift[key]
