@@ -38,7 +38,7 @@ _mmtk() {
     "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train --debug --version" -- "$cur")) ;;
     "distill") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
     "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
-    "extract-features") COMPREPLY=($(compgen -W "--backbone --column --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
+    "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
     "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
     "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
     "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --on-error --quiet" -- "$cur")) ;;
@@ -47,7 +47,7 @@ _mmtk() {
     "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store ls") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-    "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
+    "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
   esac
   if [[ "$cur" != -* && ${#COMPREPLY[@]} -eq 0 ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
 }

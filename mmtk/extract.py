@@ -34,8 +34,8 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from mmtk.backbones import BackboneConfig, BadInput, resolve_backbone
-from mmtk.backbones.base import MODALITIES
+from mmtk.backbones import BackboneConfig, BadInput, FeatureOptions, resolve_backbone
+from mmtk.backbones.base import MODALITIES, VIDEO
 from mmtk.data import BadItem, Dataset, content_key
 from mmtk.errors import DataError, MmtkError, UsageError, where
 
@@ -85,6 +85,8 @@ def extract_features(
     *,
     store,
     column: str | None = None,
+    sequence: bool = False,
+    options: FeatureOptions | None = None,
     batch_size: int | str = "auto",
     device: str = "auto",
     num_workers: int | None = None,
@@ -94,7 +96,10 @@ def extract_features(
     """Compute ``backbone`` features for ``dataset[column]`` into ``store``.
 
     ``column`` defaults to the dataset's column for the backbone's modality (its image or
-    text column). ``batch_size="auto"`` picks the backbone's measured best for the device.
+    text column; an image backbone over a video column encodes sampled frames).
+    ``sequence`` stores the backbone's sequence form (token states, spatial grid) instead
+    of its pooled vector; ``options`` holds ``--max-length``/``--fps``/``--frames``.
+    ``batch_size="auto"`` picks the backbone's measured best for the device.
     ``num_workers``: CPU worker threads (default: usable cores) or, on CUDA, DataLoader
     decode worker processes. ``on_error="fail"`` raises
     ``DataError`` naming file:line and item at the first unusable item, after committing
@@ -107,7 +112,7 @@ def extract_features(
     if num_workers is not None and num_workers < 1:
         raise UsageError(f"--num-workers {num_workers} must be at least 1", "omit it to use one per core")
     column_name, modality = pick_column(dataset, backbone, column)
-    config = resolve_backbone(backbone, modality)
+    config = resolve_backbone(backbone, modality, sequence=sequence, options=options)
     plan = _plan_keys(dataset, column_name, modality, on_error)
     todo = store.missing(config.fingerprint, list(plan.records_by_key))
     report = ExtractReport(
@@ -174,7 +179,8 @@ def pick_column(dataset: Dataset, backbone: str, column: str | None) -> tuple[st
     """The column to read and the modality to encode it as. A column that plays the
     image or text role is encoded as that; any other column holds text (readers only
     resolve media paths for media roles). An audio backbone reads the audio column, or
-    the audio track of the video column when there is no audio column."""
+    the audio track of the video column when there is no audio column; an image
+    backbone reads a video column as sampled frames (modality "video")."""
     if column is None:
         modality = resolve_backbone(backbone).modality
         if modality == "audio" and dataset.columns.audio is None and dataset.columns.video is not None:
@@ -182,8 +188,16 @@ def pick_column(dataset: Dataset, backbone: str, column: str | None) -> tuple[st
         return dataset.column_for(modality), modality
     name = dataset.column_for(column)
     role = dataset.role_of(name)
-    if role == "video" and resolve_backbone(backbone).modality == "audio":
-        return name, "audio"  # the video's audio track
+    if role == VIDEO:
+        backbone_modality = resolve_backbone(backbone).modality
+        if backbone_modality == "audio":
+            return name, "audio"  # the video's audio track
+        if backbone_modality == "image":
+            return name, VIDEO  # frames sampled from the video
+        raise UsageError(
+            f"column {name!r} holds video, which {backbone!r} ({backbone_modality}) cannot encode",
+            "use an image backbone (frames) or an audio backbone (its audio track) on a video column",
+        )
     if role is not None and role not in MODALITIES:
         raise UsageError(
             f"column {name!r} holds {role}, which no backbone here encodes", f"choose a column with {' or '.join(MODALITIES)}"

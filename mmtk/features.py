@@ -9,12 +9,13 @@ array per reference in record order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from mmtk.backbones.base import FeatureOptions
 from mmtk.errors import StoreError, UsageError
 
 SEQUENCE_MARK = ":seq"
@@ -29,12 +30,14 @@ TABULAR = "tabular"
 
 @dataclass(frozen=True)
 class FeatureRef:
-    """One model input: a backbone spec, whether its stored sequences are wanted, and
-    the dataset column it encodes (None: the column of the backbone's modality)."""
+    """One model input: a backbone spec, whether its stored sequences are wanted, the
+    dataset column it encodes (None: the column of the backbone's modality), and the
+    extraction options its fingerprint depends on (``--max-length``, ``--fps``, ...)."""
 
     backbone: str
     sequence: bool = False
     column: str | None = None
+    options: FeatureOptions = field(default_factory=FeatureOptions)
 
     @classmethod
     def parse(cls, text: str) -> FeatureRef:
@@ -77,11 +80,19 @@ class FeatureRef:
         return self.backbone + (SEQUENCE_MARK if self.sequence else "") + (f"@{self.column}" if self.column else "")
 
     def to_json(self) -> dict:
-        return {"ref": self.name, "backbone": self.backbone, "sequence": self.sequence, "column": self.column}
+        data = {"ref": self.name, "backbone": self.backbone, "sequence": self.sequence, "column": self.column}
+        if self.options.to_json():
+            data["options"] = self.options.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> FeatureRef:
-        return cls(backbone=str(data["backbone"]), sequence=bool(data["sequence"]), column=data.get("column"))
+        return cls(
+            backbone=str(data["backbone"]),
+            sequence=bool(data["sequence"]),
+            column=data.get("column"),
+            options=FeatureOptions.from_json(data.get("options")),
+        )
 
 
 def _is_backbone_spec(text: str) -> bool:
@@ -94,9 +105,14 @@ def _is_backbone_spec(text: str) -> bool:
     return True
 
 
-def parse_feature_refs(texts: Sequence[str | FeatureRef]) -> list[FeatureRef]:
-    """Parse a list of references; the same input named twice is refused."""
-    refs = [t if isinstance(t, FeatureRef) else FeatureRef.parse(t) for t in texts]
+def parse_feature_refs(texts: Sequence[str | FeatureRef], options: FeatureOptions | None = None) -> list[FeatureRef]:
+    """Parse a list of references; the same input named twice is refused. ``options``
+    (the command's ``--max-length``/``--fps``/``--frames``) is set on every parsed text;
+    references given as ``FeatureRef`` keep their own."""
+    refs = [
+        t if isinstance(t, FeatureRef) else replace(FeatureRef.parse(t), options=options or FeatureOptions())
+        for t in texts
+    ]
     if not refs:
         raise UsageError("no features given", "name at least one, e.g. --features efficientnet-lite0,minilm")
     names = [ref.name for ref in refs]
@@ -150,7 +166,8 @@ def resolve_features(dataset, refs: Sequence[str | FeatureRef]) -> list[Resolved
         if ref.is_tabular:
             continue
         column, modality = pick_column(dataset, ref.backbone, ref.column)
-        resolved.append(ResolvedFeature(ref=ref, backbone=resolve_backbone(ref.backbone, modality), column=column))
+        config = resolve_backbone(ref.backbone, modality, sequence=ref.sequence, options=ref.options)
+        resolved.append(ResolvedFeature(ref=ref, backbone=config, column=column))
     return resolved
 
 
@@ -180,15 +197,24 @@ def gather_features(
         if missing and extract_missing:
             from mmtk.extract import extract_features
 
-            extract_features(dataset, config.spec, store=store, column=feature.column, device=device, progress=progress)
+            extract_features(
+                dataset,
+                feature.ref.backbone,
+                store=store,
+                column=feature.column,
+                sequence=feature.ref.sequence,
+                options=feature.ref.options,
+                device=device,
+                progress=progress,
+            )
         elif missing:
             raise StoreError(
                 f"{len(missing)} of {len(set(keys))} {feature.column!r} items of {dataset.source} have no "
                 f"{config.spec} ({config.modality}) features in store {store.root}",
                 f"run: {_extract_command(dataset, feature, store)}",
             )
-        # A sequence backbone (mfcc) stores sequences whether or not the ref says :seq.
-        if feature.ref.sequence or getattr(config, "kind", "vector") == "sequence":
+        # Sequence forms (:seq) and backbones that only make sequences (mfcc, video frames).
+        if config.kind == "sequence":
             steps, lengths = store.gather_sequences(config.fingerprint, keys)
             arrays[feature.name] = masked_mean(steps, lengths)
         else:
@@ -201,6 +227,9 @@ def _extract_command(dataset, feature: ResolvedFeature, store) -> str:
     from mmtk.paths import default_store_dir
 
     command = f"mmtk extract-features {dataset.source} --backbone {feature.ref.backbone} --column {feature.column}"
+    if feature.ref.sequence and feature.backbone.modality != "video":
+        command += " --sequence"
+    command += "".join(f" --{name.replace('_', '-')} {value}" for name, value in feature.ref.options.to_json().items())
     if Path(store.root).resolve() != default_store_dir().resolve():
         command += f" --store {store.root}"
     return command

@@ -8,9 +8,9 @@ transformers or open_clip until ``BackboneConfig.build`` is called.
 from __future__ import annotations
 
 from mmtk.backbones import audio, clip, efficientnet_lite, hf_audio, hf_text, minilm, pixels  # noqa: F401  (register built-ins)
-from mmtk.backbones.base import FEATURE_FORMAT_VERSION, BackboneConfig, BadInput, Encoder
+from mmtk.backbones.base import FEATURE_FORMAT_VERSION, BackboneConfig, BadInput, Encoder, FeatureOptions
 from mmtk.backbones.registry import BACKBONES, resolve_backbone
 
 __all__ = [
-    "BACKBONES", "FEATURE_FORMAT_VERSION", "BackboneConfig", "BadInput", "Encoder", "resolve_backbone",
+    "BACKBONES", "FEATURE_FORMAT_VERSION", "BackboneConfig", "BadInput", "Encoder", "FeatureOptions", "resolve_backbone",
 ]

@@ -21,6 +21,8 @@ import numpy as np
 FEATURE_FORMAT_VERSION = 1
 
 MODALITIES = ("image", "text", "audio")
+#: A video column: encoded as frames through an image backbone (or as its audio track).
+VIDEO = "video"
 
 #: What an encoder returns per item: one vector (d,) or a sequence (T_i, d) of steps.
 KINDS = ("vector", "sequence")
@@ -50,6 +52,43 @@ class Encoder(Protocol):
 
 
 @dataclass(frozen=True)
+class FeatureOptions:
+    """Extraction settings beyond the backbone spec that change what is stored, so they
+    are part of the fingerprints of the features they affect (and only of those).
+
+    ``max_length``: tokens kept by text backbones' sequence form (``--sequence``; the
+    pooled forms keep their model's own limit). ``fps`` / ``frames``: how video frames
+    are sampled for an image backbone over a video column: ``fps`` frames per second,
+    or, when ``frames`` is set, the first frame of each of ``frames`` equal chunks.
+    Training records them with each feature, so evaluation and prediction resolve the
+    same fingerprints.
+    """
+
+    max_length: int = 128
+    fps: float = 1.0
+    frames: int | None = None
+
+    def __post_init__(self):
+        from mmtk.errors import UsageError
+
+        if not (isinstance(self.max_length, int) and self.max_length >= 2):
+            raise UsageError(f"--max-length {self.max_length!r} must be an integer >= 2", "pass e.g. --max-length 128")
+        if not (isinstance(self.fps, (int, float)) and 0 < self.fps <= 1000):
+            raise UsageError(f"--fps {self.fps!r} must be a number above 0", "pass e.g. --fps 1 or --fps 0.5")
+        if self.frames is not None and not (isinstance(self.frames, int) and self.frames >= 1):
+            raise UsageError(f"--frames {self.frames!r} must be an integer >= 1", "pass e.g. --frames 8")
+
+    def to_json(self) -> dict:
+        """Only the settings that differ from the defaults (run configs stay short)."""
+        defaults = FeatureOptions()
+        return {name: value for name, value in vars(self).items() if value != getattr(defaults, name)}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> FeatureOptions:
+        return cls(**(data or {}))
+
+
+@dataclass(frozen=True)
 class BackboneConfig:
     """A resolved backbone spec: everything needed to build it, nothing loaded yet.
 
@@ -61,6 +100,9 @@ class BackboneConfig:
     frames); extraction stores features under that kind. ``cpu_workers`` says how CPU
     extraction runs in parallel: ``"threads"`` sharing one encoder (torch and PIL release
     the GIL) or ``"processes"`` with one encoder each (work that holds the GIL).
+    ``sequence_form(config, options)``, for vector backbones that have one, returns the
+    config of the same backbone storing sequences (token states, a spatial grid) instead:
+    what ``--sequence`` and ``BACKBONE:seq`` resolve to.
     """
 
     spec: str
@@ -75,6 +117,9 @@ class BackboneConfig:
     channels_last: bool = False
     kind: str = "vector"
     cpu_workers: str = "threads"
+    sequence_form: Callable[["BackboneConfig", FeatureOptions], "BackboneConfig"] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def build(self, device: str = "cpu") -> Encoder:
         """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""

@@ -9,8 +9,8 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, IdColumn, ImageColumn, Json, OnError, OnErrorOpt, Quiet, Store, TextColumn,
-    column_overrides, open_store,
+    Data, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
+    column_overrides, feature_options, open_store,
 )
 from mmtk.errors import UsageError
 
@@ -42,6 +42,12 @@ def extract_features_command(
     column: Annotated[
         Optional[str], typer.Option("--column", help="Column to read instead of the backbone modality's default.")
     ] = None,
+    sequence: Annotated[
+        bool, typer.Option("--sequence", help="Store the sequence (token states, spatial grid) instead of the pooled vector; train reads it as BACKBONE:seq.")
+    ] = False,
+    max_length: MaxLength = 128,
+    fps: Fps = 1.0,
+    frames: Frames = None,
     store: Store = None,
     batch_size: Annotated[str, typer.Option("--batch-size", help="Items per forward pass, or auto.")] = "auto",
     device: DeviceOpt = "auto",
@@ -69,6 +75,7 @@ def extract_features_command(
 
         raise not_extracted_error()
     sizes = parse_batch_size(batch_size)
+    options = feature_options(max_length, fps, frames)
     configs = [resolve_backbone(spec) for spec in backbone]
     required = sorted({column or config.modality for config in configs})
     dataset = read_dataset(
@@ -84,6 +91,8 @@ def extract_features_command(
                     config.spec,
                     store=feature_store,
                     column=column,
+                    sequence=sequence,
+                    options=options,
                     batch_size=sizes,
                     device=device.value,
                     num_workers=num_workers,

@@ -39,12 +39,29 @@ IdColumn = Annotated[Optional[str], typer.Option("--id-column", help="Column hol
 ImageColumn = Annotated[Optional[str], typer.Option("--image-column", help="Column holding image paths (default: image or img).")]
 TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the text (default: text).")]
 Data = Annotated[str, typer.Argument(help="Dataset: a .csv or .jsonl file, a folder, or - for JSONL on stdin.", show_default=False)]
+MaxLength = Annotated[
+    int, typer.Option("--max-length", help="Tokens kept by text backbones' sequence form (:seq / --sequence).", min=2)
+]
+Fps = Annotated[
+    float, typer.Option("--fps", help="Video frames sampled per second for image backbones over a video column.", min=0.001)
+]
+Frames = Annotated[
+    Optional[int],
+    typer.Option("--frames", help="Instead of --fps: the first frame of each of K equal chunks of the video.", min=1, show_default=False),
+]
 RunDir = Annotated[Path, typer.Argument(help="Run directory written by `mmtk train`.", show_default=False)]
 
 
 def column_overrides(id_column: str | None, image_column: str | None, text_column: str | None) -> dict:
     """Keyword arguments for ``read_dataset`` from the shared column options."""
     return {"id_column": id_column, "image_column": image_column, "text_column": text_column}
+
+
+def feature_options(max_length: int, fps: float, frames: int | None):
+    """The extraction options behind --max-length/--fps/--frames (validated)."""
+    from mmtk.backbones.base import FeatureOptions
+
+    return FeatureOptions(max_length=max_length, fps=fps, frames=frames)
 
 
 def open_store(store: Path | None):

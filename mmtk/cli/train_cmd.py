@@ -10,8 +10,8 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, IdColumn, ImageColumn, Json, OnError, OnErrorOpt, Quiet, Store, TextColumn, column_overrides,
-    open_store,
+    Data, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
+    column_overrides, feature_options, open_store,
 )
 from mmtk.errors import UsageError
 
@@ -76,6 +76,9 @@ def train_command(
     scaling: Annotated[
         Optional[str], typer.Option("--scaling", help="Numerical scaling of the tabular feature: standard | minmax | quantile.")
     ] = None,
+    max_length: MaxLength = 128,
+    fps: Fps = 1.0,
+    frames: Frames = None,
     store: Store = None,
     device: DeviceOpt = "auto",
     id_column: IdColumn = None,
@@ -90,14 +93,15 @@ def train_command(
     The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
     """
     from mmtk.data import read_dataset
-    from mmtk.features import FeatureRef, required_columns
+    from mmtk.features import parse_feature_refs, required_columns
     from mmtk.tabular import column_spec
     from mmtk.train import train
 
     output.set_quiet(quiet)
-    refs = split_features(features)
+    # The run records these options with each feature, so evaluate/predict match them.
+    refs = parse_feature_refs(split_features(features), feature_options(max_length, fps, frames))
     tabular = column_spec(cat_cols=cat_cols, num_cols=num_cols, columns_file=columns_file, scaling=scaling)
-    has_tabular = any(FeatureRef.parse(ref).is_tabular for ref in refs)
+    has_tabular = any(ref.is_tabular for ref in refs)
     if tabular is not None and not has_tabular and (cat_cols or num_cols or scaling):
         raise UsageError("--cat-cols/--num-cols/--scaling describe the tabular feature, but --features does not list it", "add it, e.g. --features minilm,tabular")
     tasks = task or ([tabular.label_col] if tabular is not None and tabular.label_col else [])
