@@ -68,8 +68,10 @@ def cpu_threads_per_process() -> int:
 
 
 def configure_cpu_threads(threads: int) -> int:
-    """Set torch's intra- and inter-op thread counts for this process; returns the
-    previous intra-op count so an in-process caller can restore it."""
+    """Set torch's intra-op thread count for the calling thread (OpenMP keeps it per
+    thread: new threads start at one per core whatever the main thread set) and one
+    inter-op thread for the process; returns the previous intra-op count so an
+    in-process caller can restore it."""
     import torch
 
     previous = torch.get_num_threads()

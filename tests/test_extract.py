@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -230,3 +231,54 @@ def test_sigkill_mid_run_loses_only_uncommitted_work(tiny_backbone, tmp_path):
     assert np.array_equal(store.gather(fingerprint, done), before)
     assert store.missing(fingerprint, keys) == []
     assert store.verify()["ok"]
+
+
+class _ThreadProbe:
+    """Encodes every item as the CPU/wall ratio of a convolution run in the worker
+    thread: about 1 when torch uses one thread there, about 2 with two free cores."""
+
+    dim = 1
+
+    def load(self, value):
+        return value
+
+    def collate(self, items):
+        return items
+
+    def encode(self, batch):
+        import time
+
+        import torch
+
+        conv, x = torch.nn.Conv2d(32, 32, 3, padding=1), torch.randn(4, 32, 96, 96)
+        with torch.inference_mode():
+            conv(x)
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(8):
+                conv(x)
+            ratio = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        return np.full((len(batch), 1), ratio, np.float32)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to see a second torch thread")
+def test_cpu_worker_threads_run_torch_on_one_thread_each(tmp_path):
+    """OpenMP's thread count is per thread: a worker thread that does not set its own
+    runs every op on all cores, oversubscribing them (issue 2's 36x slowdowns)."""
+    import torch
+
+    BACKBONES.add("thread-probe", lambda arg, modality: BackboneConfig(
+        spec="thread-probe", name="thread-probe", modality="text", fingerprint="thread-probe-v1",
+        builder=lambda config, device: _ThreadProbe(), dim=1, cpu_batch_size=1,
+    ))
+    try:
+        data = tmp_path / "data.jsonl"
+        data.write_text("".join(json.dumps({"id": str(i), "text": f"t{i}"}) + "\n" for i in range(2)))
+        store = FeatureStore(tmp_path / "store")
+        dataset = read_dataset(data)
+        previous = torch.get_num_threads()
+        extract_features(dataset, "thread-probe", store=store, num_workers=1, device="cpu")
+        ratios = store.gather("thread-probe-v1", keys_of(dataset, "text"))
+    finally:
+        BACKBONES.remove("thread-probe")
+    assert ratios.max() < 1.4, f"torch used {ratios.max():.2f} cores in an extraction thread"
+    assert torch.get_num_threads() == previous  # the caller's setting is restored
