@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mmtk.backbones import resolve_backbone
+from mmtk.backbones import FeatureOptions, resolve_backbone
 from mmtk.data import content_keys, read_dataset
 from mmtk.errors import StoreError, UsageError
 from mmtk.features import FeatureRef, load_features, masked_mean, parse_feature_refs, required_columns, resolve_features
@@ -105,15 +105,27 @@ def test_missing_features_name_the_command_that_fills_them(tmp_path, dataset):
 
 
 def test_sequences_are_pooled_by_masked_mean(tmp_path, dataset):
-    store = FeatureStore(tmp_path / "store")
-    config = resolve_backbone("minilm")
-    store.register(config.fingerprint, {"backbone": config.spec, "modality": "text", "kind": "sequence", "dim": 2})
+    default = FeatureStore(tmp_path / "store")  # $MMTK_STORE in the test suite
+    config = resolve_backbone("minilm", "text", sequence=True)
+    default.register(config.fingerprint, {"backbone": config.spec, "modality": "text", "kind": "sequence", "dim": 2})
     keys = list(dict.fromkeys(content_keys(dataset.values("text"), "text")))
-    store.put(config.fingerprint, keys, [np.array([[1, 2], [3, 4], [5, 9]], np.float32), np.array([[7, 7]], np.float32)])
-    pooled = load_features(dataset, ["minilm:seq"], store)["minilm:seq"]
+    default.put(config.fingerprint, keys, [np.array([[1, 2], [3, 4], [5, 9]], np.float32), np.array([[7, 7]], np.float32)])
+    pooled = load_features(dataset, ["minilm:seq"], default)["minilm:seq"]
     np.testing.assert_allclose(pooled, [[3, 5], [7, 7], [3, 5]])
-    with pytest.raises(UsageError, match="stored as sequences"):
-        load_features(dataset, ["minilm"], store)
+    # The pooled vector is another feature: with only the sequence stored, the user is
+    # told to extract it.
+    with pytest.raises(StoreError, match=r"2 of 2 'text' items .* have no minilm .*--backbone minilm --column text$"):
+        load_features(dataset, ["minilm"], default)
+
+
+def test_missing_sequences_name_the_sequence_extraction(tmp_path, dataset):
+    store = FeatureStore(tmp_path / "store")
+    put_vectors(store, dataset, "minilm", "text", "text", 3)  # the pooled form only
+    with pytest.raises(StoreError, match=r"--backbone minilm --column text --sequence$"):
+        load_features(dataset, ["minilm:seq"], store)
+    short = parse_feature_refs(["minilm:seq@title"], FeatureOptions(max_length=16))
+    with pytest.raises(StoreError, match=r"--backbone minilm --column title --sequence --max-length 16$"):
+        load_features(dataset, short, store)
 
 
 def test_masked_mean_ignores_padding_and_empty_sequences():

