@@ -51,10 +51,6 @@ COMMIT_INTERVAL_S = 1.0
 COMMIT_MAX_ITEMS = 512
 # Batches queued per worker: enough that a worker never waits for the parent.
 IN_FLIGHT_PER_WORKER = 2
-# Items decoded ahead of the forward passes (CPU threads): covers a background model
-# load (about 2 s, 1,000 efficientnet-lite0 decodes) while keeping memory flat (256
-# decoded 224 px images are 38 MiB as uint8).
-DECODE_AHEAD_ITEMS = 256
 
 
 @dataclass
@@ -427,12 +423,12 @@ def _run_threads(config, items, batch_size: int, workers: int, threads: int) -> 
     efficientnet-lite0 as fast as two processes while paying torch's import and the
     model load once instead of once per process.
 
-    Decoding runs ahead of the forward by up to ``DECODE_AHEAD_ITEMS``: backbones that
-    load their weights in the background (``BackgroundModel``; efficientnet-lite0 on
-    CPU) decode the first few hundred items while torch imports and the weights load,
-    about 2 s that would otherwise leave a core idle, and the forward threads then run
-    with the decoded batches ready. Memory stays flat: at most that many decoded items
-    and ``IN_FLIGHT_PER_WORKER`` forward batches per worker exist at once."""
+    Decoding runs ahead of the forward by ``IN_FLIGHT_PER_WORKER`` batches per worker,
+    or by ``encoder.decode_ahead_items`` where an encoder sets it (encoders whose decoded
+    items are small and of fixed size): those that load their weights in the background
+    (``BackgroundModel``; efficientnet-lite0 on CPU) decode the first few hundred items
+    while torch imports and the weights load, about 2 s that would otherwise leave a
+    core idle. Memory stays flat: the window bounds the decoded items alive at once."""
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -440,7 +436,7 @@ def _run_threads(config, items, batch_size: int, workers: int, threads: int) -> 
     decoders = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtk-decode")
     forwards = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtk-forward")
     restore = _TorchThreads(threads)
-    decode_ahead = max(workers * IN_FLIGHT_PER_WORKER, DECODE_AHEAD_ITEMS // batch_size)
+    decode_ahead = max(workers * IN_FLIGHT_PER_WORKER, getattr(encoder, "decode_ahead_items", 0) // batch_size)
     batches = _batches(items, batch_size)
     decoding: set = set()
     encoding: set = set()
