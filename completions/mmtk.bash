@@ -21,7 +21,7 @@ _mmtk() {
   case "$cmd:$prev" in
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
-    "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
+    "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "ocr-subtitles:--engine") COMPREPLY=($(compgen -W "rapidocr tesseract" -- "$cur")); return ;;

@@ -20,7 +20,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l text-column -d 'Co
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l json -d 'Print one JSON document on stdout and nothing else there'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l on-error -x -a 'fail skip' -d 'fail: stop at the first bad item; skip: skip bad items and list them'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l quiet -d 'No logs or progress bars'
-complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l backbone -x -a 'audio-stats clip efficientnet-lite0 hf hf-audio mfcc minilm pixels' -d 'Backbone name, repeatable (see `mmtk list backbones`)'
+complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l backbone -x -a 'audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels' -d 'Backbone name, repeatable (see `mmtk list backbones`)'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l column -d 'Column to read instead of the backbone modalitys default'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l sequence -d 'Store the sequence (token states, spatial grid) instead of the pooled vector; train reads it as BACKBONE:seq'
 complete -c mmtk -n '__fish_seen_subcommand_from extract-features' -l max-length -d 'Tokens kept by text backbones sequence form (:seq / --sequence)'

@@ -67,3 +67,25 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = (96, 80), fmt: st
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format=fmt)
     return path
+
+
+def save_tiny_detr(directory: Path, seed: int = 0) -> Path:
+    """A transformers DETR directory without timm: a 2-stage ResNet backbone, one encoder
+    and one decoder layer 16 wide, 3 classes plus "no object", and a DetrImageProcessor
+    resizing to a 48-pixel shortest side (at most 80). Weights are drawn at 50x DETR's
+    init scale: at the default the 100 queries' states agree to 1e-5 and their class
+    scores tie, where a trained model's differ clearly."""
+    import torch
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+    directory.mkdir(parents=True, exist_ok=True)
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", out_features=["stage2"])
+    config = DetrConfig(
+        use_timm_backbone=False, use_pretrained_backbone=False, backbone_config=backbone, num_queries=100,
+        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, num_labels=3, init_std=1.0,
+    )
+    torch.manual_seed(seed)
+    DetrForObjectDetection(config).eval().save_pretrained(directory)
+    DetrImageProcessor(size={"shortest_edge": 48, "longest_edge": 80}).save_pretrained(directory)
+    return directory

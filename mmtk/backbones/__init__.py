@@ -8,6 +8,7 @@ transformers or open_clip until ``BackboneConfig.build`` is called.
 from __future__ import annotations
 
 from mmtk.backbones import audio, clip, efficientnet_lite, hf_audio, hf_text, minilm, pixels  # noqa: F401  (register built-ins)
+from mmtk.backbones import clip_patches, detr  # noqa: F401  (image backbones storing several vectors)
 from mmtk.backbones.base import FEATURE_FORMAT_VERSION, BackboneConfig, BadInput, Encoder, FeatureOptions
 from mmtk.backbones.registry import BACKBONES, resolve_backbone
 

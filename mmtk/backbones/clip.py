@@ -10,12 +10,17 @@ Features are the L2-normalised joint-space embeddings (``encode_image/encode_tex
 with ``normalize=True``), so image and text vectors of one model are comparable.
 Preprocessing is open_clip's own eval transform (PIL resize, antialiased; bicubic for
 the released models), after a JPEG draft decode to at least the model's input size.
+
+Backbones built on an open_clip model (``clip-patches``) reuse the source resolution
+(``resolve_source``), the fingerprint payload (``identity``) and the model loading
+(``load_model``, ``image_encoder``) from here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,49 +42,75 @@ HF_HUB = "hf-hub:"
 LOCAL_DIR = "local-dir:"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pth", "*.pt")
-SPEC_HINT = "write clip, clip:MODEL@PRETRAINED, clip:hf-hub:ORG/NAME or clip:local-dir:PATH"
+
+
+def spec_hint(name: str = NAME) -> str:
+    """How to write a spec of ``name`` (clip, or a backbone that takes clip's sources)."""
+    return f"write {name}, {name}:MODEL@PRETRAINED, {name}:hf-hub:ORG/NAME or {name}:local-dir:PATH"
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where an open_clip model comes from, resolved without loading it: the canonical
+    source text, the builder's settings, the weights identity for fingerprints, and the
+    embedding width when it is known without the weights."""
+
+    canonical: str
+    settings: dict
+    weights: dict
+    dim: int | None
+
+
+def resolve_source(arg: str | None, name: str = NAME) -> ClipSource:
+    """Resolve the part of a spec after ``NAME:`` (None: ``DEFAULT``) as open_clip names
+    sources; ``name`` is the backbone the spec belongs to, for error messages."""
+    arg = arg or DEFAULT
+    if arg.startswith(LOCAL_DIR):
+        return _resolve_local_dir(arg[len(LOCAL_DIR):], name)
+    if arg.startswith(HF_HUB):
+        repo = arg[len(HF_HUB):].strip("/")
+        if repo.count("/") != 1:
+            raise UsageError(f"bad hub repo in {name} spec {arg!r}", spec_hint(name))
+        weights = {"hub": repo, "revision": cached_revision(repo)}
+        return ClipSource(HF_HUB + repo, {"source": "hf-hub", "repo": repo}, weights, None)
+    return _resolve_builtin(arg, name)
+
+
+def identity(source: ClipSource, tower: str) -> dict:
+    """What makes features of ``tower`` ("image" or "text") of this model what they are:
+    the fingerprint payload of ``clip``, which backbones built on it extend."""
+    return {
+        "weights": source.weights,
+        "open_clip": package_version("open_clip_torch"),
+        "tower": tower,
+        "preprocess": {"resize_method": PIL_RESIZE, "jpeg_draft": "input-size", "from": "open_clip eval transform"},
+        "pooling": "embedding-l2",
+    }
 
 
 @BACKBONES.register(NAME, help="open_clip: clip[:MODEL@PRETRAINED | :hf-hub:ORG/NAME | :local-dir:PATH] (image or text)")
 def resolve_clip(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve a clip spec; ``modality`` "text" selects the text tower (default: image)."""
-    arg = arg or DEFAULT
     modality = modality or "image"
-    if arg.startswith(LOCAL_DIR):
-        canonical, settings, weights, dim = _resolve_local_dir(arg[len(LOCAL_DIR):])
-    elif arg.startswith(HF_HUB):
-        repo = arg[len(HF_HUB):].strip("/")
-        if repo.count("/") != 1:
-            raise UsageError(f"bad hub repo in clip spec {arg!r}", SPEC_HINT)
-        canonical, settings = HF_HUB + repo, {"source": "hf-hub", "repo": repo}
-        weights, dim = {"hub": repo, "revision": cached_revision(repo)}, None
-    else:
-        canonical, settings, weights, dim = _resolve_builtin(arg)
-    identity = {
-        "weights": weights,
-        "open_clip": package_version("open_clip_torch"),
-        "tower": modality,
-        "preprocess": {"resize_method": PIL_RESIZE, "jpeg_draft": "input-size", "from": "open_clip eval transform"},
-        "pooling": "embedding-l2",
-    }
+    source = resolve_source(arg)
     return BackboneConfig(
-        spec=f"{NAME}:{canonical}",
+        spec=f"{NAME}:{source.canonical}",
         name=NAME,
         modality=modality,
-        fingerprint=make_fingerprint(NAME, identity),
+        fingerprint=make_fingerprint(NAME, identity(source, modality)),
         builder=build_clip,
-        settings=settings,
-        dim=dim,
+        settings=source.settings,
+        dim=source.dim,
         # ViTs, unlike small CNNs, gain from batching on CPU (bigger matrix products).
         cpu_batch_size=16 if modality == "image" else 64,
         cuda_batch_size=256,
     )
 
 
-def _resolve_builtin(arg: str) -> tuple[str, dict, dict, int | None]:
+def _resolve_builtin(arg: str, name: str) -> ClipSource:
     model, sep, pretrained = arg.partition("@")
     if not sep or not model or not pretrained:
-        raise UsageError(f"clip spec {arg!r} names no pretrained weights", SPEC_HINT + " (e.g. clip:" + DEFAULT + ")")
+        raise UsageError(f"{name} spec {arg!r} names no pretrained weights", f"{spec_hint(name)} (e.g. {name}:{DEFAULT})")
     settings = {"source": "builtin", "model": model, "pretrained": pretrained}
     if os.path.isfile(pretrained):
         path = str(Path(pretrained).resolve())
@@ -87,16 +118,16 @@ def _resolve_builtin(arg: str) -> tuple[str, dict, dict, int | None]:
         weights = {"model": model, "file": file_digest(path)}
     else:
         weights = {"model": model, "pretrained": pretrained}
-    return f"{model}@{settings['pretrained']}", settings, weights, _builtin_embed_dim(model)
+    return ClipSource(f"{model}@{settings['pretrained']}", settings, weights, _builtin_embed_dim(model))
 
 
-def _resolve_local_dir(path_text: str) -> tuple[str, dict, dict, int | None]:
+def _resolve_local_dir(path_text: str, name: str) -> ClipSource:
     directory = Path(path_text).expanduser()
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
-        raise UsageError(f"no {CONFIG_FILE} in clip local-dir {directory}", "point local-dir: at a folder saved in open_clip's layout")
+        raise UsageError(f"no {CONFIG_FILE} in {name} local-dir {directory}", "point local-dir: at a folder saved in open_clip's layout")
     if not any(directory.glob(pattern) for pattern in WEIGHT_FILES):
-        raise UsageError(f"no weights file in clip local-dir {directory}", "put the .safetensors/.bin checkpoint next to " + CONFIG_FILE)
+        raise UsageError(f"no weights file in {name} local-dir {directory}", "put the .safetensors/.bin checkpoint next to " + CONFIG_FILE)
     resolved = str(directory.resolve())
     settings = {"source": "local-dir", "directory": resolved}
     weights = {"local": directory_identity(directory, (CONFIG_FILE, *WEIGHT_FILES))}
@@ -104,7 +135,7 @@ def _resolve_local_dir(path_text: str) -> tuple[str, dict, dict, int | None]:
         dim = int(json.loads(config_path.read_text())["model_cfg"]["embed_dim"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{config_path} is not an open_clip config ({exc})", "it needs model_cfg.embed_dim") from None
-    return LOCAL_DIR + resolved, settings, weights, dim
+    return ClipSource(LOCAL_DIR + resolved, settings, weights, dim)
 
 
 def _builtin_embed_dim(model: str) -> int | None:
@@ -122,29 +153,50 @@ def _builtin_embed_dim(model: str) -> int | None:
 def build_clip(config: BackboneConfig, device: str):
     """Create the open_clip model (cached weights first, hub only when missing) and wrap
     the tower that ``config.modality`` asks for."""
-    limit_hub_waits()
-    import open_clip
-
-    model_name, create_kwargs = _model_source(config.settings)
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, device=device, **create_kwargs)
-    model.eval()
+    model, preprocess, model_name = load_model(config.settings, device)
     # Both towers project into one joint space, so one embedding width serves both.
-    dim = config.dim or _embed_dim(model)
+    dim = config.dim or embed_dim(model)
     if config.modality == "text":
+        import open_clip
+
         tokenizer = load_cached_first(
             f"the tokenizer of {config.spec}", lambda local_only: open_clip.get_tokenizer(model_name)
         )
         return ClipTextEncoder(model, tokenizer, device, dim)
+    return image_encoder(model, preprocess, dim, device)
+
+
+def load_model(settings: dict, device: str) -> tuple[Any, Any, str]:
+    """The open_clip model in eval mode on ``device``, its eval transform and the model
+    name open_clip knows it by, from ``ClipSource.settings``."""
+    limit_hub_waits()
+    import open_clip
+
+    model_name, create_kwargs = _model_source(settings)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, device=device, **create_kwargs)
+    return model.eval(), preprocess, model_name
+
+
+def input_size(model) -> int:
+    """The longer side of the image tower's input, in pixels."""
+    import open_clip
+
     size = open_clip.get_model_preprocess_cfg(model).get("size", 224)
-    draft = max(size) if isinstance(size, (tuple, list)) else int(size)
+    return max(size) if isinstance(size, (tuple, list)) else int(size)
+
+
+def image_encoder(model, preprocess, dim: int, device: str) -> ImageEncoder:
+    """The image tower as an ``ImageEncoder``: open_clip's eval transform per image,
+    L2-normalised embeddings; JPEGs draft-decoded to at least the input size."""
 
     def embed(images):
         return model.encode_image(images, normalize=True)
 
-    return ImageEncoder(embed, preprocess, dim, device, draft_size=draft)
+    return ImageEncoder(embed, preprocess, dim, device, draft_size=input_size(model))
 
 
-def _embed_dim(model) -> int:
+def embed_dim(model) -> int:
+    """The joint-space width, from a probe image (for sources that do not state it)."""
     import torch
 
     with torch.inference_mode():

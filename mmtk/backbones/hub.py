@@ -67,13 +67,14 @@ def hub_file(repo_id: str, filename: str) -> str:
     return load_cached_first(f"{filename} from hub repo {repo_id}", fetch)
 
 
-def cached_revision(repo_id: str) -> str | None:
-    """Commit hash of the locally cached ``main`` of a hub model repo, if any. It names
-    the weights a hub spec resolves to without contacting the hub."""
+def cached_revision(repo_id: str, revision: str = "main") -> str | None:
+    """Commit hash of the locally cached ``revision`` (a branch or tag; ``main`` unless
+    a spec names another) of a hub model repo, if any. It names the weights a hub spec
+    resolves to without contacting the hub."""
     cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
         os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub"
     )
-    ref = Path(cache) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
+    ref = Path(cache) / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
     try:
         return ref.read_text().strip() or None
     except OSError:
