@@ -30,6 +30,26 @@ def limit_hub_waits() -> None:
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", HUB_TIMEOUT_S)
 
 
+def hub_answers(timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub endpoint (``HF_ENDPOINT``) opens. Checked
+    before going online because huggingface_hub retries a failed request five times
+    with backoff, printing each retry: about 25 s per file, 50 s for a clip model, on a
+    machine without network. Behind a proxy the endpoint is not reached directly, so
+    the libraries are left to try."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 def hub_unreachable(what: str) -> UsageError:
     return UsageError(
         f"could not load {what}: the model hub is unreachable and no local copy exists", UNREACHABLE_HINT
@@ -44,6 +64,8 @@ def load_cached_first(what: str, load: Callable[[bool], T]) -> T:
         return load(True)
     except Exception:  # not cached (each library raises its own type); try the network
         pass
+    if not hub_answers():
+        raise hub_unreachable(what)
     try:
         return load(False)
     except UsageError:

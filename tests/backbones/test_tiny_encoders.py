@@ -84,3 +84,27 @@ def test_uncached_hub_model_fails_fast_with_the_fix(spec):
     message = str(error.value)
     assert "model hub is unreachable and no local copy exists" in message
     assert "local-dir:PATH" in message and "\n" not in message
+
+
+def test_unreachable_hub_is_reported_without_trying_the_download(monkeypatch):
+    """huggingface_hub retries a failed request five times with backoff (about 25 s per
+    file); a refused connection to the endpoint must end it at once."""
+    import socket
+
+    from mmtk.backbones import hub
+
+    def refuse(address, timeout=None):
+        raise OSError("Name or service not known")
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    calls = []
+
+    def load(local_only):
+        calls.append(local_only)
+        raise FileNotFoundError("not in the cache")
+
+    with pytest.raises(UsageError, match="model hub is unreachable and no local copy exists"):
+        hub.load_cached_first("hf:some/model", load)
+    assert calls == [True]  # the cache was tried, the network never
