@@ -124,7 +124,8 @@ def parse_feature_refs(texts: Sequence[str | FeatureRef], options: FeatureOption
 
 def required_columns(texts: Sequence[str | FeatureRef]) -> list[str]:
     """The roles or column names a dataset must fill for these features (the ``require``
-    argument of ``read_dataset``): the explicit ``@COLUMN``, else the backbone's modality.
+    argument of ``read_dataset``): the explicit ``@COLUMN``, else the backbone's modality
+    (``audio`` is met by a video column when there is no audio column: its audio track).
     The tabular feature requires nothing here: its cells may be empty (imputed)."""
     from mmtk.backbones import resolve_backbone
 
@@ -220,6 +221,37 @@ def gather_features(
         else:
             arrays[feature.name] = np.ascontiguousarray(store.gather(config.fingerprint, keys), dtype=np.float32)
     return arrays
+
+
+def gather_timestamps(
+    dataset, ref: str | FeatureRef, store, options: FeatureOptions | None = None
+) -> list[np.ndarray]:
+    """The times of the frames a video feature holds (``pixels@video``, with the
+    ``--fps``/``--frames`` it was extracted with: ``options`` for a text ``ref``): for each
+    record, in order, a float32 array (T_i,) of seconds from the video's first frame, one
+    per stored frame. Missing items raise ``StoreError`` naming the extract-features
+    command that fills them."""
+    from mmtk.backbones.frames import sampling_of, timestamps_fingerprint
+    from mmtk.data import content_keys
+
+    resolved = resolve_features(dataset, parse_feature_refs([ref], options))
+    if not resolved or resolved[0].backbone.modality != "video":
+        raise UsageError(
+            f"feature {resolved[0].name if resolved else ref!r} does not encode video frames, so it has no frame times",
+            "name an image backbone on a video column, e.g. pixels@video",
+        )
+    feature = resolved[0]
+    fingerprint = timestamps_fingerprint(sampling_of(feature.ref.options))
+    keys = content_keys(dataset.values(feature.column), "video")
+    missing = store.missing(fingerprint, keys)
+    if missing:
+        raise StoreError(
+            f"{len(missing)} of {len(set(keys))} {feature.column!r} videos of {dataset.source} have no frame times "
+            f"for {feature.name} in store {store.root}",
+            f"run: {_extract_command(dataset, feature, store)}",
+        )
+    steps, lengths = store.gather_sequences(fingerprint, keys)
+    return [steps[i, : lengths[i], 0].copy() for i in range(len(keys))]
 
 
 def _extract_command(dataset, feature: ResolvedFeature, store) -> str:

@@ -64,11 +64,15 @@ class PixelsEncoder:
         self.dim = size * size * (3 if rgb else 1)
 
     def load(self, value: str) -> np.ndarray:
+        return self.load_image(open_rgb(value))
+
+    def load_image(self, image) -> np.ndarray:
+        """The features of an already decoded PIL image (a video frame)."""
         from PIL import Image
 
-        image = open_rgb(value)
-        if not self.rgb:
-            image = image.convert("L")
+        mode = "RGB" if self.rgb else "L"
+        if image.mode != mode:
+            image = image.convert(mode)
         resized = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         return np.asarray(resized, dtype=np.float32).reshape(-1) / 255.0
 

@@ -85,7 +85,8 @@ def read_dataset(
     file's folder and are stored as absolute path strings.
 
     ``require`` lists roles or column names that every record must have non-empty;
-    required media files must exist. Malformed lines, duplicate ids and unmet
+    required media files must exist; ``"audio"`` with no audio column requires the video
+    column (its audio track is read then). Malformed lines, duplicate ids and unmet
     requirements raise ``DataError`` naming file and line (``on_error="fail"``), or are
     listed in ``dataset.skipped`` while the good records are kept (``"skip"``).
     """
@@ -421,6 +422,10 @@ def _resolve_requirements(require: Iterable[str], columns: Columns, header: list
     for name in require:
         if name in ROLES:
             column = columns.for_role(name)
+            if column is None and name == "audio":
+                # Audio backbones read the video's audio track when there is no audio
+                # column (mmtk.extract.pick_column), so the video column must be filled.
+                column = columns.video
             if column is None:
                 raise UsageError(
                     f"{source} has no {name} column (columns: {', '.join(header) or '(none)'})",
