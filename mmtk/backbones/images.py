@@ -82,7 +82,8 @@ class ResizeCrop:
 
 
 class ImageEncoder:
-    """Runs ``forward`` (a batch of NCHW float images -> (B, dim) features) on ``device``.
+    """Runs ``forward`` (a batch of NCHW float images -> (B, dim) pooled features, or
+    (B, T, dim) for a spatial grid) on ``device``.
 
     ``transform`` turns one RGB PIL image into the model's input: either a normalised
     CHW float tensor (open_clip's transforms), or, with ``normalize=(mean, std)``, an HWC
