@@ -250,11 +250,15 @@ def main() -> None:
     width = max(len(name) for name in median)
     for name, value in median.items():
         print(f"  {name:<{width}}  {value:7.1f}")
-    per_round = lambda top, bottom: statistics.median(x / y for x, y in zip(rates[top], rates[bottom]))  # noqa: E731
-    print(f"  a/b  pipeline efficiency (call / best forward):  {per_round('a extract_features (call)', 'b forward, best setting'):.2f}")
+    def per_round(label: str, top: str, bottom: str, unit: str = "") -> None:
+        ratios = [x / y for x, y in zip(rates[top], rates[bottom])]
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"  {label}: {statistics.median(ratios):.2f}{unit} (median; rounds: {each})")
+
+    per_round("a/b  pipeline efficiency (call / best forward)", "a extract_features (call)", "b forward, best setting")
     if not args.no_naive:
-        print(f"  a/c  speed-up over the naive loop (whole process): {per_round('a extract_features (process)', 'c naive loop (process)'):.2f}x")
-        print(f"  a/c  speed-up over the naive loop (call vs loop):  {per_round('a extract_features (call)', 'c naive loop (loop)'):.2f}x")
+        per_round("a/c  speed-up over the naive loop (whole process)", "a extract_features (process)", "c naive loop (process)", "x")
+        per_round("a/c  speed-up over the naive loop (call vs loop)", "a extract_features (call)", "c naive loop (loop)", "x")
 
 
 if __name__ == "__main__":
