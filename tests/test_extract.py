@@ -282,3 +282,24 @@ def test_cpu_worker_threads_run_torch_on_one_thread_each(tmp_path):
         BACKBONES.remove("thread-probe")
     assert ratios.max() < 1.4, f"torch used {ratios.max():.2f} cores in an extraction thread"
     assert torch.get_num_threads() == previous  # the caller's setting is restored
+
+
+def test_gpu_loader_path_decodes_in_workers_like_the_cpu_path(tiny_backbone, tmp_path):
+    """The CUDA path (DataLoader decode workers, pinned batches) run on the CPU: no GPU
+    is lent here, but its decoding, collation and bad-item handling are device-free and
+    must give the CPU path's features."""
+    from mmtk.extract import _run_cuda, encode_items
+
+    paths = [str(write_image(tmp_path / f"g{i}.jpg", seed=i, size=(70 + 9 * i, 60))) for i in range(5)]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    items = [(content_key(path, "image"), path) for path in [*paths, str(broken)]]
+    config = resolve_backbone(tiny_backbone, "image")
+
+    with pytest.warns(UserWarning, match="pin_memory"):
+        chunks = list(_run_cuda(config, items, "cpu", 2, 2))
+    loaded = {key: row for chunk in chunks for key, row in zip(chunk.keys, chunk.features if chunk.features is not None else [])}
+    bad = [key for chunk in chunks for key, _ in chunk.bad]
+    expected = encode_items(config.build("cpu"), items[:5])
+    assert bad == [items[5][0]] and set(loaded) == set(expected.keys)
+    np.testing.assert_allclose(np.stack([loaded[key] for key in expected.keys]), expected.features, atol=1e-5)
