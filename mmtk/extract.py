@@ -26,6 +26,7 @@ agree across batch compositions and worker counts to float32 round-off (observed
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 import threading
@@ -382,15 +383,15 @@ def _run_processes(config, items, batch_size: int, workers: int) -> Iterator[Chu
         _release_worker_encoder()
         raise
     try:
-        batches = _batches(items, batch_size)
-        pending = {pool.submit(_encode_in_worker, batch) for batch in islice(batches, workers * IN_FLIGHT_PER_WORKER)}
+        batches = enumerate(_batches(items, batch_size))
+        pending = {pool.submit(_encode_in_worker, batch): index for index, batch in islice(batches, workers * IN_FLIGHT_PER_WORKER)}
+        in_order = _InOrder()
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                yield future.result()
-                batch = next(batches, None)
-                if batch is not None:
-                    pending.add(pool.submit(_encode_in_worker, batch))
+                yield from in_order.add(pending.pop(future), future.result())
+                if (batch := next(batches, None)) is not None:
+                    pending[pool.submit(_encode_in_worker, batch[1])] = batch[0]
     finally:
         # After an early exit (bad item, Ctrl-C) queued batches are dropped; running
         # ones finish within a batch's time.
@@ -419,10 +420,11 @@ def _run_threads(config, items, batch_size: int, workers: int, threads: int) -> 
     forwards = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtk-forward")
     restore = _TorchThreads(threads)
     decode_ahead = max(workers * IN_FLIGHT_PER_WORKER, getattr(encoder, "decode_ahead_items", 0) // batch_size)
-    batches = _batches(items, batch_size)
-    decoding: set = set()
-    encoding: set = set()
-    decoded: deque = deque()
+    batches = enumerate(_batches(items, batch_size))
+    decoding: dict = {}  # future -> batch index
+    encoding: dict = {}
+    decoded: list = []  # heap of (batch index, Loaded): forwarded in batch order
+    in_order = _InOrder()
 
     def forward(batch: Loaded) -> Chunk:
         restore.use_in_this_thread()
@@ -431,25 +433,40 @@ def _run_threads(config, items, batch_size: int, workers: int, threads: int) -> 
     try:
         while True:
             while len(decoding) + len(decoded) < decode_ahead and (batch := next(batches, None)) is not None:
-                decoding.add(decoders.submit(load_items, encoder, batch))
+                decoding[decoders.submit(load_items, encoder, batch[1])] = batch[0]
             while decoded and len(encoding) < workers * IN_FLIGHT_PER_WORKER:
-                encoding.add(forwards.submit(forward, decoded.popleft()))
+                index, loaded = heapq.heappop(decoded)
+                encoding[forwards.submit(forward, loaded)] = index
             if not decoding and not encoding:
                 return
-            finished, _ = wait(decoding | encoding, return_when=FIRST_COMPLETED)
+            finished, _ = wait([*decoding, *encoding], return_when=FIRST_COMPLETED)
             for future in finished:
                 if future in decoding:
-                    decoding.discard(future)
-                    decoded.append(future.result())
+                    heapq.heappush(decoded, (decoding.pop(future), future.result()))
                 else:
-                    encoding.discard(future)
-                    yield future.result()
+                    yield from in_order.add(encoding.pop(future), future.result())
     finally:
         # After an early exit (bad item, Ctrl-C) queued batches are dropped; running
         # ones finish within a batch's time.
         decoders.shutdown(wait=True, cancel_futures=True)
         forwards.shutdown(wait=True, cancel_futures=True)
         restore.restore()
+
+
+class _InOrder:
+    """Releases chunks in batch order: a batch that fails (a bad item with
+    ``on_error="fail"``) then stops extraction only after every batch before it was
+    handed on and committed, whatever order the workers finished in."""
+
+    def __init__(self):
+        self.next = 0
+        self.waiting: dict[int, Chunk] = {}
+
+    def add(self, index: int, chunk: Chunk) -> Iterator[Chunk]:
+        self.waiting[index] = chunk
+        while self.next in self.waiting:
+            yield self.waiting.pop(self.next)
+            self.next += 1
 
 
 class _TorchThreads:
