@@ -356,7 +356,7 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
     """Torch backbones: ``_run_threads``. Backbones whose per-item work holds the GIL
     (``cpu_workers="processes"``: numpy on clip-sized arrays, as in mfcc) run in worker
     processes instead (``_process_pool``): threads gave them no speed-up at all, two
-    processes 1.7x on 2 cores (mfcc over FSDD; 1.76x for the computation alone)."""
+    processes 1.77x on 2 cores (mfcc over FSDD; 1.80x for the computation alone)."""
     # Backbones run in processes get one BLAS/OpenMP thread per worker while the pool
     # lives (forked workers inherit the limit): there is one worker per core already, and
     # OpenBLAS's own threads oversubscribed the cores (two mfcc workers ran 1.5x instead
@@ -412,7 +412,6 @@ def _run_threads(config, items, batch_size: int, workers: int, threads: int) -> 
     (``BackgroundModel``; efficientnet-lite0 on CPU) decode the first few hundred items
     while torch imports and the weights load, about 2 s that would otherwise leave a
     core idle. Memory stays flat: the window bounds the decoded items alive at once."""
-    from collections import deque
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     encoder = config.build("cpu")
