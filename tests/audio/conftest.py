@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio_media import tone, write_bytes, write_wav
+from audio_media import write_bytes
+from generated_media import tone, write_wav
 
 
 @pytest.fixture

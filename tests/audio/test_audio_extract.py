@@ -10,7 +10,8 @@ import csv
 import numpy as np
 import pytest
 
-from audio_media import tone, write_mp4, write_wav
+from audio_media import write_mp4
+from generated_media import tone, write_wav
 from mmtk.audio import MfccExtractor, load_audio
 from mmtk.backbones import resolve_backbone
 from mmtk.data import content_key, read_dataset

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio_media import tone
+from generated_media import tone
 from mmtk.audio import AUDIO_STATS_LAYOUT, MfccExtractor, audio_stats, delta_width
 from mmtk.audio.features import AUDIO_STATS_DIM, AUDIO_STATS_FRAME_DIM, first_derivative
 from mmtk.backbones import resolve_backbone

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio_media import SHARED_DATA, tone, write_mp4
+from audio_media import SHARED_DATA, write_mp4
+from generated_media import tone
 from mmtk.audio import load_audio
 from mmtk.backbones import BadInput
 

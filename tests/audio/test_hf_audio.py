@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from audio_media import tone, write_wav
+from generated_media import tone, write_wav
 from mmtk.backbones import BadInput, resolve_backbone
 from mmtk.data import content_key, read_dataset
 from mmtk.errors import UsageError

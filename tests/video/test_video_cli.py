@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmtk.cli.app import app
-from video_media import constant_rate, tone, write_video
+from generated_media import constant_rate, tone, write_video
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ def video_dataset(folder: Path, count: int, *, audio: bool = False, broken: bool
             image = np.full((48, 64, 3), 40 + 3 * (i % 5), np.uint8)
             (image[:24] if label else image[24:])[...] = 200 + k
             images.append(image)
-        sound = tone(1.2, 880.0 if label else 300.0, seed=i) if audio else None
+        sound = tone(1.2, 16000, 880.0 if label else 300.0, seed=i) if audio else None
         write_video(folder / f"clip{i}.mp4", times, images=images, audio=sound)
         rows.append({"id": f"c{i}", "video": f"clip{i}.mp4", "label": label})
     if broken:

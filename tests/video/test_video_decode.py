@@ -10,7 +10,8 @@ import pytest
 from mmtk.backbones import BadInput
 from mmtk.video import Sampling, sample_frames
 from mmtk.video import decode
-from video_media import constant_rate, frame_index, write_video, zero_frames, zero_middle
+from generated_media import constant_rate, frame_index, write_video
+from video_media import zero_frames, zero_middle
 
 VARIABLE = [0.0, 0.1, 0.2, 1.3, 1.35, 2.9, 3.0, 3.05, 4.5]
 

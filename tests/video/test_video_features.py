@@ -19,7 +19,7 @@ from mmtk.errors import DataError, StoreError, UsageError
 from mmtk.extract import extract_features
 from mmtk.features import gather_timestamps, load_features, parse_feature_refs, required_columns
 from mmtk.store import FeatureStore
-from video_media import constant_rate, level, write_video
+from generated_media import constant_rate, level, write_video
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
