@@ -21,6 +21,10 @@ EXAMPLE = """Examples:
   mmtk extract-features memes.jsonl --backbone clip:ViT-B-32@laion2b_s34b_b79k --device cuda
 
   mmtk extract-features listings.csv --backbone minilm --column title --on-error skip --json
+
+  mmtk extract-features memes.jsonl --backbone minilm --backbone efficientnet-lite0 --sequence
+
+  mmtk extract-features clips.csv --backbone efficientnet-lite0 --column video --fps 1 --backbone mfcc
 """
 
 
