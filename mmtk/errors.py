@@ -12,6 +12,14 @@ EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a third-party exception's message, to quote inside ours.
+    FFmpeg (PyAV) errors carry the library's message in ``strerror``; their ``str()``
+    adds the errno and the failing call."""
+    message = getattr(exc, "strerror", None) or str(exc)
+    return (message.strip().splitlines() or [type(exc).__name__])[0]
+
+
 class MmtkError(Exception):
     """Base class: a problem the user can fix. ``str()`` is the one-line message."""
 

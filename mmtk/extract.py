@@ -7,11 +7,13 @@ and a rerun computes only what is missing. A fully cached dataset costs hashing 
 store query: the model is never built and torch is never imported.
 
 How the work runs (measurements behind these choices: ``mmtk/device.py``, issue 2):
-- CPU: N worker threads (N = usable cores; ``num_workers`` overrides) share one encoder,
-  each decoding its own items and forwarding small batches with ONE torch thread per op
-  (no intra-op barrier, so a busy neighbour slows us gracefully). Torch and PIL release
-  the GIL in their kernels: two such threads matched two processes' throughput and pay
-  torch's import and the model load once. The caller's torch thread count is restored.
+- CPU: two stages of N threads each (N = usable cores; ``num_workers`` overrides)
+  sharing one encoder: decoder threads run ahead of forward threads, which run small
+  batches with ONE torch thread each (no intra-op barrier, so a busy neighbour slows us
+  gracefully). Torch and PIL release the GIL in their kernels: two forward threads
+  matched two processes' throughput and pay torch's import and the model load once; a
+  model loading in the background overlaps the first decodes. Chunks come out in batch
+  order. The caller's torch thread count is restored.
 - CPU, backbones whose per-item work holds the GIL (``BackboneConfig.cpu_workers ==
   "processes"``, e.g. mfcc): forked worker processes that inherit the encoder built once
   by the parent, with one BLAS thread each.
@@ -554,25 +556,14 @@ def _run_cuda(config, items, device: str, batch_size: int, loader_workers: int) 
     torch.backends.cudnn.benchmark = False  # same kernels every run: reproducible features
     encoder = config.build(device)
 
-    class Items(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(items)
+    def decode(samples):
+        # Runs in the DataLoader's worker processes: decoding and collation both.
+        loaded = load_items(encoder, samples)
+        return loaded.keys, encoder.collate(loaded.items) if loaded.items else None, loaded.bad
 
-        def __getitem__(self, index):
-            key, value = items[index]
-            try:
-                return key, encoder.load(value), None
-            except BadInput as exc:
-                return key, None, str(exc)
-
-    def collate(samples):
-        good = [(key, item) for key, item, reason in samples if reason is None]
-        bad = [(key, reason) for key, _, reason in samples if reason is not None]
-        batch = encoder.collate([item for _, item in good]) if good else None
-        return [key for key, _ in good], batch, bad
-
+    # A list of (key, value) pairs is a map-style dataset as it is.
     loader = torch.utils.data.DataLoader(
-        Items(), batch_size=batch_size, num_workers=loader_workers, collate_fn=collate, pin_memory=True,
+        items, batch_size=batch_size, num_workers=loader_workers, collate_fn=decode, pin_memory=True,
     )
     for keys, batch, bad in loader:
         yield Chunk(keys, encoder.encode(batch) if batch is not None else None, bad)

@@ -183,8 +183,9 @@ def gather_features(
 ) -> dict[str, np.ndarray]:
     """One float32 array ``(N, dim)`` per feature, row ``i`` for ``dataset.records[i]``.
 
-    Sequences (``:seq``, and every feature of a sequence backbone such as ``mfcc``) are pooled by a masked mean over their valid steps, since the
-    fusion models take one vector per modality. Missing store entries are computed first
+    Sequences (``:seq``, and every feature of a backbone that only makes sequences, such
+    as ``mfcc`` or video frames) are pooled by a masked mean over their valid steps, since
+    the fusion models take one vector per modality. Missing store entries are computed first
     when ``extract_missing`` (evaluation and prediction on new data); otherwise a
     ``StoreError`` names the extract-features command that fills them.
     """
@@ -209,11 +210,7 @@ def gather_features(
                 progress=progress,
             )
         elif missing:
-            raise StoreError(
-                f"{len(missing)} of {len(set(keys))} {feature.column!r} items of {dataset.source} have no "
-                f"{config.spec} ({config.modality}) features in store {store.root}",
-                f"run: {_extract_command(dataset, feature, store)}",
-            )
+            raise _not_stored(dataset, feature, store, missing, keys, f"{config.spec} ({config.modality}) features")
         # Sequence forms (:seq) and backbones that only make sequences (mfcc, video frames).
         if config.kind == "sequence":
             steps, lengths = store.gather_sequences(config.fingerprint, keys)
@@ -231,7 +228,6 @@ def gather_timestamps(
     record, in order, a float32 array (T_i,) of seconds from the video's first frame, one
     per stored frame. Missing items raise ``StoreError`` naming the extract-features
     command that fills them."""
-    from mmtk.backbones.frames import sampling_of, timestamps_fingerprint
     from mmtk.data import content_keys
 
     resolved = resolve_features(dataset, parse_feature_refs([ref], options))
@@ -241,17 +237,23 @@ def gather_timestamps(
             "name an image backbone on a video column, e.g. pixels@video",
         )
     feature = resolved[0]
-    fingerprint = timestamps_fingerprint(sampling_of(feature.ref.options))
+    fingerprint = feature.backbone.settings["timestamps"]  # the frames' companion feature set
     keys = content_keys(dataset.values(feature.column), "video")
     missing = store.missing(fingerprint, keys)
     if missing:
-        raise StoreError(
-            f"{len(missing)} of {len(set(keys))} {feature.column!r} videos of {dataset.source} have no frame times "
-            f"for {feature.name} in store {store.root}",
-            f"run: {_extract_command(dataset, feature, store)}",
-        )
+        raise _not_stored(dataset, feature, store, missing, keys, f"frame times for {feature.name}", "videos")
     steps, lengths = store.gather_sequences(fingerprint, keys)
     return [steps[i, : lengths[i], 0].copy() for i in range(len(keys))]
+
+
+def _not_stored(dataset, feature: ResolvedFeature, store, missing, keys, what: str, items: str = "items") -> StoreError:
+    """The error for ``items`` of ``feature`` that have no ``what`` in ``store``, naming
+    the extract-features command that fills them."""
+    return StoreError(
+        f"{len(missing)} of {len(set(keys))} {feature.column!r} {items} of {dataset.source} have no {what} "
+        f"in store {store.root}",
+        f"run: {_extract_command(dataset, feature, store)}",
+    )
 
 
 def _extract_command(dataset, feature: ResolvedFeature, store) -> str:

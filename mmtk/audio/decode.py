@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from mmtk.backbones.base import BadInput
+from mmtk.errors import first_line
 
 #: Clips shorter than this (10 ms, a quarter of an MFCC window) carry no usable spectrum.
 MIN_DURATION_S = 0.01
@@ -54,7 +55,7 @@ def _decode_with_soundfile(path: str) -> tuple[np.ndarray, int]:
     try:
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as exc:
-        raise BadInput(f"cannot decode audio file {path}: {_first_line(exc)}") from None
+        raise BadInput(f"cannot decode audio file {path}: {first_line(exc)}") from None
     # Mix channels to mono by their mean, as librosa.load does.
     return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0], int(rate)
 
@@ -79,7 +80,7 @@ def _decode_with_av(path: str, sample_rate: int) -> np.ndarray:
     except BadInput:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise BadInput(f"cannot decode audio of {path}: {_first_line(exc)}") from None
+        raise BadInput(f"cannot decode audio of {path}: {first_line(exc)}") from None
     return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
 
 
@@ -105,7 +106,3 @@ def _checked(waveform: np.ndarray, sample_rate: int, path: str) -> np.ndarray:
     if peak < SILENCE_PEAK:
         raise BadInput(f"{path} is silent (peak amplitude {peak:.1e})")
     return waveform
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -37,8 +37,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig, autocast_for, make_fingerprint, package_version
-from mmtk.backbones.hub import cached_revision, json_field, load_cached_first, model_source
+from mmtk.backbones.base import BackboneConfig, autocast_for, make_fingerprint
+from mmtk.backbones.hub import (
+    TRANSFORMERS_FILES, cached_revision, json_field, load_cached_first, model_source, transformers_identity,
+)
 from mmtk.backbones.images import open_rgb
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
@@ -47,7 +49,6 @@ NAME = "detr"
 DEFAULT = "facebook/detr-resnet-50"
 #: Hub checkpoints with a branch that needs no timm: the same weights, loaded from there.
 NO_TIMM_BRANCHES = {"facebook/detr-resnet-50": "no_timm", "facebook/detr-resnet-101": "no_timm"}
-MODEL_FILES = ("*.json", "*.safetensors", "*.bin")
 #: Queries kept when all of them predict "no object".
 FALLBACK_QUERIES = 4
 OUTPUT = (
@@ -67,13 +68,12 @@ def resolve_detr(arg: str | None, modality: str | None) -> BackboneConfig:
         raise UsageError(
             f"backbone {NAME!r} encodes images, not {modality}", "use it on an image column (pass --column with one)"
         )
-    source, weights, local = model_source(arg or DEFAULT, NAME, MODEL_FILES)
+    source, weights, local = model_source(arg or DEFAULT, NAME, TRANSFORMERS_FILES)
     revision = None if local else NO_TIMM_BRANCHES.get(source)
     if revision:
         weights = {"hub": source, "branch": revision, "revision": cached_revision(source, revision)}
     identity = {
-        "weights": weights,
-        "transformers": package_version("transformers").split(".")[0],
+        **transformers_identity(weights),
         "preprocess": {"processor": "AutoImageProcessor", "jpeg_draft": "shortest-edge", "padding": "none"},
         "output": OUTPUT,
     }

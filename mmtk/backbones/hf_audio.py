@@ -18,14 +18,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig, BadInput, make_fingerprint, package_version
-from mmtk.backbones.hub import json_field, load_cached_first, model_source
+from mmtk.backbones.base import BackboneConfig, BadInput, make_fingerprint
+from mmtk.backbones.hub import TRANSFORMERS_FILES, json_field, load_cached_first, model_source, transformers_identity
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
 
 NAME = "hf-audio"
 DEFAULT_RATE = 16000
-MODEL_FILES = ("*.json", "*.safetensors", "*.bin")
 
 
 @BACKBONES.register(NAME, help="hf-audio:NAME_OR_PATH: a transformers speech encoder (wav2vec2/HuBERT), frames; pooled or :seq")
@@ -35,14 +34,13 @@ def resolve_hf_audio(arg: str | None, modality: str | None) -> BackboneConfig:
         raise UsageError(f"backbone {NAME!r} needs a model", f"write {NAME}:facebook/wav2vec2-base or {NAME}:/path/to/model")
     if modality not in (None, "audio"):
         raise UsageError(f"backbone '{NAME}:{arg}' encodes audio, not {modality}", "use it on an audio or video column")
-    source, weights, local = model_source(arg, NAME, MODEL_FILES)
+    source, weights, local = model_source(arg, NAME, TRANSFORMERS_FILES)
     dim, rate = None, DEFAULT_RATE
     if local is not None:
         dim = json_field(local / "config.json", "hidden_size")
         rate = json_field(local / "preprocessor_config.json", "sampling_rate") or DEFAULT_RATE
     identity = {
-        "weights": weights,
-        "transformers": package_version("transformers").split(".")[0],
+        **transformers_identity(weights),
         "sample_rate": rate,
         "output": "last_hidden_state frames",
     }

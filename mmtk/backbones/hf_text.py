@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from functools import partial
 
-from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
-from mmtk.backbones.hub import json_field, load_cached_first, model_source
+from mmtk.backbones.base import BackboneConfig, make_fingerprint
+from mmtk.backbones.hub import TRANSFORMERS_FILES, json_field, load_cached_first, model_source, transformers_identity
 from mmtk.backbones.registry import BACKBONES
 from mmtk.backbones.text import TransformerTextEncoder, load_transformer, text_encoder, token_states_form
 from mmtk.errors import UsageError
 
 NAME = "hf"
 MAX_LENGTH = 128
-MODEL_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
+MODEL_FILES = (*TRANSFORMERS_FILES, "*.txt", "*.model")  # tokenizer files too
 
 
 @BACKBONES.register(NAME, help="hf:NAME_OR_PATH: a transformers text encoder, mean-pooled or :seq token states (text)")
@@ -31,7 +31,7 @@ def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
         raise UsageError(f"backbone 'hf:{arg}' encodes text, not {modality}", "use clip or efficientnet-lite0 for images")
     source, weights, local = model_source(arg, "hf", MODEL_FILES)
     dim = json_field(local / "config.json", "hidden_size") if local else None
-    model_identity = {"weights": weights, "transformers": package_version("transformers").split(".")[0]}
+    model_identity = transformers_identity(weights)
     identity = {
         **model_identity,
         "max_length": MAX_LENGTH,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from mmtk.errors import UsageError
+from mmtk.errors import UsageError, first_line
 
 T = TypeVar("T")
 
@@ -19,6 +19,9 @@ T = TypeVar("T")
 HUB_TIMEOUT_S = "10"
 
 UNREACHABLE_HINT = "download it where you have network, or pass local-dir:PATH / a local path"
+
+#: Files that identify a local transformers model directory: configs and weights.
+TRANSFORMERS_FILES = ("*.json", "*.safetensors", "*.bin")
 
 _NETWORK_WORDS = ("connect", "offline", "resolve", "timed out", "timeout", "network", "cannot find the requested files")
 
@@ -74,8 +77,7 @@ def load_cached_first(what: str, load: Callable[[bool], T]) -> T:
         text = f"{type(exc).__name__}: {exc}".lower()
         if any(word in text for word in _NETWORK_WORDS):
             raise hub_unreachable(what) from exc
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"could not load {what}: {first_line}", "check the name, or pass a local path") from exc
+        raise UsageError(f"could not load {what}: {first_line(exc)}", "check the name, or pass a local path") from exc
 
 
 def hub_file(repo_id: str, filename: str) -> str:
@@ -116,6 +118,15 @@ def model_source(arg: str, what: str, model_files: tuple[str, ...]) -> tuple[str
     if arg.startswith((".", "/", "~")) or local.exists():
         raise UsageError(f"{what} model directory not found: {arg}", "pass a directory holding config.json and the weights")
     return arg, {"hub": arg, "revision": cached_revision(arg)}, None
+
+
+def transformers_identity(weights) -> dict:
+    """The identity of a transformers model for fingerprints: its weights (from
+    ``model_source``) and the transformers major version, whose modelling code turns
+    those weights into features."""
+    from mmtk.backbones.base import package_version
+
+    return {"weights": weights, "transformers": package_version("transformers").split(".")[0]}
 
 
 def json_field(path: Path, field: str) -> int | None:

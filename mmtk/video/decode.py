@@ -37,6 +37,7 @@ from fractions import Fraction
 from typing import Any, Iterator
 
 from mmtk.backbones.base import BadInput
+from mmtk.errors import first_line
 
 #: Names recorded in the fingerprints of video features: change them when the decoded
 #: pixels (decoder, colour conversion, orientation) or the choice of frames changes.
@@ -172,7 +173,7 @@ class _FrameReader:
                 frames = packet.decode()
             except (av.error.FFmpegError, ValueError) as exc:
                 self.errors += 1
-                self.first_error = self.first_error or _first_line(exc)
+                self.first_error = self.first_error or first_line(exc)
                 continue
             yield from frames
 
@@ -204,7 +205,7 @@ def _open(path: str):
     try:
         container = av.open(path)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise BadInput(f"cannot open video {path}: {_first_line(exc)}") from None
+        raise BadInput(f"cannot open video {path}: {first_line(exc)}") from None
     if not container.streams.video:
         container.close()
         raise BadInput(f"{path} has no video stream")
@@ -246,9 +247,3 @@ def _upright_image(frame):
     if turns:
         image = image.transpose((None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)[turns])
     return image
-
-
-def _first_line(exc: BaseException) -> str:
-    # FFmpeg errors carry the library's message in strerror; str() adds errno and call.
-    message = getattr(exc, "strerror", None) or str(exc)
-    return (message.strip().splitlines() or [type(exc).__name__])[0]
