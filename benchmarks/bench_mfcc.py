@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
-MODES = ("workers-1", "workers-2", "compute-1", "compute-2", "librosa-loop")
+MODES = ("workers-1", "workers-2", "compute-1", "compute-2", "halves-2", "librosa-loop")
 
 
 def write_dataset(recordings: Path, limit: int | None, root: Path) -> tuple[Path, float]:
@@ -73,6 +73,8 @@ def measure(mode: str, dataset_csv: Path, store_dir: Path) -> dict:
 
     if mode.startswith("compute-"):
         return measure_compute(int(mode.split("-")[1]), dataset_csv)
+    if mode == "halves-2":
+        return measure_compute(2, dataset_csv, halves=True)
 
     from mmtk.data import read_dataset
     from mmtk.extract import extract_features
@@ -99,10 +101,14 @@ def _encode_paths(paths: list[str]) -> int:
     return sum(len(f) for f in _ENCODER.encode([_ENCODER.load(p) for p in paths]))
 
 
-def measure_compute(processes: int, dataset_csv: Path) -> dict:
+def measure_compute(processes: int, dataset_csv: Path, halves: bool = False) -> dict:
     """Decode + mfcc alone (no hashing, no store) in ``processes`` forked processes
     sharing the parent's built encoder, batches of 32 files: how the computation itself
-    scales, without extract_features' serial part (content hashing, store commits)."""
+    scales, without extract_features' serial part (content hashing, store commits).
+
+    ``halves``: each of two processes gets every other file as one task from the start
+    and returns one number, so they never exchange anything while they run: the most
+    two processes can give on this machine, the ceiling for ``workers-2``."""
     import multiprocessing
 
     from mmtk.backbones import resolve_backbone
@@ -112,7 +118,7 @@ def measure_compute(processes: int, dataset_csv: Path) -> dict:
         paths = [row["audio"] for row in csv.DictReader(handle)]
     _ENCODER = resolve_backbone("mfcc").build("cpu")
     _encode_paths(paths[:1])  # warm the lazily loaded decoders
-    batches = [paths[i : i + 32] for i in range(0, len(paths), 32)]
+    batches = [paths[0::2], paths[1::2]] if halves else [paths[i : i + 32] for i in range(0, len(paths), 32)]
     started = time.perf_counter()
     if processes == 1:
         frames = sum(map(_encode_paths, batches))
@@ -163,7 +169,8 @@ def main() -> None:
         print(f"{'mode':14s} {'wall s':>8s} {'audio s/s':>10s} {'vs 1 worker':>13s}")
         for mode in modes:
             median = statistics.median(times[mode])
-            single = mode.rsplit("-", 1)[0] + "-1"  # workers-2 is compared with workers-1, ...
+            # workers-2 is compared with workers-1, compute-2 and halves-2 with compute-1.
+            single = "compute-1" if mode == "halves-2" else mode.rsplit("-", 1)[0] + "-1"
             ratio = f"{statistics.median(times[single]) / median:.2f}x" if single in times else "-"
             print(f"{mode:14s} {median:8.2f} {audio_seconds / median:10.0f} {ratio:>13s}")
 

@@ -367,11 +367,22 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
     try:
         if config.cpu_workers == "processes" and workers > 1:
             yield from _run_processes(config, items, batch_size, workers)
+        elif config.cpu_workers == "processes":
+            yield from _run_serial(config, items, batch_size)
         else:
             yield from _run_threads(config, items, batch_size, workers, threads)
     finally:
         if native_limits is not None:
             native_limits.restore_original_limits()
+
+
+def _run_serial(config, items, batch_size: int) -> Iterator[Chunk]:
+    """One worker for a backbone whose per-item work holds the GIL: decode and encode in
+    the calling thread. A decoder thread beside it only fought for the GIL: mfcc over
+    FSDD took 1.66-2.0 s that way against 1.56 s here, using 1.3 cores instead of one."""
+    encoder = config.build("cpu")
+    for batch in _batches(items, batch_size):
+        yield encode_items(encoder, batch)
 
 
 def _run_processes(config, items, batch_size: int, workers: int) -> Iterator[Chunk]:
