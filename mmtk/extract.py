@@ -16,7 +16,7 @@ How the work runs (measurements behind these choices: ``mmtk/device.py``, issue 
   order. The caller's torch thread count is restored.
 - CPU, backbones whose per-item work holds the GIL (``BackboneConfig.cpu_workers ==
   "processes"``, e.g. mfcc): forked worker processes that inherit the encoder built once
-  by the parent, with one BLAS thread each.
+  by the parent, with one BLAS thread each; a single worker runs in the calling thread.
 - CUDA: one process; a DataLoader's workers decode into pinned memory while the GPU runs
   fp16 autocast over large batches.
 
@@ -282,6 +282,7 @@ class _Committer:
                     "modality": self.config.modality,
                     "kind": self.config.kind,
                     "dim": int(rows[0].shape[-1]),
+                    **({"variant": self.config.variant} if self.config.variant else {}),
                 },
             )
             self.registered = True
@@ -358,7 +359,8 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
     """Torch backbones: ``_run_threads``. Backbones whose per-item work holds the GIL
     (``cpu_workers="processes"``: numpy on clip-sized arrays, as in mfcc) run in worker
     processes instead (``_process_pool``): threads gave them no speed-up at all, two
-    processes 1.77x on 2 cores (mfcc over FSDD; 1.80x for the computation alone)."""
+    processes 1.57-1.70x on 2 cores (mfcc over FSDD), as much as two forked processes
+    that never exchange anything (1.68-1.79x); one worker runs in the calling thread."""
     # Backbones run in processes get one BLAS/OpenMP thread per worker while the pool
     # lives (forked workers inherit the limit): there is one worker per core already, and
     # OpenBLAS's own threads oversubscribed the cores (two mfcc workers ran 1.5x instead

@@ -114,7 +114,10 @@ class BackboneConfig:
     what ``--sequence`` and ``BACKBONE:seq`` resolve to. ``companions`` maps the
     fingerprint of each side feature set the encoder returns with its features
     (``Encoded``) to its store meta; extraction commits them just before the features,
-    so an item that has features has its companions too.
+    so an item that has features has its companions too. ``variant`` says how the
+    stored features differ from the backbone's default form ("seq max_length=128",
+    "frames fps=1"; empty for the default): the spec alone names the model, and ``store
+    ls`` shows both so that a pooled and a sequence feature set can be told apart.
     """
 
     spec: str
@@ -133,6 +136,7 @@ class BackboneConfig:
         default=None, repr=False, compare=False
     )
     companions: dict = field(default_factory=dict, compare=False)
+    variant: str = ""
 
     def build(self, device: str = "cpu") -> Encoder:
         """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""

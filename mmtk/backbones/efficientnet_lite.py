@@ -74,6 +74,7 @@ def grid_form(config: BackboneConfig, options: FeatureOptions) -> BackboneConfig
         settings={**config.settings, "grid": True},
         kind="sequence",
         sequence_form=None,
+        variant=f"seq {side}x{side} grid",
     )
 
 

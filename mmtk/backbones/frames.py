@@ -65,6 +65,7 @@ def frames_config(image: BackboneConfig, options: FeatureOptions) -> BackboneCon
         companions={
             times: {"backbone": f"{TIMESTAMPS}:{sampling.describe()}", "modality": VIDEO, "kind": "sequence", "dim": 1}
         },
+        variant=f"frames {sampling.describe()}",
     )
 
 

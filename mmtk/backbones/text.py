@@ -36,8 +36,8 @@ def token_states_form(config: BackboneConfig, options: FeatureOptions, *, identi
     stored; the tokenizer's special tokens such as [CLS] and [SEP] are), truncated at
     ``options.max_length`` tokens. ``identity`` is the model's weights identity without
     the pooled form's settings; the fingerprint adds the output form and max_length.
-    The spec stays the backbone's own, so ``store ls`` names the model; the store meta
-    says ``kind: sequence``."""
+    The spec stays the backbone's own, so ``store ls`` names the model beside the
+    variant ``seq max_length=N``."""
     fingerprint = make_fingerprint(config.name, {**identity, **TOKEN_STATES, "max_length": options.max_length})
     return replace(
         config,
@@ -45,6 +45,7 @@ def token_states_form(config: BackboneConfig, options: FeatureOptions, *, identi
         settings={**config.settings, "max_length": options.max_length},
         kind="sequence",
         sequence_form=None,
+        variant=f"seq max_length={options.max_length}",
     )
 
 

@@ -38,11 +38,14 @@ def ls_command(store: Store = None, json_out: Json = False) -> None:
     from rich.table import Table
 
     table = Table(title=str(feature_store.root))
-    for name in ("fingerprint", "backbone", "modality", "kind", "dim", "items", "size"):
+    for name in ("fingerprint", "backbone", "variant", "modality", "kind", "dim", "items", "size"):
         numeric = name in ("dim", "items", "size")
         table.add_column(name, justify="right" if numeric else "left", no_wrap=numeric or name == "backbone")
     for s in sets:
-        table.add_row(s["fingerprint"][:12], s["backbone"], s["modality"], s["kind"], str(s["dim"]), str(s["items"]), _human_bytes(s["bytes"]))
+        table.add_row(
+            s["fingerprint"][:12], s["backbone"], s["variant"], s["modality"], s["kind"], str(s["dim"]), str(s["items"]),
+            _human_bytes(s["bytes"]),
+        )
     output.stdout().print(table)
 
 

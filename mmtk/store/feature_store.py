@@ -24,6 +24,12 @@ KINDS = ("vector", "sequence")
 REQUIRED_META = ("backbone", "modality", "kind", "dim")
 
 
+def _described(feature_set: dict) -> str:
+    """A feature set as people tell it apart: fingerprint prefix (backbone variant)."""
+    label = " ".join(filter(None, (feature_set["backbone"], feature_set["variant"])))
+    return f"{feature_set['fingerprint'][:12]} ({label})"
+
+
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -237,8 +243,9 @@ class FeatureStore:
     # ------------------------------------------------------------------ inspection
 
     def feature_sets(self) -> list[dict]:
-        """One dict per feature set: fingerprint, backbone, modality, kind, dim, items,
-        bytes (shard files on disk), shards, created (UTC ISO time)."""
+        """One dict per feature set: fingerprint, backbone, variant (how the features
+        differ from the backbone's default form; "" for that form), modality, kind, dim,
+        items, bytes (shard files on disk), shards, created (UTC ISO time)."""
         out = []
         for s in self.index.feature_sets():
             meta = s["meta"]
@@ -246,6 +253,7 @@ class FeatureStore:
                 {
                     "fingerprint": s["fingerprint"],
                     "backbone": meta["backbone"],
+                    "variant": meta.get("variant", ""),
                     "modality": meta["modality"],
                     "kind": meta["kind"],
                     "dim": meta["dim"],
@@ -265,7 +273,7 @@ class FeatureStore:
         matches = matches or [s for s in sets if name_or_fingerprint and s["fingerprint"].startswith(name_or_fingerprint)]
         if len(matches) == 1:
             return matches[0]["fingerprint"]
-        choices = ", ".join(f"{s['fingerprint'][:12]} ({s['backbone']})" for s in (matches or sets))
+        choices = ", ".join(_described(s) for s in (matches or sets))
         if not sets:
             raise UsageError(
                 f"store {self.root} has no feature sets, so none matches {name_or_fingerprint!r}",

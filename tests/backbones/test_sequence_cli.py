@@ -59,8 +59,8 @@ def test_sequence_features_from_extraction_to_prediction(tmp_path, data):
     assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [f"m{i}" for i in range(16)]
 
     listing = json.loads(mmtk("store", "ls", "--json").stdout)["feature_sets"]
-    assert sorted((s["backbone"], s["kind"], s["dim"], s["items"]) for s in listing) == [
-        ("efficientnet-lite0", "vector", 1280, 16), ("minilm", "sequence", 384, 16),
+    assert sorted((s["backbone"], s["variant"], s["kind"], s["dim"], s["items"]) for s in listing) == [
+        ("efficientnet-lite0", "", "vector", 1280, 16), ("minilm", "seq max_length=128", "sequence", 384, 16),
     ]
 
 
@@ -69,7 +69,14 @@ def test_max_length_is_part_of_the_sequence_feature(tmp_path, data):
     # Another max_length is another feature: everything is computed again.
     short = extract_report(mmtk("extract-features", data, "--backbone", "minilm", "--sequence", "--max-length", "4", "--json"))
     assert (short["computed"], short["cached"]) == (16, 0)
-    assert len(json.loads(mmtk("store", "ls", "--json").stdout)["feature_sets"]) == 2
+    listing = json.loads(mmtk("store", "ls", "--json").stdout)["feature_sets"]
+    assert sorted((s["backbone"], s["variant"]) for s in listing) == [
+        ("minilm", "seq max_length=128"), ("minilm", "seq max_length=4"),
+    ]
+    # The backbone's name alone is ambiguous now; the error tells the two apart.
+    result = mmtk("store", "info", "minilm")
+    assert result.exit_code == 2
+    assert "(minilm seq max_length=128)" in result.stderr and "(minilm seq max_length=4)" in result.stderr
 
     run = tmp_path / "run"
     result = mmtk(

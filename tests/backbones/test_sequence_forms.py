@@ -51,6 +51,9 @@ def test_sequence_forms_have_their_own_fingerprints_and_keep_the_spec():
     assert resolve_backbone("minilm", options=short).fingerprint == resolve_backbone("minilm").fingerprint
     grid = resolve_backbone("efficientnet-lite0", sequence=True)
     assert resolve_backbone("efficientnet-lite0", sequence=True, options=short).fingerprint == grid.fingerprint
+    # What store ls shows beside the spec, to tell the forms apart.
+    assert [resolve_backbone(spec).variant for spec in ("minilm", "efficientnet-lite0")] == ["", ""]
+    assert (resolve_backbone("minilm", sequence=True, options=short).variant, grid.variant) == ("seq max_length=16", "seq 7x7 grid")
 
 
 def test_backbones_without_a_sequence_form_say_so():

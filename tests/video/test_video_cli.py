@@ -67,8 +67,8 @@ def test_pixels_over_video_frames_from_extraction_to_prediction(tmp_path):
     (skipped,) = report["skipped"]
     assert "videos.csv:14" in skipped and "broken" in skipped and "cannot open video" in skipped
     listing = ok_json(mmtk("store", "ls", "--json"))["feature_sets"]
-    assert sorted((s["backbone"], s["modality"], s["kind"], s["dim"], s["items"]) for s in listing) == [
-        ("frame-times:fps=2", "video", "sequence", 1, 12), ("pixels", "video", "sequence", 256, 12),
+    assert sorted((s["backbone"], s["variant"], s["modality"], s["kind"], s["dim"], s["items"]) for s in listing) == [
+        ("frame-times:fps=2", "", "video", "sequence", 1, 12), ("pixels", "frames fps=2", "video", "sequence", 256, 12),
     ]
 
     # Training reads the features stored at --fps 2 and records the option in the run.
