@@ -63,6 +63,13 @@ def test_mfcc_is_stored_as_sequences_of_frames(audio_csv, tmp_path):
     again = extract_features(dataset, "mfcc", store=store)
     assert (again.cached, again.computed) == (7, 0)
 
+    # One worker runs in the calling thread and stores the same features.
+    single = FeatureStore(tmp_path / "single")
+    assert extract_features(dataset, "mfcc", store=single, num_workers=1, batch_size=3).computed == 7
+    single_steps, single_lengths = single.gather_sequences(report.fingerprint, keys)
+    np.testing.assert_array_equal(single_lengths, lengths)
+    np.testing.assert_allclose(single_steps, steps, atol=1e-6)
+
 
 def test_bad_clips_name_file_and_line_or_are_skipped(tmp_path, clips):
     rows = [{"id": n, "audio": str(clips[n]), "label": 0} for n in ("tone16k", "garbage", "silent", "short")]
