@@ -119,7 +119,7 @@ def extract_features(
     column_name, modality = pick_column(dataset, backbone, column)
     config = resolve_backbone(backbone, modality, sequence=sequence, options=options)
     plan = _plan_keys(dataset, column_name, modality, on_error)
-    todo = store.missing(config.fingerprint, list(plan.records_by_key))
+    todo = _missing(store, config, list(plan.records_by_key))
     report = ExtractReport(
         backbone=config.spec,
         fingerprint=config.fingerprint,
@@ -238,6 +238,16 @@ def _plan_keys(dataset: Dataset, column: str, modality: str, on_error: str) -> _
             values[key] = value
         records_by_key[key].append(record)
     return _Plan(records_by_key, values, bad)
+
+
+def _missing(store, config: BackboneConfig, keys: list[str]) -> list[str]:
+    """Keys whose features, or any of whose companions (frame times), are not stored,
+    in ``keys`` order: a companion set removed on its own is computed again (its
+    features' put then ignores what is stored) instead of staying absent for good."""
+    missing = set(store.missing(config.fingerprint, keys))
+    for fingerprint in config.companions:
+        missing.update(store.missing(fingerprint, keys))
+    return [key for key in keys if key in missing]
 
 
 def _batch_size(batch_size: int | str, config: BackboneConfig, device: str) -> int:

@@ -102,6 +102,14 @@ def test_extraction_stores_frames_and_times_and_skips_bad_videos(videos):
     with pytest.raises(UsageError, match="no frame times"):
         gather_timestamps(good, "mfcc", store)  # the audio track: no frames
 
+    # Frame times removed on their own come back on the next extraction.
+    config = resolve_backbone("pixels:4", "video", options=options)
+    (times_fingerprint,) = config.companions
+    store.remove(times_fingerprint)
+    again = extract_features(dataset, "pixels:4", store=store, column="video", options=options, on_error="skip")
+    assert (again.cached, again.computed) == (0, 2)
+    np.testing.assert_allclose(gather_timestamps(good, "pixels:4@video", store, options=options)[0], times[0])
+
     # Models get each video's frames pooled by their mean.
     (ref,) = parse_feature_refs(["pixels:4@video"], options)
     pooled = load_features(good, [ref], store)["pixels:4@video"]
