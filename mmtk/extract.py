@@ -1,10 +1,11 @@
 """Run a backbone over a dataset column and cache the features in the feature store.
 
 Only items the store lacks are computed: every value gets a content key (the same image
-under two ids is one key), ``store.missing`` says which keys still need features, and
-results are committed every ~1 s, so a killed run loses at most its last second of work
-and a rerun computes only what is missing. A fully cached dataset costs hashing and one
-store query: the model is never built and torch is never imported.
+under two ids is one key), ``store.missing`` says which keys still need features (or
+companions, such as frame times), and results are committed every ~1 s, so a killed run
+loses at most its last second of work and a rerun computes only what is missing. A fully
+cached dataset costs hashing and a store query per feature set: the model is never built
+and torch is never imported.
 
 How the work runs (measurements behind these choices: ``mmtk/device.py``, issue 2):
 - CPU: two stages of N threads each (N = usable cores; ``num_workers`` overrides)
