@@ -13,9 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
+from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version, require_modality, require_no_argument
 from mmtk.backbones.registry import BACKBONES
-from mmtk.errors import UsageError
 
 MFCC = "mfcc"
 AUDIO_STATS = "audio-stats"
@@ -31,13 +30,10 @@ def _librosa_version() -> str:
 
 
 def _audio_only(name: str, arg: str | None, modality: str | None) -> None:
-    if arg:
-        raise UsageError(f"backbone {name!r} takes no argument (got {arg!r})", f"write just --backbone {name}")
-    if modality not in (None, "audio"):
-        raise UsageError(
-            f"backbone {name!r} encodes audio, not {modality}",
-            "name an audio column with --audio-column COLUMN (or a video column for its audio track)",
-        )
+    require_no_argument(name, arg)
+    require_modality(
+        name, modality, "audio", "name an audio column with --audio-column COLUMN (or a video column for its audio track)"
+    )
 
 
 @BACKBONES.register(MFCC, help="20 MFCCs + 20 deltas per 32 ms frame at 16 kHz (audio, sequence of 40-d frames)")

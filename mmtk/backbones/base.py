@@ -16,6 +16,8 @@ from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
+from mmtk.errors import UsageError
+
 # Bump when the way features are computed or stored changes for every backbone; it is part
 # of every fingerprint, so old store entries stop matching instead of being silently mixed.
 FEATURE_FORMAT_VERSION = 1
@@ -141,6 +143,22 @@ class BackboneConfig:
     def build(self, device: str = "cpu") -> Encoder:
         """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""
         return self.builder(self, device)
+
+
+# How resolver errors name what a backbone reads: "encodes images, not text".
+_ENCODES = {"image": "images", "text": "text", "audio": "audio"}
+
+
+def require_modality(backbone: str, modality: str | None, encodes: str, hint: str) -> None:
+    """Refuse a column of another modality (``modality`` None: resolving by name only)."""
+    if modality not in (None, encodes):
+        raise UsageError(f"backbone {backbone!r} encodes {_ENCODES[encodes]}, not {modality}", hint)
+
+
+def require_no_argument(backbone: str, arg: str | None) -> None:
+    """Refuse ``NAME:ARG`` for a backbone that takes no argument."""
+    if arg:
+        raise UsageError(f"backbone {backbone!r} takes no argument (got {arg!r})", f"write just --backbone {backbone}")
 
 
 def make_fingerprint(name: str, identity: dict) -> str:

@@ -22,10 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmtk.backbones import clip
-from mmtk.backbones.base import BackboneConfig, BadInput, make_fingerprint
+from mmtk.backbones.base import BackboneConfig, BadInput, make_fingerprint, require_modality
 from mmtk.backbones.images import ImageEncoder, open_rgb
 from mmtk.backbones.registry import BACKBONES
-from mmtk.errors import UsageError
 
 NAME = "clip-patches"
 CROPS = ("whole", "top-left", "top-right", "bottom-left", "bottom-right")
@@ -44,11 +43,7 @@ LAYOUT = {
 )
 def resolve_clip_patches(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``clip-patches[:SOURCE]``; image columns only."""
-    if modality not in (None, "image"):
-        raise UsageError(
-            f"backbone {NAME!r} encodes images, not {modality}",
-            "use clip for a text column, or pass --column with an image column",
-        )
+    require_modality(NAME, modality, "image", "use clip for a text column, or pass --column with an image column")
     source = clip.resolve_source(arg, NAME)
     identity = {**clip.identity(source, "image"), "patches": LAYOUT}
     return BackboneConfig(

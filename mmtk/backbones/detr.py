@@ -32,12 +32,11 @@ is slow on CPU (seconds per image), hence the small batches there.
 from __future__ import annotations
 
 from importlib.util import find_spec
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig, autocast_for, make_fingerprint
+from mmtk.backbones.base import BackboneConfig, autocast_for, make_fingerprint, require_modality
 from mmtk.backbones.hub import (
     TRANSFORMERS_FILES, cached_revision, json_field, load_cached_first, model_source, transformers_identity,
 )
@@ -64,10 +63,7 @@ OUTPUT = (
 )
 def resolve_detr(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``detr[:NAME_OR_PATH]`` (a hub checkpoint or a local directory)."""
-    if modality not in (None, "image"):
-        raise UsageError(
-            f"backbone {NAME!r} encodes images, not {modality}", "use it on an image column (pass --column with one)"
-        )
+    require_modality(NAME, modality, "image", "use it on an image column (pass --column with one)")
     source, weights, local = model_source(arg or DEFAULT, NAME, TRANSFORMERS_FILES)
     revision = None if local else NO_TIMM_BRANCHES.get(source)
     if revision:

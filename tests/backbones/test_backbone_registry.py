@@ -51,6 +51,36 @@ def test_modality_must_fit_the_backbone():
         resolve_backbone("minilm", "image")
 
 
+@pytest.mark.parametrize(
+    "spec, modality, message",
+    [
+        ("efficientnet-lite0", "audio", "backbone 'efficientnet-lite0' encodes images, not audio"),
+        ("pixels", "text", "backbone 'pixels' encodes images, not text"),
+        ("clip-patches", "audio", "backbone 'clip-patches' encodes images, not audio"),
+        ("detr", "text", "backbone 'detr' encodes images, not text"),
+        ("minilm", "audio", "backbone 'minilm' encodes text, not audio"),
+        ("hf:bert-base-uncased", "image", "backbone 'hf:bert-base-uncased' encodes text, not image"),
+        ("mfcc", "image", "backbone 'mfcc' encodes audio, not image"),
+        ("audio-stats", "text", "backbone 'audio-stats' encodes audio, not text"),
+        ("hf-audio:facebook/wav2vec2-base", "text", "backbone 'hf-audio:facebook/wav2vec2-base' encodes audio, not text"),
+    ],
+)
+def test_every_backbone_refuses_another_modality_by_name(spec, modality, message):
+    # Refused while resolving, before any weights or hub are looked at.
+    with pytest.raises(UsageError) as error:
+        resolve_backbone(spec, modality)
+    assert str(error.value).startswith(message)
+    assert error.value.hint
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "minilm", "mfcc", "audio-stats"])
+def test_backbones_without_arguments_refuse_one(name):
+    with pytest.raises(UsageError) as error:
+        resolve_backbone(f"{name}:extra")
+    assert str(error.value).startswith(f"backbone {name!r} takes no argument (got 'extra')")
+    assert error.value.hint == f"write just --backbone {name}"
+
+
 def test_default_specs_are_canonical_and_know_their_dim():
     clip = resolve_backbone("clip")
     assert clip.spec == "clip:ViT-B-32@laion2b_s34b_b79k" and clip.modality == "image" and clip.dim == 512
