@@ -370,8 +370,9 @@ def _run_cpu(config, items, batch_size: int, workers: int, threads: int) -> Iter
     """Torch backbones: ``_run_threads``. Backbones whose per-item work holds the GIL
     (``cpu_workers="processes"``: numpy on clip-sized arrays, as in mfcc) run in worker
     processes instead (``_process_pool``): threads gave them no speed-up at all, two
-    processes 1.57-1.68x on 2 cores (mfcc over FSDD; 1.83x for two forked processes
-    that exchange nothing: the rest is the parent's hashing up front and its commits).
+    processes 1.57-1.73x on 2 cores (mfcc over FSDD; 1.83-1.91x for two forked
+    processes that exchange nothing: the rest is the parent's hashing up front and its
+    commits; workers that commit their own results did no better, BENCHMARKS.md).
     One worker runs in the calling thread."""
     # Backbones run in processes get one BLAS/OpenMP thread per worker while the pool
     # lives (forked workers inherit the limit): there is one worker per core already, and
