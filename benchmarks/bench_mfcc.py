@@ -63,8 +63,7 @@ def measure(mode: str, dataset_csv: Path, store_dir: Path) -> dict:
 
         from mmtk.audio.features import delta_width
 
-        with open(dataset_csv) as handle:
-            paths = [row["audio"] for row in csv.DictReader(handle)]
+        paths = audio_paths(dataset_csv)
         librosa.feature.mfcc(y=np.ones(1600, np.float32), sr=16000)  # warm numba/caches
         started = time.perf_counter()
         for path in paths:
@@ -86,13 +85,8 @@ def measure(mode: str, dataset_csv: Path, store_dir: Path) -> dict:
     from mmtk.extract import extract_features
     from mmtk.store import FeatureStore
 
-    from mmtk.backbones import resolve_backbone
-
-    # Load the lazily imported decoders and librosa modules with one clip first: import
-    # cost is excluded, as for the loop (worker processes are forked and inherit them).
     dataset = read_dataset(dataset_csv)
-    warm = resolve_backbone("mfcc").build("cpu")
-    warm.encode([warm.load(dataset.records[0].values["audio"])])
+    warmed_encoder(audio_paths(dataset_csv)[0])  # extraction builds its own; this loads the decoders
 
     store = FeatureStore(store_dir)
     started = time.perf_counter()
@@ -101,6 +95,39 @@ def measure(mode: str, dataset_csv: Path, store_dir: Path) -> dict:
 
 
 _ENCODER = None
+
+
+def audio_paths(dataset_csv: Path) -> list[str]:
+    with open(dataset_csv) as handle:
+        return [row["audio"] for row in csv.DictReader(handle)]
+
+
+def warmed_encoder(first_path: str):
+    """The mfcc encoder after one clip: the lazily imported decoders and librosa modules
+    are loaded before timing starts (forked workers inherit them), so import cost is
+    excluded from every mode, as for the librosa loop."""
+    from mmtk.backbones import resolve_backbone
+
+    encoder = resolve_backbone("mfcc").build("cpu")
+    encoder.encode([encoder.load(first_path)])
+    return encoder
+
+
+def forked_sum(work, tasks: list, processes: int) -> int:
+    """``sum(map(work, tasks))`` in ``processes`` forked processes with one BLAS thread
+    each, as in extract_features (one process: in this one)."""
+    if processes == 1:
+        return sum(map(work, tasks))
+    import multiprocessing
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # inherited by the forked workers
+        pool = multiprocessing.get_context("fork").Pool(processes)
+        total = sum(pool.imap_unordered(work, tasks))
+        pool.close()
+        pool.join()
+    return total
 
 
 def _encode_paths(paths: list[str]) -> int:
@@ -121,29 +148,13 @@ def measure_compute(processes: int, dataset_csv: Path, halves: bool = False) -> 
     ``halves``: each of two processes gets every other file as one task from the start
     and returns one number, so they never exchange anything while they run: the most
     two processes can give on this machine, the ceiling for ``workers-2``."""
-    import multiprocessing
-
-    from mmtk.backbones import resolve_backbone
-
     global _ENCODER
-    with open(dataset_csv) as handle:
-        paths = [row["audio"] for row in csv.DictReader(handle)]
-    _ENCODER = resolve_backbone("mfcc").build("cpu")
-    _encode_paths(paths[:1])  # warm the lazily loaded decoders
+    paths = audio_paths(dataset_csv)
+    _ENCODER = warmed_encoder(paths[0])
     batches = [paths[0::2], paths[1::2]] if halves else [paths[i : i + 32] for i in range(0, len(paths), 32)]
     work = _encode_in_batches if halves else _encode_paths
     started = time.perf_counter()
-    if processes == 1:
-        frames = sum(map(work, batches))
-    else:
-        from threadpoolctl import threadpool_limits
-
-        # One BLAS thread, inherited by the forked workers, as in extract_features.
-        with threadpool_limits(limits=1):
-            pool = multiprocessing.get_context("fork").Pool(processes)
-            frames = sum(pool.imap_unordered(work, batches))
-            pool.close()
-            pool.join()
+    frames = forked_sum(work, batches, processes)
     return {"seconds": time.perf_counter() - started, "items": len(paths), "frames": frames}
 
 
@@ -169,27 +180,17 @@ def _hash_compute_commit(values: list[str]) -> int:
 
 def measure_self_commit(dataset_csv: Path, store_dir: Path) -> dict:
     """Two forked workers that plan, compute and commit their own blocks of records."""
-    import multiprocessing
-
-    from threadpoolctl import threadpool_limits
-
     from mmtk.backbones import resolve_backbone
     from mmtk.store import FeatureStore
 
     global _ENCODER, _STORE, _CONFIG
-    with open(dataset_csv) as handle:
-        values = [row["audio"] for row in csv.DictReader(handle)]
+    values = audio_paths(dataset_csv)
     _CONFIG = resolve_backbone("mfcc")
-    _ENCODER = _CONFIG.build("cpu")
-    _encode_paths(values[:1])  # warm the lazily loaded decoders, as in the other modes
+    _ENCODER = warmed_encoder(values[0])
     _STORE = FeatureStore(store_dir)
     blocks = [values[i : i + SELF_COMMIT_BLOCK] for i in range(0, len(values), SELF_COMMIT_BLOCK)]
     started = time.perf_counter()
-    with threadpool_limits(limits=1):
-        pool = multiprocessing.get_context("fork").Pool(2)
-        committed = sum(pool.imap(_hash_compute_commit, blocks))
-        pool.close()
-        pool.join()
+    committed = forked_sum(_hash_compute_commit, blocks, 2)
     return {"seconds": time.perf_counter() - started, "items": committed}
 
 
