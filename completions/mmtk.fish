@@ -42,7 +42,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l region -d 'Wh
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l lang -d 'Tesseract language(s), e'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l engine -x -a 'rapidocr tesseract' -d 'OCR engine: tesseract, or rapidocr (pip install mmtk\[ocr]) for text over busy photos'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l format -x -a 'srt vtt jsonl' -d 'Cue format for videos (default srt); images and datasets are written as JSONL/CSV'
-complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l out -d 'Output file, - for stdout, or a folder (one cue file per video)'
+complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l out -d 'Output file, - for stdout, or a folder ending in / (one cue file per video, mirroring the paths below the folder that holds them all)'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l min-confidence -d 'Readings below this OCR confidence (0-100) end a cue'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l column -d 'Dataset form: media column to read (default: video, else image)'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l into -d 'Dataset form: column for the text; an existing one (e'

@@ -3,6 +3,7 @@ video/image column into a text column."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -52,7 +53,7 @@ def ocr_subtitles_command(
         Optional[CueFormat], typer.Option("--format", help="Cue format for videos (default srt); images and datasets are written as JSONL/CSV.", show_default=False)
     ] = None,
     out: Annotated[
-        str, typer.Option("--out", "-o", help="Output file, - for stdout, or a folder (one cue file per video).")
+        str, typer.Option("--out", "-o", help="Output file, - for stdout, or a folder ending in / (one cue file per video, mirroring the paths below the folder that holds them all).")
     ] = "-",
     min_confidence: Annotated[float, typer.Option("--min-confidence", help="Readings below this OCR confidence (0-100) end a cue.")] = 60.0,
     column: Annotated[Optional[str], typer.Option("--column", help="Dataset form: media column to read (default: video, else image).")] = None,
@@ -97,12 +98,14 @@ def ocr_subtitles_command(
         raise UsageError("videos and images together are written as one JSONL stream", "add --format jsonl, or run them separately")
     from mmtk.ocr.pool import OcrPool
 
+    cue_format = (fmt or CueFormat.srt).value
+    folder = _output_folder(out, len(videos), cue_format, images)
     summary: dict = {"videos": [], "images": 0, "skipped": []}
-    with OcrPool(engine, lang, workers) as pool:
+    with _output_stream(out, folder) as stream, OcrPool(engine, lang, workers) as pool:
         if videos:
-            _videos(videos, pool, fps, region, min_confidence, (fmt or CueFormat.srt).value, out, on_error, summary, append=False)
+            _videos(videos, pool, fps, region, min_confidence, cue_format, stream, folder, on_error, summary)
         if images:
-            _images(images, pool, out, on_error, summary, append=bool(videos))
+            _images(images, pool, stream, on_error, summary)
     for line in summary["skipped"]:
         output.warn(f"skipped {line}")
     if json_out:
@@ -110,7 +113,10 @@ def ocr_subtitles_command(
 
 
 def list_media(inputs: list[str]) -> list[Path]:
-    """Files named directly, and images and videos found in named folders."""
+    """Files named directly, and images and videos found in named folders; a file named
+    twice (or also found in a named folder) is read once."""
+    import os
+
     from mmtk.ocr.images import list_images
 
     found: list[Path] = []
@@ -120,7 +126,7 @@ def list_media(inputs: list[str]) -> list[Path]:
             found.extend(list_images([item]))
         else:
             found.append(item)
-    return found
+    return list({os.path.abspath(p): p for p in found}.values())
 
 
 def _video_settings(fps: float, region: str, min_confidence: float):
@@ -130,52 +136,49 @@ def _video_settings(fps: float, region: str, min_confidence: float):
     return VideoOcrSettings(fps=fps, region=region, cues=CueSettings(min_confidence=min_confidence))
 
 
-def _videos(videos, pool, fps, region, min_confidence, fmt, out, on_error, summary, append) -> None:
+def _videos(videos, pool, fps, region, min_confidence, fmt, stream, folder, on_error, summary) -> None:
     from mmtk.errors import DataError
+    from mmtk.ocr.outputs import atomic_text, cue_file_names
     from mmtk.ocr.video import ocr_video
     from mmtk.ocr.writers import render
 
     settings = _video_settings(fps, region, min_confidence)
-    folder = _output_folder(out, len(videos), fmt)
-    stream = None if folder else _open(out, append)
-    try:
-        for video in videos:
-            try:
-                with output.progress_bar(video.name) as progress:
-                    result = ocr_video(video, settings, pool=pool, progress=progress)
-            except DataError as error:
-                if on_error != OnError.skip:
-                    raise
-                summary["skipped"].append(error.one_line())
-                continue
-            extra = {"video": str(video)} if fmt == "jsonl" and len(videos) > 1 else {}
-            text = render(result.cues, fmt, **extra)
-            if folder:
-                (folder / f"{video.stem}.{fmt}").write_text(text, encoding="utf-8")
-            else:
-                stream.write(text)
-            summary["videos"].append(result.summary())
-            output.log(
-                f"{video.name}: {len(result.cues)} cues, {result.ocr_calls} OCR calls for "
-                f"{result.frames_sampled} sampled frames, {result.seconds:.1f} s"
-            )
-    finally:
-        _close(stream)
+    # Named (and collisions refused) before the first video is read.
+    names = cue_file_names(videos, fmt) if folder else [None] * len(videos)
+    for video, name in zip(videos, names):
+        try:
+            with output.progress_bar(video.name) as progress:
+                result = ocr_video(video, settings, pool=pool, progress=progress)
+        except DataError as error:
+            if on_error != OnError.skip:
+                raise
+            summary["skipped"].append(error.one_line())
+            continue
+        extra = {"video": str(video)} if fmt == "jsonl" and len(videos) > 1 else {}
+        text = render(result.cues, fmt, **extra)
+        if folder:
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_text(target) as cue_file:
+                cue_file.write(text)
+        else:
+            stream.write(text)
+        summary["videos"].append(result.summary())
+        output.log(
+            f"{video.name}: {len(result.cues)} cues, {result.ocr_calls} OCR calls for "
+            f"{result.frames_sampled} sampled frames, {result.seconds:.1f} s"
+        )
 
 
-def _images(images, pool, out, on_error, summary, append) -> None:
+def _images(images, pool, stream, on_error, summary) -> None:
     import json
 
     from mmtk.ocr.images import ocr_images
 
-    stream = _open(out, append)
-    try:
-        with output.progress_bar("images") as progress:
-            results, errors = ocr_images(images, pool=pool, on_error=on_error.value, progress=progress)
-        for item in results:
-            stream.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
-    finally:
-        _close(stream)
+    with output.progress_bar("images") as progress:
+        results, errors = ocr_images(images, pool=pool, on_error=on_error.value, progress=progress)
+    for item in results:
+        stream.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
     summary["images"] = len(results)
     summary["skipped"].extend(error.one_line() for error in errors)
 
@@ -199,34 +202,39 @@ def _dataset_form(data, fps, region, lang, engine, min_confidence, column, into,
         })
 
 
-def _output_folder(out: str, count: int, fmt: str) -> Path | None:
+def _output_folder(out: str, videos: int, fmt: str, images: list[Path]) -> Path | None:
     """The folder for one cue file per video, or None to write one stream."""
     path = Path(out)
     if out != "-" and (path.is_dir() or out.endswith(("/", "\\"))):
+        if images:
+            raise UsageError(
+                f"--out {out} is a folder, but image text is written as one JSONL file",
+                "pass --out FILE.jsonl for images, and a folder only for videos",
+            )
         path.mkdir(parents=True, exist_ok=True)
         return path
-    if count > 1 and fmt != "jsonl":
+    if videos > 1 and fmt != "jsonl":
         raise UsageError(
-            f"{count} videos cannot share one {fmt} file",
+            f"{videos} videos cannot share one {fmt} file",
             "pass --out FOLDER/ for one file per video, or --format jsonl for one stream",
         )
     return None
 
 
-def _open(out: str, append: bool):
+@contextmanager
+def _output_stream(out: str, folder: Path | None):
+    """stdout, nothing (a folder gets one file per video), or the --out file, which is
+    replaced only when every input has been read or skipped: a failing input leaves an
+    existing file as it was."""
     import sys
 
-    if out == "-":
-        return sys.stdout
-    return open(out, "a" if append else "w", encoding="utf-8", newline="\n")
+    from mmtk.ocr.outputs import atomic_text
 
-
-def _close(stream) -> None:
-    import sys
-
-    if stream is None:
-        return
-    if stream is sys.stdout:
-        stream.flush()
+    if folder is not None:
+        yield None
+    elif out == "-":
+        yield sys.stdout
+        sys.stdout.flush()
     else:
-        stream.close()
+        with atomic_text(out) as stream:
+            yield stream

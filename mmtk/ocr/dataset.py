@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmtk.errors import DataError, UsageError, where
+from mmtk.ocr.outputs import atomic_text
 from mmtk.ocr.pool import OcrPool
 from mmtk.ocr.video import VideoOcrSettings
 
@@ -119,22 +120,24 @@ def write_rows(result: DatasetOcrResult, out: str | Path) -> None:
     media = result.media_columns
     base = None if str(out) == "-" else Path(out).resolve().parent
     rows = [{k: _relative(v, base) if k in media else v for k, v in row.items()} for row in result.rows]
-    suffix = "" if str(out) == "-" else Path(out).suffix.lower()
-    handle = sys.stdout if str(out) == "-" else open(out, "w", encoding="utf-8", newline="")
-    try:
-        if suffix in (".csv", ".tsv"):
-            header = list(dict.fromkeys(k for row in rows for k in row))
-            writer = csv.DictWriter(handle, fieldnames=header, delimiter="\t" if suffix == ".tsv" else ",", lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
-        else:
-            handle.flush()
+    if str(out) == "-":
+        _write(rows, sys.stdout, "")
+        sys.stdout.flush()
+        return
+    # Whole or not at all: a failure half-way leaves an existing file as it was.
+    with atomic_text(out, newline="") as handle:
+        _write(rows, handle, Path(out).suffix.lower())
+
+
+def _write(rows: list[dict], handle, suffix: str) -> None:
+    if suffix in (".csv", ".tsv"):
+        header = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(handle, fieldnames=header, delimiter="\t" if suffix == ".tsv" else ",", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
 def _relative(value, base: Path | None):

@@ -42,11 +42,13 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def load_image(path: Path) -> np.ndarray:
-    """BGR pixels of an image file; DataError naming the file when it cannot be read."""
+    """BGR pixels of an image file; DataError naming the file when it cannot be read or
+    is over the pixel limit."""
     import cv2
 
     if not path.is_file():
         raise DataError(f"{path}: no such image file", "check the path")
+    check_pixel_limit(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None and path.suffix.lower() == ".gif":
         capture = cv2.VideoCapture(str(path))  # OpenCV's imread has no GIF decoder
@@ -56,6 +58,36 @@ def load_image(path: Path) -> np.ndarray:
     if image is None or image.size == 0:
         raise DataError(f"{path}: cannot decode image", "check that it is a complete JPEG/PNG/WebP/BMP/TIFF/GIF file")
     return image
+
+
+def check_pixel_limit(path: Path) -> None:
+    """Refuse an image whose header declares more pixels than PIL's ``MAX_IMAGE_PIXELS``
+    (the limit feature extraction decodes under), before any pixel is decoded.
+
+    OpenCV's ``imread`` has no such limit short of 2**30 pixels: a 388 KB PNG of
+    20000x20000 took over 180 s and 3.8 GB. PIL reads only the header here. A file PIL
+    cannot identify is left to OpenCV, which then refuses it or decodes a format PIL
+    lacks."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:  # the caller switched PIL's limit off on purpose
+        return
+    hint = "shrink the image, or leave it out (--on-error skip)"
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above the limit and raises above twice it; both are refused here.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: image has more than {2 * limit:,} pixels, over the {limit:,}-pixel limit", hint) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return
+    if width * height > limit:
+        raise DataError(f"{path}: {width}x{height} image ({width * height:,} pixels) is over the {limit:,}-pixel limit", hint)
 
 
 def read_image_text(image: np.ndarray, pool: OcrPool, settings: TextSettings = IMAGE_TEXT) -> Reading:
