@@ -3,7 +3,10 @@
 An entry is keyed by (backbone fingerprint, content key of the item). Writes go shard
 first (temp file, fsync, rename) and index second (one SQLite transaction), so a killed
 writer never leaves a half-written entry visible and the next run computes only what
-``missing`` reports. Reads memory-map each shard touched once.
+``missing`` reports. Reads memory-map each shard touched once, check its checksum the
+first time the process maps it, and refuse NaN or inf features: corrupt data is
+refused with the repair command (``repair`` drops it so extraction recomputes it),
+never used.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from mmtk.errors import StoreError, UsageError
 from mmtk.store import maintenance
 from mmtk.store.gather import gather_rows, gather_steps
 from mmtk.store.index import StoreIndex
-from mmtk.store.shards import write_shard
+from mmtk.store.shards import repair_command, shard_path, write_shard
 
 KINDS = ("vector", "sequence")
 REQUIRED_META = ("backbone", "modality", "kind", "dim")
@@ -37,18 +40,38 @@ def _iso(timestamp: float) -> str:
 class FeatureStore:
     """A feature store rooted at ``root`` (default ``mmtk.paths.default_store_dir()``).
 
-    The directory is created on the first write. Safe to share between threads and
-    processes: SQLite serialises writers, and an item two writers both computed is
-    stored once.
+    The directory is created on the first write; reads never create it. Safe to share
+    between threads and processes: SQLite serialises writers, and an item two writers
+    both computed is stored once. A store this process cannot write (a shared,
+    read-only cache) is opened read-only: listing, inspecting, verifying and gathering
+    work, writes say that it is read-only.
+
+    ``verify_reads=False`` skips the once-per-process checksum check of each shard a
+    gather maps (it exists to measure that check's cost; see BENCHMARKS.md).
     """
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, *, verify_reads: bool = True):
         if root is None:
             from mmtk.paths import default_store_dir
 
             root = default_store_dir()
         self.root = Path(root).expanduser().absolute()
         self.index = StoreIndex(self.root)
+        self.verify_reads = verify_reads
+
+    def exists(self) -> bool:
+        """True when the store has an index (it was written to at least once)."""
+        return self.index.exists()
+
+    def require_exists(self) -> None:
+        """``StoreError`` unless the store exists: for commands that inspect or maintain
+        a store, where a mistyped path must not look like an empty, healthy store."""
+        if not self.exists():
+            what = "no such directory" if not self.root.is_dir() else f"no {self.index.path.name} in it"
+            raise StoreError(
+                f"no feature store at {self.root} ({what})",
+                hint="check --store (or $MMTK_STORE); mmtk extract-features creates a store",
+            )
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.root)!r})"
@@ -149,12 +172,18 @@ class FeatureStore:
         )
 
     def remove(self, name_or_fingerprint: str) -> dict:
-        """Drop a feature set (its index rows, then its shard files)."""
+        """Drop a feature set (its index rows, then its shard files; a row naming a file
+        outside the store's shards folder loses its row, never the file). A backbone
+        name that matches several feature sets is refused with the candidates."""
         fingerprint = self.resolve(name_or_fingerprint)
+        backbone = self.index.feature_set_meta(fingerprint)["backbone"]
         n_items, paths = self.index.remove_feature_set(fingerprint)
         for path in paths:
-            (self.root / path).unlink(missing_ok=True)
-        return {"fingerprint": fingerprint, "items": n_items, "shards": len(paths)}
+            try:
+                shard_path(self.root, path).unlink(missing_ok=True)
+            except StoreError:
+                continue
+        return {"fingerprint": fingerprint, "backbone": backbone, "items": n_items, "shards": len(paths)}
 
     # ------------------------------------------------------------------ reading
 
@@ -163,7 +192,10 @@ class FeatureStore:
         meta = self._meta(fingerprint, keys)
         self._expect_kind(meta, "vector", "gather_sequences")
         return self._read(
-            fingerprint, meta, keys, lambda shards, ids, offsets, _: gather_rows(self.root, shards, ids, offsets, meta["dim"])
+            fingerprint,
+            meta,
+            keys,
+            lambda shards, ids, offsets, _: gather_rows(self.root, shards, ids, offsets, meta["dim"], self.verify_reads),
         )
 
     def gather_sequences(self, fingerprint: str, keys: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +209,9 @@ class FeatureStore:
             fingerprint,
             meta,
             keys,
-            lambda shards, ids, offsets, lengths: gather_steps(self.root, shards, ids, offsets, lengths, meta["dim"], max_len),
+            lambda shards, ids, offsets, lengths: gather_steps(
+                self.root, shards, ids, offsets, lengths, meta["dim"], max_len, self.verify_reads
+            ),
         )
 
     def _read(self, fingerprint: str, meta: dict, keys: Sequence[str], fill):
@@ -190,14 +224,29 @@ class FeatureStore:
                 shards = self.index.shards(ids=sorted(wanted))
             if len(shards) == len(wanted):
                 try:
-                    return fill(shards, shard_ids, offsets, lengths)
+                    result = fill(shards, shard_ids, offsets, lengths)
                 except FileNotFoundError as exc:
                     lost = f"shard {exc.filename}"
+                else:
+                    self._refuse_nonfinite(meta, keys, result[0] if isinstance(result, tuple) else result)
+                    return result
             else:
                 lost = f"shard id(s) {sorted(wanted - set(shards))}"
         raise StoreError(
             f"{lost} holding {meta['backbone']} features is missing from store {self.root}",
-            hint="run `mmtk store verify`, then `mmtk store gc` and extract-features again",
+            hint=f"run: {repair_command(self.root)}, then extract-features again to recompute its items",
+        )
+
+    def _refuse_nonfinite(self, meta: dict, keys: Sequence[str], gathered: np.ndarray) -> None:
+        """NaN or inf in gathered features (``put`` refuses them, so the shard was
+        changed on disk) would reach a model and its output: name the first such item."""
+        finite = np.isfinite(gathered.reshape(len(keys), -1)).all(axis=1) if len(keys) else np.ones(0, bool)
+        if finite.all():
+            return
+        raise StoreError(
+            f"item {keys[int(np.argmin(finite))]!r} has non-finite {meta['backbone']} features (NaN or inf) "
+            f"in store {self.root}",
+            hint=f"run: {repair_command(self.root)} (drops such items), then extract-features again to recompute them",
         )
 
     def _locations(self, fingerprint: str, meta: dict, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,6 +345,11 @@ class FeatureStore:
     def verify(self, checksums: bool = True) -> dict:
         """Check the index against the shards: see ``mmtk.store.maintenance.verify``."""
         return maintenance.verify(self, checksums=checksums)
+
+    def repair(self, dry_run: bool = False) -> dict:
+        """Drop every damaged entry so the next extraction recomputes exactly those: see
+        ``mmtk.store.maintenance.repair``."""
+        return maintenance.repair(self, dry_run=dry_run)
 
     def gc(self, dry_run: bool = False, **options) -> dict:
         """Remove orphans and stale temp files, compact small shards: see

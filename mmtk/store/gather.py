@@ -2,7 +2,8 @@
 
 Items are grouped by shard and each shard is memory-mapped once, so reading a whole
 dataset costs one file open per shard touched, never one per item. Within a shard rows
-are read in offset order so the page cache sees a forward scan.
+are read in offset order so the page cache sees a forward scan. With ``verify`` each
+shard's checksum is checked the first time the process maps it (``ensure_checksum``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from mmtk.errors import StoreError
 from mmtk.store.index import ShardRow
-from mmtk.store.shards import open_shard
+from mmtk.store.shards import ensure_checksum, open_shard, repair_command
 
 
 def _by_shard(shard_ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -24,16 +25,24 @@ def _by_shard(shard_ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(s), order[a:b]) for s, a, b in zip(ids, starts, bounds) if s >= 0]
 
 
-def _check_rows(shard: np.ndarray, row: ShardRow, root: Path, dim: int, last_row: int) -> None:
+def _mapped(root: Path, row: ShardRow, dim: int, last_row: int, verify: bool) -> np.ndarray:
+    """The shard memory-mapped, its shape checked against the index (and its checksum
+    with ``verify``)."""
+    shard = open_shard(root, row.path)
     if shard.ndim != 2 or shard.shape[1] != dim or last_row > shard.shape[0]:
         raise StoreError(
             f"shard {root / row.path} has shape {shard.shape}, but the index expects {dim} columns "
             f"and at least {last_row} rows",
-            hint="run `mmtk store verify` to list damaged entries",
+            hint=f"run: {repair_command(root)}",
         )
+    if verify:
+        ensure_checksum(root, row.path, row.checksum, shard)
+    return shard
 
 
-def gather_rows(root: Path, shards: dict[int, ShardRow], shard_ids: np.ndarray, offsets: np.ndarray, dim: int) -> np.ndarray:
+def gather_rows(
+    root: Path, shards: dict[int, ShardRow], shard_ids: np.ndarray, offsets: np.ndarray, dim: int, verify: bool = True
+) -> np.ndarray:
     """One row per item (vectors): ``(N, dim)`` float32. ``shard_ids[i]`` and
     ``offsets[i]`` locate item ``i``."""
     out = np.empty((len(shard_ids), dim), dtype=np.float32)
@@ -41,8 +50,7 @@ def gather_rows(root: Path, shards: dict[int, ShardRow], shard_ids: np.ndarray, 
         rows = offsets[positions]
         order = np.argsort(rows, kind="stable")
         positions, rows = positions[order], rows[order]
-        mapped = open_shard(root, shards[shard_id].path)
-        _check_rows(mapped, shards[shard_id], root, dim, int(rows[-1]) + 1)
+        mapped = _mapped(root, shards[shard_id], dim, int(rows[-1]) + 1, verify)
         out[positions] = mapped[rows]
         del mapped  # release the mapping before opening the next shard
     return out
@@ -56,6 +64,7 @@ def gather_steps(
     lengths: np.ndarray,
     dim: int,
     max_len: int | None,
+    verify: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sequences zero-padded to the longest (or ``max_len``): ``(N, T, dim)`` float32 and
     the kept lengths ``(N,)`` int64. Longer sequences keep their first ``max_len`` steps.
@@ -77,8 +86,7 @@ def gather_steps(
         item = np.repeat(positions, take)
         step = np.arange(total) - np.repeat(np.cumsum(take) - take, take)
         source = np.repeat(offsets[positions], take) + step
-        mapped = open_shard(root, shards[shard_id].path)
-        _check_rows(mapped, shards[shard_id], root, dim, int(source.max()) + 1)
+        mapped = _mapped(root, shards[shard_id], dim, int(source.max()) + 1, verify)
         out[item, step] = mapped[source]
         del mapped
     return out, lengths

@@ -5,15 +5,23 @@ IMMEDIATE`` transaction, so two processes serialise on SQLite's lock (waiting up
 minute) instead of failing. Items are keyed by ``(fingerprint, key)``; ``INSERT OR
 IGNORE`` means two writers that computed the same item both succeed and the first row
 stays.
+
+A store this process cannot write is opened read-only (``mode=ro``, or ``immutable``
+when no writer is active and SQLite cannot create its shared-memory file there). The
+index file is created by mmtk itself (``O_CREAT``, mode 0666), so it follows the
+umask like the shards: a group can share a store. SQLite errors a user can fix (a full
+disk, a damaged index, a read-only store) become ``StoreError``s naming the file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +61,58 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (fingerprint, key)
 ) WITHOUT ROWID;
 """
+
+
+class IndexDamaged(StoreError):
+    """SQLite finds the index file damaged: no entry in it can be trusted."""
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (root may write anything not mounted
+    read-only, which ``os.access`` knows)."""
+    return os.access(path, os.W_OK)
+
+
+def _known_sqlite_error(exc: Exception, index_path: Path) -> StoreError | None:
+    """The ``StoreError`` for an SQLite failure the user caused and can fix, else None."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    root = index_path.parent
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return StoreError(
+            f"the disk holding the feature store index {index_path} is full (SQLite: {text})",
+            hint="free space there or point --store (or $MMTK_STORE) at a disk with room; "
+            "what was committed is kept and the next run computes only the rest",
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
+        return IndexDamaged(
+            f"the feature store index {index_path} is damaged (SQLite: {text})",
+            hint=f"its entries cannot be trusted: move {root} aside and run extract-features again to rebuild the store",
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+        return StoreError(
+            f"the feature store {root} is read-only here (SQLite: {text})",
+            hint="list, inspect, verify and read it as it is; extract into a writable store: --store DIR",
+        )
+    return None
+
+
+def _sqlite_errors(method):
+    """Turn the SQLite errors a user can fix into ``StoreError``s naming the index."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            known = _known_sqlite_error(exc, self.path)
+            if known is None:
+                raise
+            raise known from exc
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -106,6 +166,10 @@ class StoreIndex:
     def exists(self) -> bool:
         return self.path.is_file()
 
+    def read_only(self) -> bool:
+        """True when this process cannot write the store, so it is opened read-only."""
+        return self.exists() and not (_writable(self.root) and _writable(self.path))
+
     def _connection(self) -> sqlite3.Connection:
         # sqlite3 connections must not cross threads or survive a fork, so each
         # (thread, pid) gets its own.
@@ -113,20 +177,59 @@ class StoreIndex:
         if conn is not None and self._local.pid == os.getpid():
             return conn
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn = self._open_read_only() if self.read_only() else self._open_read_write()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            known = _known_sqlite_error(exc, self.path)
+            if known is not None:
+                raise known from exc
+            raise StoreError(
+                f"cannot open the feature store index {self.path} ({exc})",
+                hint="point --store (or $MMTK_STORE) at an mmtk store directory",
+            ) from exc
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _open_read_write(self) -> sqlite3.Connection:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            # SQLite would create the file 0644 whatever the umask; created here it
+            # follows the umask (its -wal and -shm files copy its mode).
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            pass
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
             _retry_while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             # NORMAL is crash-safe in WAL mode (a killed process loses nothing committed);
             # only an OS crash may drop the last commits, which leaves orphan shards for gc.
             conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(conn)
-        except (OSError, sqlite3.DatabaseError) as exc:
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError:
+            # A WAL database needs its -shm file, which cannot be created in a read-only
+            # directory. With no -wal file no writer is active, so the file can be read
+            # as immutable; with one, a writer is at work and must be waited for.
+            conn.close()
+            if Path(f"{self.path}-wal").exists():
+                raise
+            conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            conn.close()
             raise StoreError(
-                f"cannot open the feature store index {self.path} ({exc})",
-                hint="point --store (or $MMTK_STORE) at a writable mmtk store directory",
-            ) from exc
-        self._local.conn, self._local.pid = conn, os.getpid()
+                f"store {self.root} is read-only here and its index has schema {version}; this mmtk reads {SCHEMA_VERSION}",
+                hint="open it once with write access (any store command does) or use another --store",
+            )
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -170,17 +273,25 @@ class StoreIndex:
         conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            known = _known_sqlite_error(exc, self.path)
+            if known is not None:
+                raise known from exc
             raise StoreError(
                 f"the feature store index {self.path} stayed locked for {BUSY_TIMEOUT_S} s ({exc})",
                 hint="another mmtk process is writing to this store; retry when it is done",
             ) from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk does that).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            known = _known_sqlite_error(exc, self.path)
+            if known is None:
+                raise
+            raise known from exc
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -190,7 +301,10 @@ class StoreIndex:
         if conn is None or conn.in_transaction:
             yield
             return
-        conn.execute("BEGIN")
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.DatabaseError as exc:
+            raise (_known_sqlite_error(exc, self.path) or exc) from None
         try:
             yield
         finally:
@@ -199,6 +313,7 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ feature sets
 
+    @_sqlite_errors
     def feature_set_meta(self, fingerprint: str) -> dict | None:
         conn = self.read()
         if conn is None:
@@ -216,6 +331,7 @@ class StoreIndex:
             row = conn.execute("SELECT meta FROM feature_sets WHERE fingerprint = ?", (fingerprint,)).fetchone()
         return json.loads(row[0])
 
+    @_sqlite_errors
     def feature_sets(self) -> list[dict]:
         """Every feature set with its meta, item count, shard count and bytes on disk."""
         conn = self.read()
@@ -250,6 +366,7 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ items
 
+    @_sqlite_errors
     def present(self, fingerprint: str, keys: Sequence[str]) -> set[str]:
         """The subset of ``keys`` (unique) that has an entry."""
         conn = self.read()
@@ -263,6 +380,7 @@ class StoreIndex:
             )
         return found
 
+    @_sqlite_errors
     def locate(self, fingerprint: str, keys: Sequence[str]) -> dict[str, tuple[int | None, int, int]]:
         """``key -> (shard id or None, offset, length)`` for the ``keys`` (unique) stored."""
         conn = self.read()
@@ -278,6 +396,7 @@ class StoreIndex:
             found.update((key, (shard, offset, length)) for key, shard, offset, length in rows)
         return found
 
+    @_sqlite_errors
     def items_by_shard(self, fingerprint: str | None = None) -> dict[int | None, list[tuple[str, int, int]]]:
         """``shard id -> [(key, offset, length), ...]`` for one feature set or all."""
         conn = self.read()
@@ -291,6 +410,17 @@ class StoreIndex:
         grouped: dict[int | None, list[tuple[str, int, int]]] = {}
         for shard, key, offset, length in conn.execute(query, args):
             grouped.setdefault(shard, []).append((key, offset, length))
+        return grouped
+
+    @_sqlite_errors
+    def items_by_set_and_shard(self) -> dict[tuple[str, int | None], list[tuple[str, int, int]]]:
+        """``(fingerprint, shard id) -> [(key, offset, length), ...]`` for every item."""
+        conn = self.read()
+        if conn is None:
+            return {}
+        grouped: dict[tuple[str, int | None], list[tuple[str, int, int]]] = {}
+        for fingerprint, shard, key, offset, length in conn.execute("SELECT fingerprint, shard, key, start, length FROM items"):
+            grouped.setdefault((fingerprint, shard), []).append((key, offset, length))
         return grouped
 
     def commit_items(
@@ -336,6 +466,7 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ shards
 
+    @_sqlite_errors
     def shards(self, fingerprint: str | None = None, ids: Sequence[int] | None = None) -> dict[int, ShardRow]:
         """Shard rows by id, for one feature set, a list of ids, or all."""
         conn = self.read()
@@ -357,6 +488,7 @@ class StoreIndex:
             out[row[0]] = ShardRow(*row)
         return out
 
+    @_sqlite_errors
     def shard_paths(self, conn: sqlite3.Connection | None = None) -> set[str]:
         """Paths of every indexed shard (pass the connection of an open transaction)."""
         conn = conn or self.read()
@@ -377,11 +509,22 @@ class StoreIndex:
                 conn.executemany("DELETE FROM shards WHERE id = ?", [(i,) for i, _ in rows])
         return [p for _, p in rows]
 
-    def repoint(self, fingerprint: str, old_ids: Sequence[int], new_shard, moves: Sequence[tuple[str, int, int]]) -> bool:
+    def repoint(
+        self,
+        fingerprint: str,
+        old_ids: Sequence[int],
+        new_shard,
+        moves: Sequence[tuple[str, int, int]],
+        dropped: Sequence[tuple[str, int]] = (),
+    ) -> bool:
         """Swap compacted shards for ``new_shard`` in one transaction. ``moves`` lists
-        ``(key, old shard id, new offset)``. Returns False, changing nothing, when another
+        ``(key, old shard id, new offset)``; ``dropped`` lists ``(key, old shard id)`` of
+        items whose rows were damaged and not copied: they are deleted, so the next
+        extraction recomputes them. Returns False, changing nothing, when another
         process removed those shards or the feature set meanwhile. (Items are never
         added to an existing shard, so shards that still exist hold what was read.)"""
+        if not moves:
+            return self._drop_shards(fingerprint, old_ids, dropped)
         with self.write() as conn:
             if conn.execute("SELECT 1 FROM feature_sets WHERE fingerprint = ?", (fingerprint,)).fetchone() is None:
                 return False
@@ -397,9 +540,55 @@ class StoreIndex:
                 "UPDATE items SET shard = ?, start = ? WHERE fingerprint = ? AND key = ? AND shard = ?",
                 [(new_id, offset, fingerprint, key, old) for key, old, offset in moves],
             )
+            conn.executemany(
+                "DELETE FROM items WHERE fingerprint = ? AND key = ? AND shard = ?", [(fingerprint, k, old) for k, old in dropped]
+            )
             conn.executemany("DELETE FROM shards WHERE id = ?", [(i,) for i in old_ids])
         return True
 
+    def _drop_shards(self, fingerprint: str, ids: Sequence[int], dropped: Sequence[tuple[str, int]]) -> bool:
+        """``repoint`` when nothing was worth copying: only the deletions."""
+        with self.write() as conn:
+            marks = ",".join("?" * len(ids))
+            if conn.execute(f"SELECT COUNT(*) FROM shards WHERE id IN ({marks})", tuple(ids)).fetchone()[0] != len(ids):
+                return False
+            conn.executemany(
+                "DELETE FROM items WHERE fingerprint = ? AND key = ? AND shard = ?", [(fingerprint, k, old) for k, old in dropped]
+            )
+            conn.executemany("DELETE FROM shards WHERE id = ?", [(i,) for i in ids])
+        return True
+
+    def drop_entries(self, shard_ids: Sequence[int], items: Sequence[tuple[str, str, int | None]], unregistered: bool) -> dict:
+        """Delete damaged entries in one transaction: the shards ``shard_ids`` with every
+        item pointing at them, the ``(fingerprint, key, shard id)`` ``items`` (only while
+        they still point at that shard, so an item a concurrent gc has just moved to a
+        sound shard stays), and with ``unregistered`` the items of unregistered feature
+        sets. Returns ``{"items": {fingerprint: count}, "shards": [ids deleted]}``."""
+        dropped: dict[str, int] = {}
+        gone: list[int] = []
+
+        def count(fingerprint: str, n: int) -> None:
+            if n:
+                dropped[fingerprint] = dropped.get(fingerprint, 0) + n
+
+        with self.write() as conn:
+            for shard_id in shard_ids:
+                for fingerprint, n in conn.execute("SELECT fingerprint, COUNT(*) FROM items WHERE shard = ? GROUP BY fingerprint", (shard_id,)).fetchall():
+                    count(fingerprint, n)
+                conn.execute("DELETE FROM items WHERE shard = ?", (shard_id,))
+                if conn.execute("DELETE FROM shards WHERE id = ?", (shard_id,)).rowcount:
+                    gone.append(shard_id)
+            for fingerprint, key, shard_id in items:
+                cur = conn.execute("DELETE FROM items WHERE fingerprint = ? AND key = ? AND shard IS ?", (fingerprint, key, shard_id))
+                count(fingerprint, cur.rowcount)
+            if unregistered:
+                orphaned = "fingerprint NOT IN (SELECT fingerprint FROM feature_sets)"
+                for fingerprint, n in conn.execute(f"SELECT fingerprint, COUNT(*) FROM items WHERE {orphaned} GROUP BY fingerprint").fetchall():
+                    count(fingerprint, n)
+                conn.execute(f"DELETE FROM items WHERE {orphaned}")
+        return {"items": dropped, "shards": gone}
+
+    @_sqlite_errors
     def quick_check(self) -> list[str]:
         """SQLite's own structural check of the index file ([] when it is sound)."""
         conn = self.read()
@@ -408,6 +597,7 @@ class StoreIndex:
         result = [r[0] for r in conn.execute("PRAGMA quick_check")]
         return [] if result == ["ok"] else result
 
+    @_sqlite_errors
     def item_fingerprints(self) -> set[str]:
         """Fingerprints that have at least one item row."""
         conn = self.read()

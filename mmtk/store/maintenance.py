@@ -1,7 +1,10 @@
-"""What ``mmtk store info|verify|gc`` compute: digests, consistency checks, clean-up.
+"""What ``mmtk store info|verify|repair|gc`` compute: digests, consistency checks,
+dropping damaged entries, clean-up.
 
 Every function reads shards one at a time (each memory-mapped once), so they work on
-stores far larger than memory.
+stores far larger than memory. None of them touches a file outside the store's shards
+folder, whatever path an index row names (``shard_path``), and none copies or digests
+bytes that fail their checksum.
 """
 
 from __future__ import annotations
@@ -14,16 +17,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmtk.errors import StoreError
+from mmtk.store.index import IndexDamaged
 from mmtk.store.shards import (
     DTYPE,
     SHARD_DIR,
+    UnsafeShardPath,
     checksum_rows,
     commit_memmap,
+    ensure_checksum,
     is_temp_file,
     list_shard_files,
     new_shard_memmap,
+    nonfinite_rows,
     open_shard,
     read_header,
+    repair_command,
+    shard_path,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +74,7 @@ def _item_hash_sum(store: FeatureStore, fingerprint: str) -> tuple[int, int]:
         entries_by_shard = store.index.items_by_shard(fingerprint)
     total, count = 0, 0
     for shard_id, entries in entries_by_shard.items():
-        mapped = None if shard_id is None else open_shard(store.root, shards[shard_id].path)
+        mapped = None if shard_id is None else _checked_shard(store.root, shards, shard_id, entries[0][0])
         for key, offset, length in entries:
             h = hashlib.blake2b(key.encode("utf-8"), digest_size=32)
             h.update(int(length).to_bytes(8, "little"))
@@ -76,32 +86,105 @@ def _item_hash_sum(store: FeatureStore, fingerprint: str) -> tuple[int, int]:
     return total, count
 
 
+def _checked_shard(root: Path, shards: dict, shard_id: int, first_key: str):
+    """A shard mapped for reading every row, its checksum checked (digests of damaged
+    bytes would compare two stores wrongly)."""
+    row = shards.get(shard_id)
+    if row is None:
+        raise StoreError(
+            f"item {first_key!r} points at shard id {shard_id}, which is not in the index of store {root}",
+            hint=f"run: {repair_command(root)}",
+        )
+    mapped = open_shard(root, row.path)
+    ensure_checksum(root, row.path, row.checksum, mapped)
+    return mapped
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def inspect_shard(root: Path, row, dim: int | None, checksums: bool = True) -> tuple[str | None, int | None]:
+    """What makes one indexed shard unusable (None when sound) and the rows its file
+    really holds (None when unreadable). Without ``checksums`` only the header and size
+    are checked; with them, the data's checksum too."""
+    try:
+        path = shard_path(root, row.path)
+    except UnsafeShardPath:
+        return f"shard {row.path!r} named by the index is outside {root / SHARD_DIR}", None
+    if not path.is_file():
+        return f"shard {path} is missing", None
+    try:
+        header = read_header(path)
+    except (OSError, ValueError, EOFError) as exc:
+        return f"shard {path} is unreadable ({exc})", None
+    if len(header.shape) != 2 or header.dtype != DTYPE or (dim is not None and header.shape[1] != dim):
+        return f"shard {path} holds {header.dtype} {header.shape}, expected float32 (rows, {dim})", None
+    if header.file_size < header.expected_size:
+        return f"shard {path} is truncated ({header.file_size} of {header.expected_size} bytes)", None
+    if header.shape[0] != row.rows:
+        return f"shard {path} has {header.shape[0]} rows, the index recorded {row.rows}", header.shape[0]
+    if checksums and checksum_rows(open_shard(root, row.path)) != row.checksum:
+        return f"shard {path} does not match its checksum (changed after it was written)", header.shape[0]
+    return None, header.shape[0]
+
+
+def _nonfinite_keys(root: Path, row, entries: list[tuple[str, int, int]]) -> list[str]:
+    """Keys of a (checksum-sound) shard's items holding NaN or inf: ``put`` refuses
+    them, so they can only come from a store written by other means."""
+    bad = nonfinite_rows(open_shard(root, row.path))
+    if len(bad) == 0:
+        return []
+    return [key for key, offset, length in entries if length and np.any((bad >= offset) & (bad < offset + length))]
+
+
+def _read_index(store: FeatureStore) -> tuple[dict, set, dict, dict]:
+    """Feature set metas, unregistered item fingerprints, shards and items by shard, as
+    one consistent snapshot."""
+    index = store.index
+    with index.snapshot():
+        metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
+        unregistered = index.item_fingerprints() - set(metas)
+        return metas, unregistered, index.shards(), index.items_by_shard()
+
+
 # --------------------------------------------------------------------------- verify
 
 
 def verify(store: FeatureStore, checksums: bool = True) -> dict:
-    """Check every index entry against its shard.
+    """Check every index entry against its shard (``StoreError`` when there is no store).
 
-    Problems (``ok`` is False): an index SQLite finds damaged, a missing or unreadable
-    shard, a truncated one, a header whose shape or dtype disagrees with the index or
-    the feature set's dim, data whose checksum changed (``checksums``), items that point
-    past their shard's end or at no shard, items of an unregistered feature set.
-    Orphans (files no index row names: leftovers of killed writers) are listed apart
-    and do not fail the check; ``gc`` removes them.
+    Problems (``ok`` is False): an index SQLite finds damaged (``index_damaged``: then
+    nothing else can be checked, and ``repair`` cannot help), a missing, unreadable,
+    empty or truncated shard, one named outside the store, a header whose shape or dtype
+    disagrees with the index or the feature set's dim, data whose checksum changed or
+    that holds NaN or inf (``checksums``), items that point past their shard's end or
+    at no shard, items of an unregistered feature set. Orphans (files no index row
+    names: leftovers of killed writers) are listed apart and do not fail the check;
+    ``gc`` removes them.
     """
+    store.require_exists()
     index, root = store.index, store.root
-    problems = [f"index {index.path}: {line}" for line in index.quick_check()]
-    with index.snapshot():
-        metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
-        unregistered = index.item_fingerprints() - set(metas)
-        shards = index.shards()
-        items = index.items_by_shard()
+    report = {"ok": False, "index_damaged": False, "problems": [], "orphans": [], "feature_sets": 0, "shards": 0, "items": 0}
+    try:
+        problems = [f"index {index.path}: {line}" for line in index.quick_check()]
+        metas, unregistered, shards, items = _read_index(store)
+    except IndexDamaged as exc:
+        report.update(index_damaged=True, problems=[exc.message])
+        return report
+    if problems:
+        report["index_damaged"] = True
     for fp in sorted(unregistered):
         problems.append(f"items of feature set {fp[:12]} exist but the feature set is not registered")
     actual_rows: dict[int, int] = {}
     for shard_id, row in shards.items():
         meta = metas.get(row.fingerprint, {})
-        rows = _check_shard(root, row, meta.get("dim"), checksums, problems)
+        problem, rows = inspect_shard(root, row, meta.get("dim"), checksums)
+        if problem is not None:
+            problems.append(problem)
+        elif checksums:
+            bad = _nonfinite_keys(root, row, items.get(shard_id, []))
+            if bad:
+                problems.append(f"shard {root / row.path} holds NaN or inf for {len(bad)} items (first: {bad[0]})")
         if rows is not None:
             actual_rows[shard_id] = rows
     # A shard a concurrent gc compacted away after the snapshot is not a problem.
@@ -111,57 +194,38 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
         gone = {f"shard {root / row.path} is missing" for row in vanished if row.id not in still_indexed}
         problems = [p for p in problems if p not in gone]
     for shard_id, entries in items.items():
-        if shard_id is None:
-            bad = [k for k, _, n in entries if n != 0]
-            if bad:
-                problems.append(f"{len(bad)} items with data point at no shard (first: {bad[0]})")
-            continue
-        row = shards.get(shard_id)
-        if row is None:
-            problems.append(f"{len(entries)} items point at shard id {shard_id}, which is not in the index (first: {entries[0][0]})")
-            continue
-        if metas.get(row.fingerprint, {}).get("kind") == "vector":
-            odd = [k for k, _, n in entries if n != 1]
-            if odd:
-                problems.append(f"{len(odd)} vector items of {root / row.path} span other than one row (first: {odd[0]})")
-        limit = actual_rows.get(shard_id, row.rows)
-        past = [k for k, offset, n in entries if offset < 0 or n < 0 or offset + n > limit]
-        if past:
-            problems.append(f"{len(past)} items point past the end of shard {root / row.path} ({limit} rows; first: {past[0]})")
+        bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
+        if bad is not None:
+            why, keys = bad
+            problems.append(f"{len(keys)} items {why} (first: {keys[0]})")
     known = {root / row.path for row in shards.values()}
     orphans = [p.relative_to(root).as_posix() for p in list_shard_files(root) if p not in known]
-    return {
-        "ok": not problems,
-        "problems": problems,
-        "orphans": orphans,
-        "feature_sets": len(metas),
-        "shards": len(shards),
-        "items": sum(len(e) for e in items.values()),
-    }
+    report.update(
+        ok=not problems,
+        problems=problems,
+        orphans=orphans,
+        feature_sets=len(metas),
+        shards=len(shards),
+        items=sum(len(e) for e in items.values()),
+    )
+    return report
 
 
-def _check_shard(root: Path, row, dim: int | None, checksums: bool, problems: list[str]) -> int | None:
-    """Append what is wrong with one shard; return its real row count when readable."""
-    path = root / row.path
-    if not path.is_file():
-        problems.append(f"shard {path} is missing")
-        return None
-    try:
-        header = read_header(path)
-    except (OSError, ValueError) as exc:
-        problems.append(f"shard {path} is unreadable ({exc})")
-        return None
-    if len(header.shape) != 2 or header.dtype != DTYPE or (dim is not None and header.shape[1] != dim):
-        problems.append(f"shard {path} holds {header.dtype} {header.shape}, expected float32 (rows, {dim})")
-        return None
-    if header.file_size < header.expected_size:
-        problems.append(f"shard {path} is truncated ({header.file_size} of {header.expected_size} bytes)")
-        return None
-    if header.shape[0] != row.rows:
-        problems.append(f"shard {path} has {header.shape[0]} rows, the index recorded {row.rows}")
-    if checksums and checksum_rows(open_shard(root, row.path)) != row.checksum:
-        problems.append(f"shard {path} does not match its checksum (changed after it was written)")
-    return header.shape[0]
+def _bad_items(root: Path, shard_id, entries, shards: dict, metas: dict, actual_rows: dict) -> tuple[str, list[str]] | None:
+    """Items of one shard that cannot be read whatever the shard's state: (why, keys)."""
+    if shard_id is None:
+        bad = [k for k, _, n in entries if n != 0]
+        return ("point at no shard although they have data", bad) if bad else None
+    row = shards.get(shard_id)
+    if row is None:
+        return (f"point at shard id {shard_id}, which is not in the index", [k for k, _, _ in entries])
+    if metas.get(row.fingerprint, {}).get("kind") == "vector":
+        odd = [k for k, _, n in entries if n != 1]
+        if odd:
+            return (f"are vectors of {root / row.path} that span other than one row", odd)
+    limit = actual_rows.get(shard_id, row.rows)
+    past = [k for k, offset, n in entries if offset < 0 or n < 0 or offset + n > limit]
+    return (f"point past the end of shard {root / row.path} ({limit} rows)", past) if past else None
 
 
 # --------------------------------------------------------------------------- gc
@@ -184,8 +248,14 @@ def gc(
       ``small_shard_bytes`` has them rewritten as one (up to 1 GiB each): the new shard
       is renamed into place, the index repointed in one transaction, and only then are
       the old files deleted, so a crash at any point loses nothing.
+    Compaction checks each shard before copying its rows: a damaged shard's items (and
+    items that point past their shard's end) are not copied but dropped, so the next
+    extraction recomputes them (``dropped_items``, ``damaged_shards``); copying them
+    would give wrong bytes a fresh checksum. An index row naming a file outside the
+    store loses its row; the file is never touched (``refused_paths``).
     ``dry_run`` reports the same without changing anything.
     """
+    store.require_exists()
     root = store.root
     report = {
         "dry_run": dry_run,
@@ -194,13 +264,17 @@ def gc(
         "temp_files": [],
         "compacted_shards": 0,
         "new_shards": 0,
+        "damaged_shards": [],
+        "dropped_items": 0,
+        "refused_paths": [],
         "bytes_freed": 0,
     }
-    if not root.is_dir():
-        return report
     for path in store.index.drop_unreferenced_shards(dry_run=dry_run):
         report["unreferenced_shards"].append(path)
-        report["bytes_freed"] += _remove(root / path, dry_run)
+        try:
+            report["bytes_freed"] += _remove(shard_path(root, path), dry_run)
+        except UnsafeShardPath:
+            report["refused_paths"].append(path)
     _remove_orphans(store, dry_run, min_age_s, report)
     if compact:
         _compact(store, dry_run, compact_min_shards, small_shard_bytes, report)
@@ -257,12 +331,18 @@ def _compact(store: FeatureStore, dry_run: bool, min_shards: int, small_bytes: i
         if len(small) < min_shards:
             continue
         for group in _groups(small):
-            freed = 0 if dry_run else _compact_group(store, fingerprint, dim, group)
-            if freed is None:  # another process changed these shards first
+            if dry_run:
+                report["compacted_shards"] += len(group)
+                report["new_shards"] += 1
+                continue
+            done = _compact_group(store, fingerprint, dim, group)
+            if done is None:  # another process changed these shards first
                 continue
             report["compacted_shards"] += len(group)
-            report["new_shards"] += 1
-            report["bytes_freed"] += freed
+            report["new_shards"] += int(done["new_shard"])
+            report["bytes_freed"] += done["freed"]
+            report["damaged_shards"] += done["damaged"]
+            report["dropped_items"] += done["dropped"]
 
 
 def _groups(shards: list) -> list[list]:
@@ -278,32 +358,130 @@ def _groups(shards: list) -> list[list]:
     return [g for g in groups if len(g) >= 2]
 
 
-def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list) -> int | None:
-    """Rewrite the items of ``group``'s shards into one new shard; return the bytes
-    freed, or None when another process removed or compacted them meanwhile."""
+def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list) -> dict | None:
+    """Rewrite the items of ``group``'s shards into one new shard, leaving out (and
+    dropping from the index) the items of shards that fail their checks. Returns what
+    was done, or None when another process removed or compacted them meanwhile."""
     root, ids = store.root, [r.id for r in group]
     entries = store.index.items_by_shard(fingerprint)
-    total = sum(n for i in ids for _, _, n in entries.get(i, []))
-    if total == 0:  # the feature set was removed since the shards were listed
+    if not any(entries.get(i) for i in ids):  # the feature set was removed since the shards were listed
         return None
-    moves: list[tuple[str, int, int]] = []
-    target, temp, final = new_shard_memmap(root, fingerprint, (total, dim))
-    try:
-        cursor = 0
-        for row in group:
-            mapped = open_shard(root, row.path)
-            for key, offset, length in sorted(entries.get(row.id, []), key=lambda e: e[1]):
-                target[cursor : cursor + length] = mapped[offset : offset + length]
-                moves.append((key, row.id, cursor))
-                cursor += length
-            del mapped
-        written = commit_memmap(root, target, temp, final)
-        del target
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if not store.index.repoint(fingerprint, ids, written, moves):
-        final.unlink(missing_ok=True)
+    sound, damaged, moves, dropped = [], [], [], []
+    for row in group:
+        problem, rows = inspect_shard(root, row, dim, checksums=True)
+        if problem is not None and rows is None and "is missing" in problem and not store.index.shards(ids=[row.id]):
+            return None  # compacted away by a concurrent gc since it was listed
+        mine = sorted(entries.get(row.id, []), key=lambda e: e[1])
+        if problem is not None:
+            damaged.append(problem)
+            dropped += [(key, row.id) for key, _, _ in mine]
+            continue
+        good = [e for e in mine if 0 <= e[1] and 0 < e[2] and e[1] + e[2] <= rows]
+        bad = {e[0] for e in mine} - {e[0] for e in good} | set(_nonfinite_keys(root, row, good))
+        dropped += [(key, row.id) for key in sorted(bad)]
+        sound.append((row, [e for e in good if e[0] not in bad]))
+    total = sum(length for _, kept in sound for _, _, length in kept)
+    written = None
+    if total:
+        target, temp, final = new_shard_memmap(root, fingerprint, (total, dim))
+        try:
+            cursor = 0
+            for row, kept in sound:
+                mapped = open_shard(root, row.path)
+                for key, offset, length in kept:
+                    target[cursor : cursor + length] = mapped[offset : offset + length]
+                    moves.append((key, row.id, cursor))
+                    cursor += length
+                del mapped
+            written = commit_memmap(root, target, temp, final)
+            del target
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    if not store.index.repoint(fingerprint, ids, written, moves, dropped):
+        if written is not None:
+            final.unlink(missing_ok=True)
         return None
-    freed = sum(_remove(root / r.path, dry_run=False) for r in group)
-    return freed - written.nbytes
+    freed = 0
+    for row in group:
+        try:
+            freed += _remove(shard_path(root, row.path), dry_run=False)
+        except UnsafeShardPath:
+            pass  # never reached: inspect_shard marked it damaged, and its file is not ours
+    return {
+        "freed": freed - (written.nbytes if written else 0),
+        "new_shard": written is not None,
+        "damaged": damaged,
+        "dropped": len(dropped),
+    }
+
+
+# --------------------------------------------------------------------------- repair
+
+
+def repair(store: FeatureStore, dry_run: bool = False) -> dict:
+    """Drop every entry whose bytes cannot be trusted, so the next ``extract-features``
+    recomputes exactly those items.
+
+    Dropped: the items of every shard that is missing, unreadable, empty, truncated,
+    named outside the store, of the wrong shape or failing its checksum (the shard's
+    row too, and its file when it lies inside the store); single items that hold NaN
+    or inf, point past their shard's end or at no shard; items of unregistered feature
+    sets. Sound entries are untouched. A damaged index (``IndexDamaged``) cannot be
+    repaired this way: its error says what to do. ``dry_run`` reports without changing.
+
+    Returns ``{"dry_run", "damaged_shards": [{"path", "problem", "items"}],
+    "dropped_items", "feature_sets": [{"fingerprint", "backbone", "items"}], "bytes_freed"}``.
+    """
+    store.require_exists()
+    root, index = store.root, store.index
+    with index.snapshot():
+        metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
+        shards = index.shards()
+        grouped = index.items_by_set_and_shard()
+    damaged: dict[int, str] = {}
+    actual_rows: dict[int, int] = {}
+    for shard_id, row in shards.items():
+        problem, rows = inspect_shard(root, row, metas.get(row.fingerprint, {}).get("dim"))
+        if problem is not None:
+            damaged[shard_id] = problem
+        elif rows is not None:
+            actual_rows[shard_id] = rows
+    counts: dict[str, int] = {}
+    single: list[tuple[str, str, int | None]] = []
+    for (fingerprint, shard_id), entries in grouped.items():
+        if fingerprint not in metas or shard_id in damaged:
+            counts[fingerprint] = counts.get(fingerprint, 0) + len(entries)
+            continue
+        bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
+        keys = set(bad[1]) if bad else set()
+        if shard_id in actual_rows:
+            keys |= set(_nonfinite_keys(root, shards[shard_id], [e for e in entries if e[0] not in keys]))
+        single += [(fingerprint, key, shard_id) for key in sorted(keys)]
+        if keys:
+            counts[fingerprint] = counts.get(fingerprint, 0) + len(keys)
+    gone = sorted(damaged)
+    if not dry_run:
+        # Counted again inside the transaction: a concurrent gc may have moved items.
+        result = index.drop_entries(gone, single, unregistered=any(fp not in metas for fp, _ in grouped))
+        counts, gone = result["items"], result["shards"]
+    freed = 0
+    for shard_id in gone:
+        try:
+            freed += _remove(shard_path(root, shards[shard_id].path), dry_run)
+        except UnsafeShardPath:
+            pass  # only the row goes: the file it names is not the store's
+    sizes: dict[int, int] = {}
+    for (_, shard_id), entries in grouped.items():
+        sizes[shard_id] = sizes.get(shard_id, 0) + len(entries)
+    return {
+        "dry_run": dry_run,
+        "damaged_shards": [{"path": shards[i].path, "problem": damaged[i], "items": sizes.get(i, 0)} for i in sorted(damaged)],
+        "dropped_items": sum(counts.values()),
+        "feature_sets": [
+            {"fingerprint": fp, "backbone": metas.get(fp, {}).get("backbone", "(unregistered)"), "items": n}
+            for fp, n in sorted(counts.items())
+            if n
+        ],
+        "bytes_freed": freed,
+    }

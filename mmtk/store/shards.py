@@ -6,12 +6,18 @@ directory, flushed and fsynced, then renamed into place, so a reader or a later 
 only ever sees complete files; the index (``mmtk.store.index``) is updated after the
 rename, so a shard that is not in the index is an orphan that ``gc`` may delete.
 The ``.npy`` format keeps shards memory-mappable with ``np.load(mmap_mode="r")``.
+
+Corrupt data is refused, never used: every path an index row names must lie inside the
+store's ``shards`` folder (``shard_path``), and ``open_checked`` compares a shard's
+bytes with the checksum recorded at write time the first time a process maps it.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +32,11 @@ TEMP_SUFFIX = ".tmp"
 DTYPE = np.dtype("<f4")
 # Rows hashed per step when checksumming, so a multi-GiB shard never sits in memory.
 _CHECKSUM_ROWS = 65536
+# Shards whose checksum this process has checked: (path, checksum, inode, size, mtime).
+# Shards never change once written, so one check per process is enough; a file
+# replaced behind the index's back has a new inode or mtime and is checked again.
+_checked: set[tuple] = set()
+_checked_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,46 @@ def shard_dir(root: Path, fingerprint: str) -> Path:
     return root / SHARD_DIR / fingerprint[:16]
 
 
+def repair_command(root: Path) -> str:
+    """The command that drops damaged entries, for hints."""
+    return f"mmtk store repair --store {root}"
+
+
+class UnsafeShardPath(StoreError):
+    """An index row names a file outside the store's shards folder."""
+
+
+def shard_path(root: Path, relpath: str) -> Path:
+    """The file an index row names, refused (``UnsafeShardPath``) unless it resolves,
+    symbolic links followed, to a file inside ``root/shards``: a damaged or hostile
+    index must never make mmtk read or delete anything else (``../victim.txt``)."""
+    base = (root / SHARD_DIR).resolve()
+    path = root / relpath
+    resolved = path.resolve()
+    if resolved == base or not resolved.is_relative_to(base):
+        raise UnsafeShardPath(
+            f"the index of store {root} names shard {relpath!r}, which is outside {root / SHARD_DIR}: the index is corrupt",
+            hint=f"run: {repair_command(root)} (it drops such rows and touches no file outside the store)",
+        )
+    return path
+
+
+def _write_error(exc: OSError, path: Path) -> StoreError | None:
+    """A ``StoreError`` for the write failures a user causes and can fix, else None."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"no space left on the disk holding {path} ({os.strerror(exc.errno)})",
+            hint="free space there or point --store (or $MMTK_STORE) at a disk with room; "
+            "what was committed is kept and the next run computes only the rest",
+        )
+    if exc.errno == errno.EROFS:
+        return StoreError(
+            f"cannot write {path}: the file system is read-only",
+            hint="read features from it, but extract into a writable store: --store DIR",
+        )
+    return None
+
+
 def _fsync_dir(path: Path) -> None:
     # The rename is only durable once the directory entry is on disk.
     fd = os.open(path, os.O_RDONLY)
@@ -73,18 +124,21 @@ def write_shard(root: Path, fingerprint: str, rows: np.ndarray) -> WrittenShard:
     if rows.ndim != 2:
         raise ValueError(f"a shard holds a 2-D array, got shape {rows.shape}")
     directory = shard_dir(root, fingerprint)
-    directory.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex
     final = directory / f"{name}{SHARD_SUFFIX}"
     temp = directory / f"{name}{SHARD_SUFFIX}{TEMP_SUFFIX}"
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         with open(temp, "wb") as f:
             np.lib.format.write_array(f, rows, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, final)
-    except BaseException:
+    except BaseException as exc:
         temp.unlink(missing_ok=True)
+        known = _write_error(exc, temp) if isinstance(exc, OSError) else None
+        if known is not None:
+            raise known from exc
         raise
     _fsync_dir(directory)
     return WrittenShard(
@@ -99,22 +153,35 @@ def new_shard_memmap(root: Path, fingerprint: str, shape: tuple[int, int]) -> tu
     """A writable memory-mapped temp shard for compaction, filled without holding every
     row in memory; ``commit_memmap`` renames it into place. Returns (array, temp, final)."""
     directory = shard_dir(root, fingerprint)
-    directory.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex
     temp = directory / f"{name}{SHARD_SUFFIX}{TEMP_SUFFIX}"
     final = directory / f"{name}{SHARD_SUFFIX}"
-    array = np.lib.format.open_memmap(temp, mode="w+", dtype=DTYPE, shape=shape)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        array = np.lib.format.open_memmap(temp, mode="w+", dtype=DTYPE, shape=shape)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        known = _write_error(exc, temp)
+        if known is None:
+            raise
+        raise known from exc
     return array, temp, final
 
 
 def commit_memmap(root: Path, array: np.memmap, temp: Path, final: Path) -> WrittenShard:
     """Flush a shard from ``new_shard_memmap`` to disk and rename it into place."""
-    array.flush()
-    checksum = checksum_rows(array)
-    rows = array.shape[0]
-    with open(temp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(temp, final)
+    try:
+        array.flush()
+        checksum = checksum_rows(array)
+        rows = array.shape[0]
+        with open(temp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+    except OSError as exc:
+        known = _write_error(exc, temp)
+        if known is None:
+            raise
+        raise known from exc
     _fsync_dir(final.parent)
     return WrittenShard(final.relative_to(root).as_posix(), rows, final.stat().st_size, checksum)
 
@@ -142,18 +209,48 @@ def read_header(path: Path) -> ShardHeader:
         return ShardHeader(tuple(shape), np.dtype(dtype), f.tell(), os.fstat(f.fileno()).st_size)
 
 
+def nonfinite_rows(rows: np.ndarray) -> np.ndarray:
+    """Indices of the rows holding NaN or inf, read in bounded steps like the checksum."""
+    bad = [
+        start + np.flatnonzero(~np.isfinite(rows[start : start + _CHECKSUM_ROWS]).all(axis=1))
+        for start in range(0, rows.shape[0], _CHECKSUM_ROWS)
+    ]
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+
+
 def open_shard(root: Path, relpath: str) -> np.ndarray:
-    """Memory-map a shard read-only: one file open for all the rows gathered from it."""
-    path = root / relpath
+    """Memory-map a shard read-only: one file open for all the rows gathered from it.
+    ``FileNotFoundError`` passes through (a concurrent gc may have compacted it away);
+    any other failure is a ``StoreError`` naming the file and the repair command."""
+    path = shard_path(root, relpath)
     try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty, 0 bytes")
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
+        raise StoreError(f"shard {path} cannot be read ({exc})", hint=f"run: {repair_command(root)}") from exc
+
+
+def ensure_checksum(root: Path, relpath: str, checksum: str, mapped: np.ndarray) -> None:
+    """The first time this process maps a shard, check that its bytes (``mapped``, a
+    2-D array from ``open_shard``) still hash to the ``checksum`` recorded when it was
+    written: a flipped byte would otherwise change features, and predictions, without a
+    word. Costs one read of the shard per process; later maps of it cost a ``stat``."""
+    path = root / relpath
+    stat = path.stat()
+    identity = (str(path), checksum, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _checked_lock:
+        if identity in _checked:
+            return
+    if checksum_rows(mapped) != checksum:
         raise StoreError(
-            f"shard {path} cannot be read ({exc})",
-            hint="run `mmtk store verify` to list damaged entries",
-        ) from exc
+            f"shard {path} does not match its checksum: its bytes changed after they were written",
+            hint=f"run: {repair_command(root)} (drops its items), then extract-features again to recompute them",
+        )
+    with _checked_lock:
+        _checked.add(identity)
 
 
 def list_shard_files(root: Path) -> list[Path]:

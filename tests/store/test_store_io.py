@@ -17,7 +17,11 @@ def test_reads_on_a_new_store_create_nothing(tmp_path):
     store = FeatureStore(tmp_path / "never-written")
     assert store.missing("f" * 64, ["b", "a", "b"]) == ["b", "a"]
     assert store.feature_sets() == []
-    assert store.verify()["ok"]
+    # Inspecting or maintaining a store that does not exist is a mistyped path, not
+    # an empty healthy store.
+    for check in (store.verify, store.repair, store.gc):
+        with pytest.raises(StoreError, match="no feature store at .*never-written .no such directory.; check --store"):
+            check()
     assert not (tmp_path / "never-written").exists()
 
 
@@ -180,7 +184,7 @@ def test_threads_sharing_one_store_object(store, vectors):
 def test_remove_drops_a_feature_set_and_its_files(store, vectors, sequences):
     store.put(vectors, ["a", "b"], [np.zeros(8), np.ones(8)])
     store.put(sequences, ["a"], [np.ones((3, 4))])
-    assert store.remove("vec-test") == {"fingerprint": vectors, "items": 2, "shards": 1}
+    assert store.remove("vec-test") == {"fingerprint": vectors, "backbone": "vec-test", "items": 2, "shards": 1}
     assert [s["fingerprint"] for s in store.feature_sets()] == [sequences]
     report = store.verify()
     assert report["ok"] and report["orphans"] == []
@@ -189,6 +193,6 @@ def test_remove_drops_a_feature_set_and_its_files(store, vectors, sequences):
 
 def test_a_file_that_is_not_an_index_gives_a_store_error(tmp_path):
     (tmp_path / "index.sqlite").write_bytes(b"this is not an SQLite database" * 10)
-    with pytest.raises(StoreError, match="cannot open the feature store index") as err:
+    with pytest.raises(StoreError, match=r"index .*index.sqlite is damaged \(SQLite: file is not a database\)") as err:
         FeatureStore(tmp_path).feature_sets()
-    assert "--store" in err.value.hint
+    assert "move" in err.value.hint and "extract-features" in err.value.hint

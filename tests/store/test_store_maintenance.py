@@ -156,7 +156,7 @@ def test_verify_reports_an_index_row_past_the_shard_end(filled, vectors):
     assert not report["ok"]
     assert len(report["problems"]) == 1
     assert "1 items point past the end of shard" in report["problems"][0] and key(3) in report["problems"][0]
-    with pytest.raises(StoreError, match="run `mmtk store verify`"):
+    with pytest.raises(StoreError, match="run: mmtk store repair --store"):
         filled.gather(vectors, [key(3)])
 
 
