@@ -15,6 +15,8 @@ _mmtk() {
       "store:gc") cmd="store gc" ;;
       "store:info") cmd="store info" ;;
       "store:ls") cmd="store ls" ;;
+      "store:repair") cmd="store repair" ;;
+      "store:rm") cmd="store rm" ;;
       "store:verify") cmd="store verify" ;;
     esac
   done
@@ -42,10 +44,12 @@ _mmtk() {
     "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
     "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
     "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --on-error --quiet" -- "$cur")) ;;
-    "store") COMPREPLY=($(compgen -W "gc info ls verify" -- "$cur")) ;;
+    "store") COMPREPLY=($(compgen -W "gc info ls repair rm verify" -- "$cur")) ;;
     "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
     "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store ls") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
+    "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
+    "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
   esac

@@ -1,4 +1,4 @@
-"""mmtk store ls|info|verify|gc: inspect and maintain the feature store."""
+"""mmtk store ls|info|verify|repair|rm|gc: inspect and maintain the feature store."""
 
 from __future__ import annotations
 
@@ -14,8 +14,21 @@ from mmtk.errors import CheckFailed
 app = typer.Typer(
     help="Inspect and maintain the feature store.",
     no_args_is_help=True,
-    epilog="Examples:\n\n  mmtk store ls\n\n  mmtk store info efficientnet-lite0 --json\n\n  mmtk store verify && mmtk store gc",
+    epilog=(
+        "Examples:\n\n  mmtk store ls\n\n  mmtk store info efficientnet-lite0 --json\n\n"
+        "  mmtk store verify || mmtk store repair\n\n  mmtk store gc"
+    ),
 )
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")]
+
+
+def _existing_store(store):
+    """The store at ``--store``; a path with no store is bad input (exit 2), never an
+    empty store: these commands inspect or maintain, they do not create."""
+    feature_store = open_store(store)
+    feature_store.require_exists()
+    return feature_store
 
 
 def _human_bytes(n: int) -> str:
@@ -30,7 +43,7 @@ def _human_bytes(n: int) -> str:
 @handle_errors
 def ls_command(store: Store = None, json_out: Json = False) -> None:
     """List the feature sets in the store."""
-    feature_store = open_store(store)
+    feature_store = _existing_store(store)
     sets = feature_store.feature_sets()
     if json_out:
         output.print_json({"store": str(feature_store.root), "feature_sets": sets})
@@ -57,7 +70,7 @@ def info_command(
     json_out: Json = False,
 ) -> None:
     """Show one feature set: item count, size and a digest of its arrays."""
-    info = open_store(store).info(name)
+    info = _existing_store(store).info(name)
     if json_out:
         output.print_json(info)
         return
@@ -68,30 +81,81 @@ def info_command(
 @handle_errors
 def verify_command(store: Store = None, json_out: Json = False) -> None:
     """Check every index entry against its shard; exit 1 when something is wrong."""
-    report = open_store(store).verify()
+    from mmtk.store.shards import repair_command as repair_hint
+
+    feature_store = _existing_store(store)
+    report = feature_store.verify()
     if json_out:
         output.print_json(report)
     else:
         console = output.stdout()
         for problem in report["problems"]:
-            console.print(f"problem: {problem}", highlight=False)
+            console.print(f"problem: {problem}", highlight=False, markup=False)
         orphans = report.get("orphans", [])
         if orphans:
-            console.print(f"{len(orphans)} orphan file(s); `mmtk store gc` removes them", highlight=False)
+            console.print(f"{len(orphans)} orphan file(s); `mmtk store gc` removes them", highlight=False, markup=False)
         console.print("store is consistent" if report["ok"] else "store has problems", highlight=False)
     if not report["ok"]:
-        raise CheckFailed(f"store verify found {len(report['problems'])} problem(s)")
+        found = f"store verify found {len(report['problems'])} problem(s) in {feature_store.root}"
+        if report["index_damaged"]:
+            raise CheckFailed(found, hint=f"the index itself is damaged: move {feature_store.root} aside and extract the features again")
+        raise CheckFailed(found, hint=f"drop the damaged entries (extract-features then recomputes them): {repair_hint(feature_store.root)}")
+
+
+@app.command("repair")
+@handle_errors
+def repair_command(store: Store = None, dry_run: DryRun = False, json_out: Json = False) -> None:
+    """Drop damaged entries so the next extract-features recomputes exactly those.
+
+    Damaged: a shard whose bytes fail their checksum, or that is missing, empty or truncated (all its items go), and single items holding NaN or inf or pointing past their shard's end. Sound entries stay.
+    """
+    report = _existing_store(store).repair(dry_run=dry_run)
+    if json_out:
+        output.print_json(report)
+        return
+    console = output.stdout()
+    for shard in report["damaged_shards"]:
+        console.print(f"damaged: {shard['problem']} ({shard['items']} items)", highlight=False, markup=False)
+    verb = "would drop" if dry_run else "dropped"
+    for feature_set in report["feature_sets"]:
+        console.print(
+            f"{verb} {feature_set['items']} {feature_set['backbone']} item(s) ({feature_set['fingerprint'][:12]})",
+            highlight=False,
+            markup=False,
+        )
+    if report["dropped_items"]:
+        console.print("run extract-features again to recompute them", highlight=False)
+    else:
+        console.print("nothing to repair", highlight=False)
+
+
+@app.command("rm")
+@handle_errors
+def rm_command(
+    name: Annotated[str, typer.Argument(help="Backbone spec or fingerprint prefix of the feature set.", show_default=False)],
+    store: Store = None,
+    json_out: Json = False,
+) -> None:
+    """Remove one feature set and its shard files.
+
+    A backbone name that matches several feature sets (a pooled and a sequence one) is refused with the candidates; give a fingerprint prefix then.
+    """
+    report = _existing_store(store).remove(name)
+    if json_out:
+        output.print_json(report)
+        return
+    output.stdout().print(
+        f"removed {report['backbone']} ({report['fingerprint'][:12]}): {report['items']} items, {report['shards']} shard(s)",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command("gc")
 @handle_errors
-def gc_command(
-    store: Store = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
-    json_out: Json = False,
-) -> None:
+def gc_command(store: Store = None, dry_run: DryRun = False, json_out: Json = False) -> None:
     """Remove orphan shards and stale temporary files, and compact small shards."""
-    report = open_store(store).gc(dry_run=dry_run)
+    report = _existing_store(store).gc(dry_run=dry_run)
     if json_out:
         output.print_json(report)
         return

@@ -40,4 +40,4 @@ def test_bash_completes_commands_options_and_registry_names():
     assert _bash_complete("mmtk train --mo") == ["--model"]
     assert {"concat", "gmu"} <= set(_bash_complete("mmtk train --model "))
     assert "efficientnet-lite0" in _bash_complete("mmtk extract-features x --backbone eff")
-    assert {"ls", "info", "verify", "gc"} == set(_bash_complete("mmtk store "))
+    assert {"ls", "info", "verify", "repair", "rm", "gc"} == set(_bash_complete("mmtk store "))
