@@ -14,3 +14,21 @@ def default_store_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("mmtk"))
+
+
+def current_umask() -> int:
+    """The process's umask, so files that mmtk creates through ``mkstemp``/``mkdtemp``
+    (always 0600/0700) can be given the mode a plain ``open``/``mkdir`` would have.
+
+    Linux reports it in /proc without changing it; elsewhere it is read by setting and
+    restoring it, which a thread creating a file at that instant could observe."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -6,7 +6,8 @@ RUN/config.json       resolved settings: model + hyper-parameters + input dims, 
                       (label encoders, regression target statistics), training settings,
                       and with a tabular feature the fitted preprocessor ("tabular":
                       column roles, scaler parameters, category lists; plain JSON)
-RUN/model.safetensors weights (tensors only: loading runs no code)
+RUN/model.safetensors weights (tensors only: loading runs no code); config.json
+                      records their SHA-256, checked at every load
 RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
 RUN/train_log.jsonl   one JSON object per epoch
 ```
@@ -14,11 +15,16 @@ RUN/train_log.jsonl   one JSON object per epoch
 Nothing here unpickles anything: the config is JSON, weights are safetensors, and the
 model is rebuilt from the registry by name. A run is written to a temporary sibling and
 renamed into place, so a crash never leaves a half-written run, and re-training into an
-existing run replaces it whole.
+existing run replaces it whole. The run's folder and files get the modes the umask gives
+(a group can share runs), not the 0700/0600 of the temporary files they start as.
+
+A damaged run (weights truncated, zeroed, or with a changed byte) is refused with a
+``DataError`` naming the file, never loaded into a model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,13 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from mmtk.errors import UsageError
+from mmtk.errors import DataError, UsageError
+from mmtk.paths import current_umask
 
 RUN_FORMAT = "mmtk-run/1"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 METRICS = "metrics.json"
 LOG = "train_log.jsonl"
+# config.json's key for the SHA-256 of model.safetensors (hex).
+WEIGHTS_SHA256 = "weights_sha256"
+RESTORE_HINT = "restore the run from a backup, or retrain it"
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -63,6 +73,7 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
 
     The files are written into a temporary sibling directory which is then renamed to
     ``out``; a previous run at ``out`` is moved aside first and deleted afterwards.
+    ``config.json`` records the SHA-256 of the weights file as written.
     """
     from safetensors.torch import save_file
 
@@ -71,13 +82,15 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _write_json(staging / CONFIG, {"format": RUN_FORMAT, **config})
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS), metadata={"format": RUN_FORMAT})
+        digest = _sha256(staging / WEIGHTS)
+        _write_json(staging / CONFIG, {"format": RUN_FORMAT, **config, WEIGHTS_SHA256: digest})
         _write_json(staging / METRICS, metrics)
         with open(staging / LOG, "w", encoding="utf-8") as handle:
             for entry in log:
                 handle.write(json.dumps(entry) + "\n")
+        _finish_files(staging)
         _replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -85,8 +98,28 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
     return out
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_json(path: Path, document: Any) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _finish_files(staging: Path) -> None:
+    """Give the staged run the modes the umask gives (mkdtemp makes 0700 and safetensors
+    writes 0600), and flush its files to disk before the rename makes them visible, so a
+    power loss cannot leave a visible run with empty files."""
+    umask = current_umask()
+    for entry in staging.iterdir():
+        with open(entry, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(entry, 0o666 & ~umask)
+    os.chmod(staging, 0o777 & ~umask)
 
 
 def _replace_dir(staging: Path, out: Path) -> None:
@@ -158,7 +191,6 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     A directory that is not a run raises ``UsageError`` saying how to create one.
     """
     import torch
-    from safetensors.torch import load_file
 
     from mmtk.data import LabelEncoder
     from mmtk.models import MODELS
@@ -178,17 +210,43 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise UsageError(f"{config_path} is not an mmtk run config (format {found!r}, expected {RUN_FORMAT!r})", "retrain the run")
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise UsageError(f"{path} has no {WEIGHTS}", "the run is incomplete; retrain it")
+    state = _read_weights(weights, config.get(WEIGHTS_SHA256))
     try:
         model_cfg = config["model"]
         encoders = {task["name"]: LabelEncoder.from_json(task["encoder"]) for task in config["tasks"]}
         target_stats = {task["name"]: task["target_stats"] for task in config["tasks"] if task.get("target_stats")}
         tabular = TabularPreprocessor.from_json(config["tabular"]) if "tabular" in config else None
         model = MODELS.get(model_cfg["name"])(model_cfg["input_dims"], model_cfg["heads"], **model_cfg["hyperparameters"])
-        weights = path / WEIGHTS
-        if not weights.is_file():
-            raise UsageError(f"{path} has no {WEIGHTS}", "the run is incomplete; retrain it")
-        model.load_state_dict(load_file(str(weights), device="cpu"))
+        model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as exc:
-        raise UsageError(f"{config_path} does not match the run's model ({type(exc).__name__}: {exc})", "retrain the run") from None
+        # load_state_dict lists its mismatches on several lines; the CLI prints one.
+        detail = " ".join(str(exc).split())
+        raise UsageError(f"{config_path} does not match the run's model ({type(exc).__name__}: {detail})", "retrain the run") from None
     model.to(torch.device(device)).eval()
     return Run(path=path, config=config, model=model, encoders=encoders, target_stats=target_stats, tabular=tabular)
+
+
+def _read_weights(weights: Path, recorded_sha256: str | None) -> dict:
+    """The tensors of ``weights``, refused with a ``DataError`` when the file is damaged:
+    its SHA-256 differs from the one config.json recorded, or it does not parse as
+    safetensors (zero bytes, truncated, a changed header)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    data = weights.read_bytes()
+    # Runs written before mmtk recorded the checksum have none; they still load, and only
+    # the safetensors parse below can catch damage to them.
+    if recorded_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != recorded_sha256:
+            raise DataError(
+                f"{weights} is damaged: its SHA-256 is {actual[:12]}..., config.json recorded {str(recorded_sha256)[:12]}...",
+                RESTORE_HINT,
+            )
+    try:
+        return load(data)
+    except SafetensorError as exc:
+        raise DataError(f"{weights} is damaged: not a readable safetensors file ({' '.join(str(exc).split())})", RESTORE_HINT) from None
