@@ -55,4 +55,4 @@ app.command("list", epilog=list_cmd.EXAMPLE)(list_cmd.list_command)
 
 
 def main() -> None:
-    app()
+    errors.run(app)

@@ -8,6 +8,7 @@ else is a bug: one line that says so, and the traceback with ``--debug`` or
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -41,6 +42,35 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _silence_stdout() -> None:
+    # The reader went away (`mmtk predict ... | head`): it has what it wanted. Point
+    # stdout at /dev/null so the interpreter's final flush stays quiet.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def closed_pipe_exit(exc: SystemExit) -> bool:
+    """Whether ``exc`` is how rich or click reported a closed stdout.
+
+    Rich's console (``on_broken_pipe``) and click's main loop turn ``EPIPE`` into
+    ``SystemExit(1)`` inside their ``except`` block, before ``handle_errors`` can see it:
+    ``mmtk train ... | head -n 1`` and ``mmtk train --help | head -n 1`` would exit 1, which
+    means "a check failed". The exception they were handling stays on ``__context__``."""
+    cause = exc.__context__
+    return exc.code == 1 and isinstance(cause, OSError) and cause.errno == errno.EPIPE
+
+
+def run(app) -> None:
+    """Run the Typer app as the ``mmtk`` program: a closed stdout exits 0 quietly."""
+    try:
+        app()
+    except SystemExit as exc:
+        if closed_pipe_exit(exc):
+            _silence_stdout()
+            raise SystemExit(0) from None
+        raise
+
+
 def handle_errors(command: F) -> F:
     """Decorator for every command function."""
 
@@ -51,10 +81,7 @@ def handle_errors(command: F) -> F:
         except typer.Exit:
             raise
         except BrokenPipeError:
-            # The reader went away (`mmtk predict ... | head`): it has what it wanted.
-            # Point stdout at /dev/null so the interpreter's final flush stays quiet.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            _silence_stdout()
             raise typer.Exit(0) from None
         except MmtkError as exc:
             raise _fail(exc.one_line(), exc.exit_code) from None
