@@ -47,8 +47,10 @@ def train_command(
         Optional[list[str]],
         typer.Option(
             "--task", "-t",
-            help="COLUMN[:KIND] with KIND binary|multiclass|multilabel|regression, or NAME=COL1,COL2:multilabel; "
-            "repeat for several tasks. Default: label_col of --columns.",
+            # Spaces, not "|", between the kinds: help columns wrap at spaces, and an
+            # unbroken word is cut with "..." at 80 columns.
+            help="COLUMN[:KIND] with KIND binary, multiclass, multilabel or regression, or NAME=A,B:multilabel "
+            "over several 0/1 columns; repeat for several tasks. Default: label_col of --columns.",
             show_default=False,
         ),
     ] = None,
@@ -71,7 +73,7 @@ def train_command(
     ] = None,
     columns_file: Annotated[
         Optional[Path],
-        typer.Option("--columns", help="column_info.json-style file: cat_cols, num_cols (tabular feature), label_col (default task)."),
+        typer.Option("--columns", help="A JSON file like column_info.json: cat_cols, num_cols (tabular feature), label_col (default task)."),
     ] = None,
     scaling: Annotated[
         Optional[str], typer.Option("--scaling", help="Numerical scaling of the tabular feature: standard | minmax | quantile.")

@@ -212,14 +212,16 @@ class StoreIndex:
 
     def _open_read_only(self) -> sqlite3.Connection:
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn = None
         try:
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.OperationalError:
             # A WAL database needs its -shm file, which cannot be created in a read-only
             # directory. With no -wal file no writer is active, so the file can be read
             # as immutable; with one, a writer is at work and must be waited for.
-            conn.close()
+            if conn is not None:
+                conn.close()
             if Path(f"{self.path}-wal").exists():
                 raise
             conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
