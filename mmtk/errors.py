@@ -52,11 +52,16 @@ class CheckFailed(MmtkError):
     exit_code = EXIT_CHECK_FAILED
 
 
+#: The source name of a dataset read from a pandas DataFrame (there is no file to name).
+FRAME_SOURCE = "<DataFrame>"
+
+
 def where(path, line: int | None = None, item: str | None = None) -> str:
-    """Format a location as ``file:line (item id)`` for error messages."""
+    """Format a location as ``file:line (item id)`` for error messages. Tables (a
+    DataFrame, a ``.parquet`` file) have rows, not lines: ``data.parquet row 3 (item ...)``."""
     loc = str(path)
     if line:
-        loc += f":{line}"
+        loc += f" row {line}" if loc == FRAME_SOURCE or loc.lower().endswith(".parquet") else f":{line}"
     if item is not None:
         loc += f" (item {item!r})"
     return loc

@@ -10,7 +10,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
+    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
 )
 from mmtk.errors import CheckFailed
 
@@ -38,6 +38,7 @@ def evaluate_command(
     id_column: IdColumn = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     json_out: Json = False,
     on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
@@ -54,7 +55,7 @@ def evaluate_command(
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
     loaded = open_run(run, device.value)
     dataset = read_for_run(
-        loaded, data, column_overrides(id_column, image_column, text_column), require_labels=True, on_error=on_error.value
+        loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), require_labels=True, on_error=on_error.value
     )
     output.warn_skipped(dataset.skipped)
     with output.progress_bar("features") as progress:

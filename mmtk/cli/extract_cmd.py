@@ -9,7 +9,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
+    AllowOutsidePaths, Data, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
     column_overrides, feature_options, open_store,
 )
 from mmtk.errors import UsageError
@@ -62,6 +62,7 @@ def extract_features_command(
     id_column: IdColumn = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -83,7 +84,7 @@ def extract_features_command(
     configs = [resolve_backbone(spec) for spec in backbone]
     required = sorted({column or config.modality for config in configs})
     dataset = read_dataset(
-        data, require=required, on_error=on_error.value, **column_overrides(id_column, image_column, text_column)
+        data, require=required, on_error=on_error.value, **column_overrides(id_column, image_column, text_column, allow_outside_paths)
     )
     feature_store = open_store(store)
     reports = []

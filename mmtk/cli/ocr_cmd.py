@@ -48,7 +48,7 @@ def ocr_subtitles_command(
     fps: Annotated[float, typer.Option("--fps", help="Frames sampled per second; 2 sees every subtitle shown for 0.5 s or more, and the frames between samples place cue edges within ~0.1 s.")] = 2.0,
     region: Annotated[str, typer.Option("--region", help="Where subtitles are: lower-half, lower-third, full, or X,Y,W,H in pixels.")] = "lower-half",
     lang: Annotated[str, typer.Option("--lang", help="Tesseract language(s), e.g. eng or eng+deu.")] = "eng",
-    engine: Annotated[str, typer.Option("--engine", help="OCR engine: tesseract, or rapidocr (pip install 'mmtk\\[ocr]') for text over busy photos.")] = "tesseract",
+    engine: Annotated[str, typer.Option("--engine", help="OCR engine: tesseract, or rapidocr (pip install 'mmtk[ocr]') for text over busy photos.")] = "tesseract",
     fmt: Annotated[
         Optional[CueFormat], typer.Option("--format", help="Cue format for videos (default srt); images and datasets are written as JSONL/CSV.", show_default=False)
     ] = None,

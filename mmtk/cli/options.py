@@ -38,7 +38,17 @@ OnErrorOpt = Annotated[
 IdColumn = Annotated[Optional[str], typer.Option("--id-column", help="Column holding item ids (default: id).")]
 ImageColumn = Annotated[Optional[str], typer.Option("--image-column", help="Column holding image paths (default: image or img).")]
 TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the text (default: text).")]
-Data = Annotated[str, typer.Argument(help="Dataset: a .csv or .jsonl file, a folder, or - for JSONL on stdin.", show_default=False)]
+Data = Annotated[
+    str, typer.Argument(help="Dataset: a .csv, .jsonl or .parquet file, a folder, or - for JSONL on stdin.", show_default=False)
+]
+AllowOutsidePaths = Annotated[
+    bool,
+    typer.Option(
+        "--allow-outside-paths",
+        help="Accept relative media paths that leave the dataset's folder (../x.jpg); they are refused by default. "
+        "Absolute paths are always accepted.",
+    ),
+]
 MaxLength = Annotated[
     int, typer.Option("--max-length", help="Tokens kept by text backbones' sequence form (:seq / --sequence).", min=2)
 ]
@@ -52,9 +62,15 @@ Frames = Annotated[
 RunDir = Annotated[Path, typer.Argument(help="Run directory written by `mmtk train`.", show_default=False)]
 
 
-def column_overrides(id_column: str | None, image_column: str | None, text_column: str | None) -> dict:
-    """Keyword arguments for ``read_dataset`` from the shared column options."""
-    return {"id_column": id_column, "image_column": image_column, "text_column": text_column}
+def column_overrides(
+    id_column: str | None, image_column: str | None, text_column: str | None, allow_outside_paths: bool = False
+) -> dict:
+    """Keyword arguments for ``read_dataset`` from the shared dataset options (the column
+    names, and --allow-outside-paths where the command has it)."""
+    return {
+        "id_column": id_column, "image_column": image_column, "text_column": text_column,
+        "allow_outside_paths": allow_outside_paths,
+    }
 
 
 def feature_options(max_length: int, fps: float, frames: int | None):

@@ -9,7 +9,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, PredictFormat, Quiet, RunDir, Store, TextColumn, column_overrides,
+    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, PredictFormat, Quiet, RunDir, Store, TextColumn, column_overrides,
     open_store,
 )
 
@@ -43,6 +43,7 @@ def predict_command(
     id_column: IdColumn = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
 ) -> None:
@@ -54,7 +55,7 @@ def predict_command(
 
     output.set_quiet(quiet)
     loaded = open_run(run, device.value)
-    dataset = read_for_run(loaded, data, column_overrides(id_column, image_column, text_column), on_error=on_error.value)
+    dataset = read_for_run(loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), on_error=on_error.value)
     output.warn_skipped(dataset.skipped)
     with output.progress_bar("features") as progress:
         records = predict(loaded, dataset, store=open_store(store), explain=explain, device=device.value, progress=progress)

@@ -10,7 +10,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    Data, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
+    AllowOutsidePaths, Data, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
     column_overrides, feature_options, open_store,
 )
 from mmtk.errors import UsageError
@@ -86,6 +86,7 @@ def train_command(
     id_column: IdColumn = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     json_out: Json = False,
     on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
@@ -109,7 +110,7 @@ def train_command(
     tasks = task or ([tabular.label_col] if tabular is not None and tabular.label_col else [])
     if not tasks:
         raise UsageError("no task given", "name the label column with --task COLUMN[:KIND], or give label_col in the --columns file")
-    columns = column_overrides(id_column, image_column, text_column)
+    columns = column_overrides(id_column, image_column, text_column, allow_outside_paths)
     needed = required_columns(refs)
     dataset = read_dataset(data, require=needed, on_error=on_error.value, **columns)
     val_dataset = read_dataset(val, require=needed, on_error=on_error.value, **columns) if val else None

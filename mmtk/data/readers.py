@@ -1,4 +1,5 @@
-"""Read a dataset (CSV, JSONL, a JSON array, stdin, or a folder) into a validated ``Dataset``.
+"""Read a dataset (CSV, JSONL, a JSON array, Parquet, a pandas DataFrame, stdin, or a
+folder) into a validated ``Dataset``.
 
 Reading happens in two steps: a format parser turns the file into rows that each carry
 the line they start on (or the reason the line is malformed), then ``_build`` resolves
@@ -7,6 +8,15 @@ every format reports problems the same way: ``file:line (item 'id'): reason; fix
 
 Images are not decoded here (that would make reading as slow as extraction); an
 unreadable image is reported by the extraction code, which decodes it anyway.
+
+Media paths and the dataset's folder: a relative path must stay inside the folder it
+resolves against (the dataset file's folder, or ``root``), so a dataset cannot quietly
+reach ``../../x.jpg`` and stays portable when its folder is copied; absolute paths are
+accepted, because the dataset's author wrote them out explicitly (user-made datasets
+often list ``/data/images/...``). ``allow_outside_paths=True`` (``--allow-outside-paths``)
+accepts relative paths that leave the folder. The check is on the written path with
+``..`` collapsed, not on symlinks: a link placed inside the folder is the owner's choice,
+like an absolute path.
 """
 
 from __future__ import annotations
@@ -22,13 +32,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mmtk.data.records import MEDIA_ROLES, ROLES, BadItem, Columns, Dataset, Record
-from mmtk.errors import DataError, UsageError, where
+from mmtk.data.tables import frame_rows, is_frame, read_parquet
+from mmtk.errors import FRAME_SOURCE, DataError, UsageError, where
 
 # A data file's format by extension. A `.json` file may hold JSON lines or one array.
-DATA_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+DATA_FORMATS = {
+    ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet",
+}
 # Inside a folder only these count as "the dataset file": a `.json` there is more often
 # metadata (e.g. a column description) than data.
-FOLDER_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+FOLDER_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
+OUTSIDE_HINT = "move the file into that folder, write its absolute path, or pass --allow-outside-paths"
 
 MEDIA_SUFFIXES = {
     **dict.fromkeys((".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"), "image"),
@@ -61,7 +75,7 @@ class _Row:
 
 
 def read_dataset(
-    path: str | os.PathLike,
+    path,
     *,
     id_column: str | None = None,
     image_column: str | None = None,
@@ -70,19 +84,27 @@ def read_dataset(
     video_column: str | None = None,
     require: Iterable[str] = (),
     on_error: str = "fail",
+    root: str | os.PathLike | None = None,
+    allow_outside_paths: bool = False,
 ) -> Dataset:
     """Read and validate a dataset.
 
-    ``path`` is a ``.csv``/``.tsv``/``.jsonl``/``.json`` file, ``-`` for JSONL on stdin,
-    or a folder: its single top-level CSV/JSONL file, or else one item per media file
-    under it (id = relative path, role from the extension, a same-name ``.txt`` file as
-    its ``text``).
+    ``path`` is a ``.csv``/``.tsv``/``.jsonl``/``.json``/``.parquet`` file, ``-`` for
+    JSONL on stdin, a folder (its single top-level CSV/JSONL/Parquet file, or else one
+    item per media file under it: id = relative path, role from the extension, a
+    same-name ``.txt`` file as its ``text``), or a ``pandas.DataFrame`` (one item per
+    row; its source in messages is ``<DataFrame>``). Parquet files and DataFrames are
+    tables: messages name rows (``data.parquet row 3``, counted from 1) where text files
+    name lines.
 
     Columns play roles by convention (``id``; ``image`` or ``img``; ``text``; ``audio``;
     ``video``; case-insensitive) unless named by the ``*_column`` arguments. Without an
     id column, an item's id is its 0-based position among the file's data rows, as a
-    string. Ids are always strings. Relative media paths resolve against the dataset
-    file's folder and are stored as absolute path strings.
+    string. Ids are always strings. Relative media paths resolve against ``root``
+    (default: the dataset file's folder; the working directory for stdin and DataFrames)
+    and are stored as absolute path strings. A relative path that leaves that folder
+    (``../x.jpg``) is a bad item unless ``allow_outside_paths``; absolute paths are
+    accepted (see the module docstring for why).
 
     ``require`` lists roles or column names that every record must have non-empty;
     required media files must exist; ``"audio"`` with no audio column requires the video
@@ -95,12 +117,20 @@ def read_dataset(
     if isinstance(require, str):
         require = (require,)
     given = {"id": id_column, "image": image_column, "text": text_column, "audio": audio_column, "video": video_column}
+    settings = _Settings(given, tuple(require), on_error, allow_outside_paths)
 
+    def media_root(default: Path) -> Path:
+        # abspath, not Path.absolute(): `..` must be collapsed for the inside-the-folder check.
+        return Path(os.path.abspath(root if root is not None else default))
+
+    if is_frame(path):
+        header, rows = _table_rows(*frame_rows(path))
+        return _build(Path(FRAME_SOURCE), media_root(Path.cwd()), header, rows, settings, folder=False)
     if str(path) == "-":
         if sys.stdin.isatty():
             raise UsageError("'-' reads JSONL from stdin, but stdin is a terminal", "pipe a file in, e.g. cat data.jsonl | mmtk ...")
         header, rows = _parse_jsonl(sys.stdin.read())
-        return _build(Path(STDIN_NAME), Path.cwd(), header, rows, given, require, on_error, folder=False)
+        return _build(Path(STDIN_NAME), media_root(Path.cwd()), header, rows, settings, folder=False)
 
     location = Path(path)
     if not location.exists():
@@ -112,10 +142,10 @@ def read_dataset(
         data_file = _single_data_file(location)
         if data_file is None:
             header, rows = _scan_media_folder(location)
-            return _build(location, location.absolute(), header, rows, given, require, on_error, folder=True)
+            return _build(location, media_root(location), header, rows, settings, folder=True)
         location = data_file
     header, rows = _parse_file(location)
-    return _build(location, location.absolute().parent, header, rows, given, require, on_error, folder=False)
+    return _build(location, media_root(location.absolute().parent), header, rows, settings, folder=False)
 
 
 # --- format parsers: text -> (column names, rows) ---------------------------------------
@@ -128,6 +158,8 @@ def _parse_file(path: Path) -> tuple[list[str], list[_Row]]:
             f"{path}: unknown dataset format {path.suffix or '(no extension)'!r}",
             f"use one of: {', '.join(DATA_FORMATS)}, or a folder",
         )
+    if fmt == "parquet":
+        return _table_rows(*read_parquet(path))
     text = _read_text(path)
     if fmt in ("csv", "tsv"):
         return _parse_csv(text, str(path), delimiter="," if fmt == "csv" else "\t")
@@ -185,6 +217,11 @@ def _parse_csv(text: str, source: str, delimiter: str) -> tuple[list[str], list[
     if header is None:
         raise DataError(f"{source} is empty", "a CSV dataset needs a header line and one row per item")
     return header, rows
+
+
+def _table_rows(header: list[str], rows: list[tuple[int, dict[str, Any]]]) -> tuple[list[str], list[_Row]]:
+    """A table's rows (``mmtk.data.tables``) as parsed rows, numbered from 1."""
+    return header, [_Row(number, values) for number, values in rows]
 
 
 def _check_header(header: list[str], source: str) -> None:
@@ -306,6 +343,16 @@ def _scan_media_folder(folder: Path) -> tuple[list[str], list[_Row]]:
 
 
 @dataclass(frozen=True)
+class _Settings:
+    """What the caller asked of the dataset, as ``read_dataset`` received it."""
+
+    given: dict[str, str | None]  # role -> column named by the caller
+    require: tuple[str, ...]
+    on_error: str
+    allow_outside_paths: bool
+
+
+@dataclass(frozen=True)
 class _Requirement:
     column: str
     label: str  # how messages name it: the role ("text") or "column 'price'"
@@ -327,21 +374,22 @@ class _Problems:
         self.skipped.append(bad)
 
 
-def _build(
-    source: Path,
-    root: Path,
-    header: list[str],
-    rows: list[_Row],
-    given: dict[str, str | None],
-    require: Iterable[str],
-    on_error: str,
-    *,
-    folder: bool,
-) -> Dataset:
-    columns = _resolve_columns(header, given, source)
-    requirements = _resolve_requirements(require, columns, header, source)
+def _build(source: Path, root: Path, header: list[str], rows: list[_Row], settings: _Settings, *, folder: bool) -> Dataset:
+    problems = _Problems(source, settings.on_error)
+    if not header:
+        # No column at all: the file is empty, or every row is malformed or `{}`. Say
+        # that, rather than that some column is missing from "(none)".
+        if not rows:
+            raise DataError(f"{source} is empty", "write one JSON object per line, or a CSV header and one row per item")
+        for row in rows:
+            if row.values is None:
+                problems.report(row.line, None, row.problem or "malformed line", row.hint)
+        if problems.skipped:
+            raise _no_usable_records(source, problems)
+        raise DataError(f"{source} holds no columns: every item is an empty object", 'write each item as {"column": value, ...}')
+    columns = _resolve_columns(header, settings.given, source)
+    requirements = _resolve_requirements(settings.require, columns, header, source)
     media_columns = [column for column in (columns.image, columns.audio, columns.video) if column is not None]
-    problems = _Problems(source, on_error)
     records: list[Record] = []
     first_line_of: dict[str, int] = {}
 
@@ -376,7 +424,8 @@ def _build(
                 as_written[column] = value.strip()
                 values[column] = os.path.abspath(os.path.join(root, value.strip()))
 
-        problem = _unmet_requirement(values, as_written, requirements, folder, item_id)
+        problem = None if settings.allow_outside_paths else _outside_path(values, as_written, root, columns)
+        problem = problem or _unmet_requirement(values, as_written, requirements, folder, item_id)
         if problem is not None:
             problems.report(row.line, item_id, *problem)
             continue
@@ -384,12 +433,16 @@ def _build(
 
     if not records:
         if problems.skipped:
-            raise DataError(
-                f"no usable records in {source}: all {len(problems.skipped)} were skipped",
-                f"first problem: {problems.skipped[0].one_line()}",
-            )
+            raise _no_usable_records(source, problems)
         raise DataError(f"{source} holds no records", "add one item per line (CSV: below the header)")
     return Dataset(source=source, root=root, records=records, columns=columns, skipped=problems.skipped)
+
+
+def _no_usable_records(source: Path, problems: _Problems) -> DataError:
+    return DataError(
+        f"no usable records in {source}: all {len(problems.skipped)} were skipped",
+        f"first problem: {problems.skipped[0].one_line()}",
+    )
 
 
 def _resolve_columns(header: list[str], given: dict[str, str | None], source: Path) -> Columns:
@@ -441,6 +494,18 @@ def _resolve_requirements(require: Iterable[str], columns: Columns, header: list
         label = role_of.get(column, f"column {column!r}")
         requirements.append(_Requirement(column, label, column in media))
     return requirements
+
+
+def _outside_path(values: dict[str, Any], as_written: dict[str, str], root: Path, columns: Columns) -> tuple[str, str] | None:
+    """(reason, hint) when a relative media path leaves ``root`` (see the module docstring)."""
+    for column, written in as_written.items():
+        if os.path.isabs(written):
+            continue
+        resolved = values[column]
+        if os.path.commonpath([resolved, str(root)]) != str(root):
+            role = next(role for role in MEDIA_ROLES if columns.for_role(role) == column)
+            return f"{role} path {written} leaves the dataset's folder {root} (it resolves to {resolved})", OUTSIDE_HINT
+    return None
 
 
 def _unmet_requirement(

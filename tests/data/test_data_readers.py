@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -238,11 +239,24 @@ def test_all_items_skipped_is_still_an_error(tmp_path):
 
 def test_empty_dataset_is_a_data_error(tmp_path):
     (tmp_path / "d.csv").write_text("id,text\n", encoding="utf-8")
-    (tmp_path / "e.jsonl").write_text("\n\n", encoding="utf-8")
     with pytest.raises(DataError, match="holds no records"):
         read_dataset(tmp_path / "d.csv")
-    with pytest.raises(DataError, match="holds no records"):
-        read_dataset(tmp_path / "e.jsonl")
+
+
+@pytest.mark.parametrize("name, content", [("e.jsonl", ""), ("blank.jsonl", "\n \n"), ("e.csv", ""), ("e.json", "[]")])
+def test_an_empty_file_is_called_empty_even_when_columns_are_required(tmp_path, name, content):
+    # Not "has no image column (columns: (none))": the file has nothing at all.
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / name))} is empty; "):
+        read_dataset(tmp_path / name, require=["image", "text"])
+
+
+def test_a_file_of_malformed_lines_reports_the_first_one_not_a_missing_column(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", ["{oops", "[1, 2]"])
+    with pytest.raises(DataError, match="d.jsonl:1: malformed JSON"):
+        read_dataset(path, require=["image"])
+    with pytest.raises(DataError, match="no usable records .*all 2 were skipped; first problem: .*d.jsonl:1: malformed JSON"):
+        read_dataset(path, require=["image"], on_error="skip")
 
 
 def test_usage_problems(tmp_path):
@@ -256,9 +270,9 @@ def test_usage_problems(tmp_path):
         read_dataset(path, require=["image"])
     with pytest.raises(DataError, match="nope.jsonl not found"):
         read_dataset(tmp_path / "nope.jsonl")
-    (tmp_path / "d.parquet").write_bytes(b"")
+    (tmp_path / "d.xlsx").write_bytes(b"")
     with pytest.raises(UsageError, match="unknown dataset format"):
-        read_dataset(tmp_path / "d.parquet")
+        read_dataset(tmp_path / "d.xlsx")
 
 
 def test_given_column_overrides_convention(tmp_path):
