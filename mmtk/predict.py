@@ -146,8 +146,9 @@ def write_predictions(records: Iterable[dict], out: str | Path = "-", fmt: str =
         writer.writerows(rows)
 
 
-def flatten_record(record: dict) -> dict:
-    """One prediction record as a flat CSV row (see ``write_predictions``)."""
+def flatten_record(record: dict, *, join_labels: bool = True) -> dict:
+    """One prediction record as a flat CSV row (see ``write_predictions``); with
+    ``join_labels=False`` multi-label ``labels`` stay a list (a DataFrame cell)."""
     row: dict[str, Any] = {"id": record["id"]}
     tasks = record["tasks"] if "tasks" in record else {"": record}
     for task, entry in tasks.items():
@@ -155,7 +156,8 @@ def flatten_record(record: dict) -> dict:
         if "label" in entry:
             row[prefix + "label"] = entry["label"]
         if "labels" in entry:
-            row[prefix + "labels"] = "|".join(str(label) for label in entry["labels"])
+            labels = entry["labels"]
+            row[prefix + "labels"] = "|".join(str(label) for label in labels) if join_labels else list(labels)
         if "value" in entry:
             row[prefix + "value"] = entry["value"]
         for cls, p in entry.get("probs", {}).items():
