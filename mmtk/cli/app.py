@@ -10,13 +10,13 @@ import typer
 
 from mmtk import __version__
 from mmtk.cli import errors, extract_cmd, evaluate_cmd, list_cmd, ocr_cmd, planned_cmd, predict_cmd, store_cmd, train_cmd
+from mmtk.cli.help_format import MmtkTyper
 
-app = typer.Typer(
+app = MmtkTyper(
     name="mmtk",
     help="Multimodal classification: cached backbone features, fusion models, evaluation and prediction.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
 )

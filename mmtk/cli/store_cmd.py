@@ -8,10 +8,11 @@ import typer
 
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
+from mmtk.cli.help_format import MmtkTyper
 from mmtk.cli.options import Json, Store, open_store
 from mmtk.errors import CheckFailed
 
-app = typer.Typer(
+app = MmtkTyper(
     help="Inspect and maintain the feature store.",
     no_args_is_help=True,
     epilog=(
