@@ -34,6 +34,7 @@ import math
 import sys
 import threading
 import time
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -41,7 +42,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from mmtk.backbones import BackboneConfig, BadInput, FeatureOptions, resolve_backbone
-from mmtk.backbones.base import MODALITIES, VIDEO, Encoded
+from mmtk.backbones.base import MODALITIES, VIDEO, Encoded, close_resource
 from mmtk.data import BadItem, Dataset, content_key
 from mmtk.errors import DataError, MmtkError, UsageError, where
 
@@ -150,10 +151,18 @@ def _compute(config, items, committer, plan, dataset, report, batch_size, device
 
     resolved = resolve_device(device)
     size = _batch_size(batch_size, config, resolved)
-    done = 0
     if progress:
         progress(0, len(items))
-    for chunk in _run(config, items, resolved, size, num_workers):
+    # Closed on every way out, so that a bad item stops the workers and ends the
+    # encoder (its weights loading thread included) before the error leaves here.
+    with closing(_run(config, items, resolved, size, num_workers)) as chunks:
+        _consume(chunks, committer, plan, dataset, report, on_error, progress, len(items))
+
+
+def _consume(chunks, committer, plan, dataset, report, on_error, progress, total) -> None:
+    """Commit each chunk's features; a bad item raises (``fail``) or is listed (``skip``)."""
+    done = 0
+    for chunk in chunks:
         if chunk.features is not None:
             committer.add(chunk.keys, chunk.features)
         for key, reason in chunk.bad:
@@ -169,7 +178,7 @@ def _compute(config, items, committer, plan, dataset, report, batch_size, device
             report.skipped.extend(bad_items)
         done += len(chunk.keys) + len(chunk.bad)
         if progress:
-            progress(done, len(items))
+            progress(done, total)
 
 
 # --------------------------------------------------------------------------- planning
@@ -319,6 +328,16 @@ class _Committer:
 # --------------------------------------------------------------------------- running
 
 
+@contextmanager
+def _built(config, device: str) -> Iterator:
+    """``config.build(device)``, closed on the way out (``close_resource``)."""
+    encoder = config.build(device)
+    try:
+        yield encoder
+    finally:
+        close_resource(encoder)
+
+
 def _batches(items: Sequence[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -395,9 +414,9 @@ def _run_serial(config, items, batch_size: int) -> Iterator[Chunk]:
     """One worker for a backbone whose per-item work holds the GIL: decode and encode in
     the calling thread. A decoder thread beside it only fought for the GIL: mfcc over
     FSDD took 1.66-2.0 s that way against 1.56 s here, using 1.3 cores instead of one."""
-    encoder = config.build("cpu")
-    for batch in _batches(items, batch_size):
-        yield encode_items(encoder, batch)
+    with _built(config, "cpu") as encoder:
+        for batch in _batches(items, batch_size):
+            yield encode_items(encoder, batch)
 
 
 def _run_processes(config, items, batch_size: int, workers: int) -> Iterator[Chunk]:
@@ -478,6 +497,7 @@ def _run_threads(config, items, batch_size: int, workers: int, threads: int) -> 
         decoders.shutdown(wait=True, cancel_futures=True)
         forwards.shutdown(wait=True, cancel_futures=True)
         restore.restore()
+        close_resource(encoder)
 
 
 class _InOrder:
@@ -568,7 +588,8 @@ def _one_native_thread():
 
 def _release_worker_encoder() -> None:
     global _WORKER_ENCODER
-    _WORKER_ENCODER = None
+    encoder, _WORKER_ENCODER = _WORKER_ENCODER, None
+    close_resource(encoder)
 
 
 def _encode_in_worker(batch):
@@ -580,16 +601,16 @@ def _run_cuda(config, items, device: str, batch_size: int, loader_workers: int) 
     import torch
 
     torch.backends.cudnn.benchmark = False  # same kernels every run: reproducible features
-    encoder = config.build(device)
+    with _built(config, device) as encoder:
 
-    def decode(samples):
-        # Runs in the DataLoader's worker processes: decoding and collation both.
-        loaded = load_items(encoder, samples)
-        return loaded.keys, encoder.collate(loaded.items) if loaded.items else None, loaded.bad
+        def decode(samples):
+            # Runs in the DataLoader's worker processes: decoding and collation both.
+            loaded = load_items(encoder, samples)
+            return loaded.keys, encoder.collate(loaded.items) if loaded.items else None, loaded.bad
 
-    # A list of (key, value) pairs is a map-style dataset as it is.
-    loader = torch.utils.data.DataLoader(
-        items, batch_size=batch_size, num_workers=loader_workers, collate_fn=decode, pin_memory=True,
-    )
-    for keys, batch, bad in loader:
-        yield Chunk(keys, encoder.encode(batch) if batch is not None else None, bad)
+        # A list of (key, value) pairs is a map-style dataset as it is.
+        loader = torch.utils.data.DataLoader(
+            items, batch_size=batch_size, num_workers=loader_workers, collate_fn=decode, pin_memory=True,
+        )
+        for keys, batch, bad in loader:
+            yield Chunk(keys, encoder.encode(batch) if batch is not None else None, bad)

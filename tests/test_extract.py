@@ -13,13 +13,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from mmtk.backbones import BACKBONES, BackboneConfig, resolve_backbone
+from mmtk.backbones import BACKBONES, BackboneConfig, BadInput, resolve_backbone
+from mmtk.backbones.base import BackgroundModel
 from mmtk.backbones.clip import resolve_clip
+from mmtk.backbones.efficientnet_lite import PREPROCESS
+from mmtk.backbones.images import ImageEncoder
 from mmtk.data import content_key, read_dataset
 from mmtk.errors import DataError
 from mmtk.extract import extract_features
@@ -112,11 +116,7 @@ def test_changed_image_is_recomputed(tiny_backbone, memes, store, tmp_path):
     assert np.array_equal(after[0], before[0]) and not np.allclose(after[1], before[1])
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_unreadable_image_fails_naming_file_and_line_after_committing_the_rest(tiny_backbone, tmp_path, store, workers):
-    """Batches are handed on in dataset order whatever order the workers finish in, so
-    everything before the bad item is committed (the bad batch, having nothing to
-    forward, is often done first)."""
+def test_unreadable_image_fails_naming_file_and_line_after_committing_the_rest(tiny_backbone, tmp_path, store):
     for seed in (1, 2, 4):
         write_image(tmp_path / f"m{seed}.jpg", seed=seed)
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a picture")
@@ -124,13 +124,98 @@ def test_unreadable_image_fails_naming_file_and_line_after_committing_the_rest(t
     dataset = read_dataset(path)
 
     with pytest.raises(DataError) as error:
-        extract_features(dataset, tiny_backbone, store=store, batch_size=1, num_workers=workers)
+        extract_features(dataset, tiny_backbone, store=store, batch_size=1, num_workers=1)
     message = str(error.value)
     assert f"{path}:3" in message and "'bad'" in message and "cannot decode image" in message
     assert "--on-error skip" in message
     fingerprint = resolve_backbone(tiny_backbone).fingerprint
     keys = keys_of(dataset)
     assert store.missing(fingerprint, keys[:2]) == []  # computed before the bad item: kept
+
+
+class _LaterBatchFirst:
+    """A text encoder whose first batch cannot finish before a later one has: decoding
+    ``"first"`` waits until ``"second"`` has been encoded. ``"bad"`` cannot be decoded."""
+
+    dim = 2
+
+    def __init__(self):
+        self.second_encoded = threading.Event()
+
+    def load(self, value):
+        if value == "bad":
+            raise BadInput("unusable on purpose")
+        if value == "first":
+            # Bounded so that a broken extraction fails the test instead of hanging it.
+            assert self.second_encoded.wait(30), "the later batch was never encoded"
+        return value
+
+    def collate(self, items):
+        return items
+
+    def encode(self, batch):
+        if "second" in batch:
+            self.second_encoded.set()
+        return np.array([[len(text), 1.0] for text in batch], np.float32)
+
+
+def test_a_later_batch_finishing_first_is_held_until_the_earlier_ones_are_committed(tmp_path, store):
+    """Batch 1 (``second`` and the bad item) finishes before batch 0 (``first``) by
+    construction; the bad item must still stop the run only after ``first`` is stored."""
+    BACKBONES.add("later-first", lambda arg, modality: BackboneConfig(
+        spec="later-first", name="later-first", modality="text", fingerprint="later-first-v1",
+        builder=lambda config, device: _LaterBatchFirst(), dim=2, cpu_batch_size=2,
+    ))
+    try:
+        data = tmp_path / "data.jsonl"
+        data.write_text("".join(json.dumps({"id": text, "text": text}) + "\n" for text in ("first", "first!", "second", "bad")))
+        dataset = read_dataset(data)
+        with pytest.raises(DataError, match=r"data.jsonl:4 \(item 'bad'\): unusable on purpose"):
+            extract_features(dataset, "later-first", store=store, num_workers=2, device="cpu")
+        keys = keys_of(dataset, "text")
+        assert store.missing("later-first-v1", keys[:2]) == []  # the earlier batch was committed
+    finally:
+        BACKBONES.remove("later-first")
+
+
+def test_a_bad_item_ends_extraction_only_after_the_weights_thread(tmp_path, store):
+    """An extraction that stops at once (the only item is bad) waits for the thread that
+    loads the weights: a process exiting while that thread was importing torch aborted
+    with exit 134 instead of the error's exit 2."""
+    release = threading.Event()
+
+    def load_weights():
+        assert release.wait(30), "the test never released the weights"
+        return lambda images: images.mean(dim=(2, 3))
+
+    def build(config, device):
+        return ImageEncoder(BackgroundModel(load_weights), PREPROCESS, 3, device, normalize=((0.5,) * 3, (0.5,) * 3))
+
+    BACKBONES.add("slow-weights", lambda arg, modality: BackboneConfig(
+        spec="slow-weights", name="slow-weights", modality="image", fingerprint="slow-weights-v1", builder=build, dim=3,
+    ))
+    try:
+        (tmp_path / "bad.jpg").write_text("not an image")
+        dataset = read_dataset(write_dataset(tmp_path, [("bad", "bad.jpg")]))
+        errors = []
+
+        def extract():
+            try:
+                extract_features(dataset, "slow-weights", store=store, num_workers=1, device="cpu")
+            except DataError as exc:
+                errors.append(exc)
+
+        runner = threading.Thread(target=extract)
+        runner.start()
+        runner.join(timeout=1.0)
+        still_waiting = runner.is_alive()
+        release.set()
+        runner.join()
+    finally:
+        BACKBONES.remove("slow-weights")
+    assert still_waiting, "extraction returned while its weights were still loading"
+    assert len(errors) == 1 and "cannot decode image" in str(errors[0])
+    assert not [thread for thread in threading.enumerate() if thread.name == "mmtk-model-load"]
 
 
 def test_skip_lists_bad_items_and_stores_the_good_ones(tiny_backbone, tmp_path, store):
@@ -179,6 +264,8 @@ SLOW_EXTRACTION = """
 import dataclasses, sys, time
 from mmtk.backbones import BACKBONES
 from mmtk.backbones.clip import resolve_clip
+from mmtk.backbones.efficientnet_lite import PREPROCESS
+from mmtk.backbones.images import ImageEncoder
 from mmtk.data import read_dataset
 from mmtk.extract import extract_features
 from mmtk.store import FeatureStore

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import VIDEO, BackboneConfig, Encoded, FeatureOptions, make_fingerprint
+from mmtk.backbones.base import VIDEO, BackboneConfig, Encoded, FeatureOptions, close_resource, make_fingerprint
 from mmtk.errors import UsageError
 from mmtk.video.decode import DECODER, Sampling
 
@@ -102,6 +102,9 @@ class FramesEncoder:
         self.frame_batch = max(1, frame_batch)
         self.timestamps = timestamps
         self.dim = image_encoder.dim
+
+    def close(self) -> None:
+        close_resource(self.image)
 
     def load(self, value: str) -> LoadedVideo:
         from mmtk.video.decode import sample_frames

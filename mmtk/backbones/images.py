@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BadInput, autocast_for
+from mmtk.backbones.base import BadInput, autocast_for, close_resource
 
 # Name of the resize method recorded in fingerprints; change it when the code changes.
 PIL_RESIZE = "pil-antialias"
@@ -25,17 +25,29 @@ def open_rgb(path: str, draft_size: int | None = None):
     ``draft_size`` lets the JPEG decoder scale down by a power of two while keeping both
     sides >= draft_size: large photos then decode several times faster, and since the
     draft depends only on the file and the size, the result stays deterministic.
+
+    An image whose header declares more pixels than PIL's ``MAX_IMAGE_PIXELS`` (89.5
+    million by default, the limit OCR applies too) is refused before decoding, as one
+    bad item, instead of PIL's raw ``DecompressionBombWarning`` on stderr followed by a
+    decode of up to twice that (about 0.5 GiB per image, per decoder thread).
     """
     from PIL import Image, UnidentifiedImageError
 
+    _silence_pil_bomb_warning()
     try:
         image = Image.open(path)
+        _check_pixel_limit(path, image.size)
         if draft_size is not None:
             image.draft("RGB", (draft_size, draft_size))
         image.load()
+    except BadInput:
+        raise
     except FileNotFoundError:
         raise BadInput(f"image file not found: {path}") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError:
+        limit = Image.MAX_IMAGE_PIXELS
+        raise BadInput(f"image {path} has more than {2 * limit:,} pixels, over the {limit:,}-pixel limit") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadInput(f"cannot decode image {path}: {exc}") from None
     if image.mode != "RGB":
         # Transparent areas become white rather than whatever colour hides under alpha 0.
@@ -45,6 +57,29 @@ def open_rgb(path: str, draft_size: int | None = None):
             image = Image.alpha_composite(background, image)
         image = image.convert("RGB")
     return image
+
+
+def _check_pixel_limit(path: str, size: tuple[int, int]) -> None:
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = size
+    if limit is not None and width * height > limit:  # None: the caller switched PIL's limit off
+        raise BadInput(f"image {path} is {width}x{height} ({width * height:,} pixels), over the {limit:,}-pixel limit")
+
+
+def _silence_pil_bomb_warning() -> None:
+    """PIL warns for images over its limit before ``_check_pixel_limit`` refuses them,
+    so its warning would only repeat that refusal as a raw line on stderr. The filter is
+    process-wide: decoder threads cannot each scope one (``catch_warnings`` is not
+    thread-safe before Python 3.14). It is put back when missing, because a caller's
+    ``catch_warnings`` block (pytest wraps every test in one) drops it on exit."""
+    import warnings
+
+    from PIL import Image
+
+    if ("ignore", None, Image.DecompressionBombWarning, None, 0) not in warnings.filters:
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -118,6 +153,10 @@ class ImageEncoder:
         self.channels_last = channels_last
         self.decode_ahead_items = 256 if normalize is not None else 32
         self._scale_shift: dict[str, tuple[Any, Any]] = {}
+
+    def close(self) -> None:
+        """Wait for weights loading in the background (``BackgroundModel``), if any."""
+        close_resource(self.forward)
 
     def load(self, value: str):
         """Decode and preprocess the image file at ``value``."""
