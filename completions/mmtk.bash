@@ -39,11 +39,11 @@ _mmtk() {
   case "$cmd" in
     "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train --debug --version" -- "$cur")) ;;
     "distill") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
-    "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
-    "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
+    "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+    "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
     "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
     "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
-    "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --on-error --quiet" -- "$cur")) ;;
+    "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
     "store") COMPREPLY=($(compgen -W "gc info ls repair rm verify" -- "$cur")) ;;
     "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
     "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
@@ -51,7 +51,7 @@ _mmtk() {
     "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
     "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-    "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --json --on-error --quiet" -- "$cur")) ;;
+    "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
   esac
   if [[ "$cur" != -* && ${#COMPREPLY[@]} -eq 0 ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
 }

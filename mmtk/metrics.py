@@ -142,27 +142,36 @@ def parse_fail_under(spec: str) -> Threshold:
     return Threshold(metric=metric, value=value, task=task or None)
 
 
+def check_threshold_names(thresholds: Sequence[Threshold], kinds: dict[str, str]) -> list[str]:
+    """The task each threshold applies to, given the run's tasks and their kinds
+    (``{"label": "binary"}``); an unknown task or metric name raises ``UsageError``
+    listing the valid ones. Cheap, so ``evaluate`` calls it before any feature work."""
+    tasks = []
+    for threshold in thresholds:
+        task = _pick_task(kinds, threshold)
+        known = METRICS[kinds[task]]
+        if threshold.metric not in known:
+            raise UsageError(
+                f"--fail-under {threshold.label}: unknown metric {threshold.metric!r} for {kinds[task]} task {task!r}",
+                f"choose one of: {', '.join(known)}",
+            )
+        tasks.append(task)
+    return tasks
+
+
 def check_thresholds(result: dict[str, Any], thresholds: Sequence[Threshold]) -> list[str]:
     """The thresholds an evaluation result misses, one line each (empty: all passed).
 
     ``result`` is what :func:`mmtk.evaluate.evaluate` returns. A metric is missed when it
-    is below its value, or above it for error metrics (``rmse``, ``mae``), or when it is
-    undefined on this data (e.g. ``roc_auc`` with one class). An unknown task or metric
-    name raises ``UsageError`` listing the valid ones.
+    is below its value, or above it for error metrics (``rmse``, ``mae``: there the value
+    is a ceiling), or when it is undefined on this data (e.g. ``roc_auc`` with one class).
+    An unknown task or metric name raises ``UsageError`` listing the valid ones.
     """
     per_task = result["tasks"] if "tasks" in result else {result["task"]: result}
+    tasks = check_threshold_names(thresholds, {name: _kind_of(entry) for name, entry in per_task.items()})
     misses = []
-    for threshold in thresholds:
-        task = _pick_task(per_task, threshold)
-        entry = per_task[task]
-        kind = _kind_of(entry)
-        known = METRICS[kind]
-        if threshold.metric not in known:
-            raise UsageError(
-                f"--fail-under {threshold.label}: unknown metric {threshold.metric!r} for {kind} task {task!r}",
-                f"choose one of: {', '.join(known)}",
-            )
-        value = entry["metrics"].get(threshold.metric)
+    for threshold, task in zip(thresholds, tasks):
+        value = per_task[task]["metrics"].get(threshold.metric)
         if value is None:
             misses.append(f"{threshold.label} is undefined on this data (e.g. one class only), required {threshold.value:g}")
         elif threshold.metric in LOWER_IS_BETTER and value > threshold.value:
@@ -173,6 +182,7 @@ def check_thresholds(result: dict[str, Any], thresholds: Sequence[Threshold]) ->
 
 
 def _pick_task(per_task: dict[str, Any], threshold: Threshold) -> str:
+    # per_task: any mapping keyed by the run's task names.
     names = list(per_task)
     if threshold.task is None:
         if len(names) == 1:

@@ -45,8 +45,7 @@ AllowOutsidePaths = Annotated[
     bool,
     typer.Option(
         "--allow-outside-paths",
-        help="Accept relative media paths that leave the dataset's folder (../x.jpg); they are refused by default. "
-        "Absolute paths are always accepted.",
+        help="Accept relative media paths that leave the dataset's folder; they are refused by default, absolute paths never are.",
     ),
 ]
 MaxLength = Annotated[
