@@ -182,7 +182,6 @@ def check_thresholds(result: dict[str, Any], thresholds: Sequence[Threshold]) ->
 
 
 def _pick_task(per_task: dict[str, Any], threshold: Threshold) -> str:
-    # per_task: any mapping keyed by the run's task names.
     names = list(per_task)
     if threshold.task is None:
         if len(names) == 1:
