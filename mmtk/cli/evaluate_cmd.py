@@ -31,7 +31,11 @@ def evaluate_command(
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots (confusion matrix, ROC/PR curves) here.")] = None,
     fail_under: Annotated[
         Optional[list[str]],
-        typer.Option("--fail-under", help="METRIC=VALUE (or TASK.METRIC=VALUE); exit 1 when the metric is below VALUE. Repeatable."),
+        typer.Option(
+            "--fail-under",
+            help="METRIC=VALUE or TASK.METRIC=VALUE: exit 1 when the metric is below VALUE; for the error metrics "
+            "rmse and mae VALUE is a ceiling (exit 1 when above). Names are checked before any work. Repeatable.",
+        ),
     ] = None,
     store: Store = None,
     device: DeviceOpt = "auto",
@@ -48,12 +52,14 @@ def evaluate_command(
     Features missing from the store are extracted first with the run's own backbones.
     """
     from mmtk.evaluate import evaluate
-    from mmtk.metrics import check_thresholds, parse_fail_under
+    from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
     from mmtk.predict import open_run, read_for_run
 
     output.set_quiet(quiet)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
     loaded = open_run(run, device.value)
+    # A mistyped name (macro_f=0.7) is refused now, not after minutes of extraction.
+    check_threshold_names(thresholds, {task: loaded.kind(task) for task in loaded.tasks})
     dataset = read_for_run(
         loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), require_labels=True, on_error=on_error.value
     )
