@@ -29,6 +29,17 @@ stamp=.venv/.mmtk-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing mmtk and its dependencies into .venv (first time: several minutes)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  # PyTorch first, from its CPU wheel index on a machine without an NVIDIA GPU (see
+  # scripts/torch_index.sh); an installed torch is left as it is (delete .venv to switch).
+  # torchvision (open_clip needs it) comes from the same index: PyPI's build expects CUDA torch.
+  if ! .venv/bin/python -m pip show -q torch >/dev/null 2>&1; then
+    source scripts/torch_index.sh
+    index=$(torch_index)
+    if [ -n "$index" ]; then
+      echo "setup: installing PyTorch from $index" >&2
+      .venv/bin/python -m pip install -q --index-url "$index" torch torchvision
+    fi
+  fi
   .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
 fi

@@ -1,0 +1,72 @@
+"""scripts/torch_index.sh: the choice of PyTorch's wheel index made by scripts/setup.sh,
+with the GPU check and the network probe replaced by fakes (no network needed)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "torch_index.sh"
+CPU = "https://download.pytorch.org/whl/cpu"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def choose(tmp_path, *, os="Linux", gpu=False, answers=True, choice=None, env=None):
+    """Run torch_index with fake probes; returns (exit status, stdout, stderr, probed)."""
+    marker = tmp_path / "probed"
+    marker.unlink(missing_ok=True)
+    fakes = (
+        f"os_name() {{ echo {os}; }}; "
+        f"has_nvidia_gpu() {{ return {0 if gpu else 1}; }}; "
+        f"cpu_index_answers() {{ touch {marker}; return {0 if answers else 1}; }}; "
+    )
+    environment = {"PATH": "/usr/bin:/bin", **(env or {})}
+    if choice is not None:
+        environment["MMTK_TORCH_INDEX"] = choice
+    result = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; source {SCRIPT}; {fakes} torch_index"],
+        capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL, timeout=30,
+    )
+    return result.returncode, result.stdout.strip(), result.stderr, marker.exists()
+
+
+def test_cpu_index_on_a_linux_machine_without_gpu_when_it_answers(tmp_path):
+    assert choose(tmp_path) == (0, CPU, "", True)
+
+
+def test_default_resolution_when_the_cpu_index_does_not_answer(tmp_path):
+    assert choose(tmp_path, answers=False) == (0, "", "", True)
+
+
+def test_a_gpu_machine_or_another_os_keeps_the_default_without_probing(tmp_path):
+    assert choose(tmp_path, gpu=True) == (0, "", "", False)
+    assert choose(tmp_path, os="Darwin") == (0, "", "", False)
+
+
+def test_the_choice_can_be_forced(tmp_path):
+    assert choose(tmp_path, choice="cpu", gpu=True) == (0, CPU, "", False)
+    assert choose(tmp_path, choice="default") == (0, "", "", False)
+    cuda = "https://download.pytorch.org/whl/cu124"
+    assert choose(tmp_path, choice=cuda) == (0, cuda, "", False)
+    status, out, err, _ = choose(tmp_path, choice="cuda")
+    assert status == 2 and out == "" and "MMTK_TORCH_INDEX=cuda" in err and err.count("\n") == 1
+
+
+def test_the_real_probe_gives_up_fast_on_an_index_that_never_answers(tmp_path):
+    # A socket that accepts connections (the kernel's backlog) but never replies: the
+    # probe must fail within its limit instead of waiting for pip's 180 s timeout.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/whl/cpu"
+        result = subprocess.run(
+            ["bash", "-c", f"source {SCRIPT}; cpu_index_answers"],
+            env={"PATH": "/usr/bin:/bin", "TORCH_CPU_INDEX": url, "TORCH_PROBE_SECONDS": "1", "PYTHON": shutil.which("python3") or "python3"},
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=30,  # a hang fails the test here
+        )
+    assert result.returncode != 0
