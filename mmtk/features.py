@@ -220,6 +220,67 @@ def gather_features(
     return arrays
 
 
+def items_with_features(
+    dataset,
+    resolved: Sequence[ResolvedFeature],
+    store,
+    *,
+    extract_missing: bool = False,
+    on_error: str = "fail",
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+):
+    """``(dataset, skipped)``: ``dataset`` narrowed to the records whose features are all
+    stored, and a ``BadItem`` for each record left out, in dataset order.
+
+    With ``extract_missing`` the missing features are extracted first, with ``on_error``
+    passed on, so an item that cannot be encoded is named with the reason. Without it
+    (training), a record whose features are missing while others' are stored was most
+    likely skipped at extraction. ``on_error="fail"`` raises instead of leaving records
+    out, as does a feature missing for every record (extraction never ran: the error
+    names the command) or a dataset left with no records at all.
+    """
+    from mmtk.data import BadItem, content_keys
+    from mmtk.errors import DataError
+
+    left_out: dict[int, BadItem] = {}
+    first_feature = None  # the feature that left out record 0
+    for feature in resolved:
+        config = feature.backbone
+        keys = content_keys(dataset.values(feature.column), config.modality)
+        missing = set(store.missing(config.fingerprint, keys))
+        reasons: dict[tuple[int, str], BadItem] = {}
+        if missing and extract_missing:
+            from mmtk.extract import extract_features
+
+            report = extract_features(
+                dataset, feature.ref.backbone, store=store, column=feature.column, sequence=feature.ref.sequence,
+                options=feature.ref.options, device=device, on_error=on_error, progress=progress,
+            )
+            reasons = {(bad.line, bad.item): bad for bad in report.skipped}
+            missing = set(store.missing(config.fingerprint, keys))
+        if not missing:
+            continue
+        if on_error == "fail" or (not extract_missing and missing == set(keys)):
+            raise _not_stored(dataset, feature, store, sorted(missing), keys, f"{config.spec} ({config.modality}) features")
+        for row, (record, key) in enumerate(zip(dataset.records, keys)):
+            if key in missing and row not in left_out:
+                first_feature = feature if row == 0 else first_feature
+                left_out[row] = reasons.get((record.line, record.id)) or BadItem(
+                    str(dataset.source), record.line, record.id,
+                    f"no {config.spec} ({config.modality}) features in store {store.root} (skipped at extraction?)",
+                )
+    if not left_out:
+        return dataset, []
+    if len(left_out) == len(dataset.records):
+        raise DataError(
+            f"every item of {dataset.source} was left out, the first: {left_out[0].one_line()}",
+            f"fix them; this lists each one: {_extract_command(dataset, first_feature, store)} --on-error skip",
+        )
+    kept = dataset.subset(row for row in range(len(dataset.records)) if row not in left_out)
+    return kept, [left_out[row] for row in sorted(left_out)]
+
+
 def gather_timestamps(
     dataset, ref: str | FeatureRef, store, options: FeatureOptions | None = None
 ) -> list[np.ndarray]:

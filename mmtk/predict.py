@@ -105,6 +105,21 @@ def read_for_run(
     return read_dataset(data, require=list(dict.fromkeys(needed)), on_error=on_error, **overrides)
 
 
+def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None):
+    """``(dataset, skipped)``: the records of ``dataset`` that have every feature the run
+    needs, after extracting the missing ones with ``on_error`` (``"skip"`` leaves out,
+    and lists as ``BadItem``s, the items that cannot be encoded); see
+    ``mmtk.features.items_with_features``. The backbones are checked against the run's
+    fingerprints before anything is extracted."""
+    from mmtk.features import items_with_features, resolve_features
+
+    resolved = resolve_features(dataset, run.feature_refs)
+    run.check_fingerprints(resolved)
+    return items_with_features(
+        dataset, resolved, store, extract_missing=True, on_error=on_error, device=device, progress=progress
+    )
+
+
 def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None):
     """Logits per task for every record of ``dataset`` (and gate weights with
     ``explain``), after checking the backbones still match the run's fingerprints. A

@@ -53,7 +53,7 @@ def evaluate_command(
     """
     from mmtk.evaluate import evaluate
     from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
-    from mmtk.predict import open_run, read_for_run
+    from mmtk.predict import open_run, read_for_run, usable_items
 
     output.set_quiet(quiet)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
@@ -64,8 +64,11 @@ def evaluate_command(
         loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), require_labels=True, on_error=on_error.value
     )
     output.warn_skipped(dataset.skipped)
+    features_store = open_store(store)
     with output.progress_bar("features") as progress:
-        result = evaluate(loaded, dataset, store=open_store(store), plots_dir=plots, device=device.value, progress=progress)
+        dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
+    output.warn_skipped(skipped)
+    result = evaluate(loaded, dataset, store=features_store, plots_dir=plots, device=device.value)
     misses = check_thresholds(result, thresholds)
     if json_out:
         output.print_json(result)

@@ -51,12 +51,15 @@ def predict_command(
 
     Each record holds the label and the class probabilities. Features missing from the store are extracted first.
     """
-    from mmtk.predict import open_run, predict, read_for_run, write_predictions
+    from mmtk.predict import open_run, predict, read_for_run, usable_items, write_predictions
 
     output.set_quiet(quiet)
     loaded = open_run(run, device.value)
     dataset = read_for_run(loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), on_error=on_error.value)
     output.warn_skipped(dataset.skipped)
+    features_store = open_store(store)
     with output.progress_bar("features") as progress:
-        records = predict(loaded, dataset, store=open_store(store), explain=explain, device=device.value, progress=progress)
+        dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
+    output.warn_skipped(skipped)
+    records = predict(loaded, dataset, store=features_store, explain=explain, device=device.value)
     write_predictions(records, out, fmt=infer_format(out, fmt))

@@ -96,7 +96,7 @@ def train_command(
     The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
     """
     from mmtk.data import read_dataset
-    from mmtk.features import parse_feature_refs, required_columns
+    from mmtk.features import items_with_features, parse_feature_refs, required_columns, resolve_features
     from mmtk.tabular import column_spec
     from mmtk.train import train
 
@@ -115,6 +115,16 @@ def train_command(
     dataset = read_dataset(data, require=needed, on_error=on_error.value, **columns)
     val_dataset = read_dataset(val, require=needed, on_error=on_error.value, **columns) if val else None
     output.warn_skipped(dataset.skipped + (val_dataset.skipped if val_dataset else []))
+    features_store = open_store(store)
+    if on_error is OnError.skip:
+        # Items skipped at extraction have no features: leave them out too, listed.
+        dataset, skipped = items_with_features(dataset, resolve_features(dataset, refs), features_store, on_error="skip")
+        if val_dataset is not None:
+            val_dataset, val_skipped = items_with_features(
+                val_dataset, resolve_features(val_dataset, refs), features_store, on_error="skip"
+            )
+            skipped += val_skipped
+        output.warn_skipped(skipped)
     with output.progress_bar("training") as progress:
         report = train(
             dataset,
@@ -122,7 +132,7 @@ def train_command(
             model=model,
             tasks=tasks,
             out=out,
-            store=open_store(store),
+            store=features_store,
             val_dataset=val_dataset,
             val_split=val_split,
             epochs=epochs,
