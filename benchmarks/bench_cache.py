@@ -2,10 +2,15 @@
 
 1. warm re-run over a fully cached dataset, as a fraction of the cold run's time
    (target <= 5%, 1,000 items);
-2. peak memory (summed RSS of the whole process tree, sampled every 20 ms) of a cold
+2. reading the cached features back (``FeatureStore.gather`` of every item, in a fresh
+   process as `train`/`evaluate` do) with the checksum check on each shard's first map
+   and without it (``verify_reads=False``), alternating, median of ``--rounds``: the
+   check's cost as a ratio, and the checked read as a fraction of the cold run (it
+   must stay within the warm re-run target);
+3. peak memory (summed RSS of the whole process tree, sampled every 20 ms) of a cold
    run over 2,000 items against one over 200 items (target: within 15%).
 
-    python benchmarks/bench_cache.py [--items 1000] [--backbone efficientnet-lite0]
+    python benchmarks/bench_cache.py [--items 1000] [--backbone efficientnet-lite0] [--rounds 5] [--no-memory]
 
 Runs the real command line in subprocesses against a fresh store in benchmarks/out/.
 """
@@ -88,12 +93,33 @@ def run_extract(data: Path, store: Path, backbone: str) -> tuple[float, int, dic
     return seconds, peak, json.loads(stdout)
 
 
+# Times one gather of every stored item in a fresh process, after the store is opened
+# and the keys listed, so only the read (and the first-map checksum) is measured.
+_GATHER = """
+import json, sys, time
+from mmtk.store import FeatureStore
+store = FeatureStore(sys.argv[1], verify_reads=sys.argv[2] == "checked")
+fingerprint = store.feature_sets()[0]["fingerprint"]
+keys = [k for entries in store.index.items_by_shard(fingerprint).values() for k, _, _ in entries]
+start = time.perf_counter()
+features = store.gather(fingerprint, keys)
+print(json.dumps({"seconds": time.perf_counter() - start, "items": len(keys), "mib": features.nbytes / 2**20}))
+"""
+
+
+def time_gather(store: Path, mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _GATHER, str(store), mode], capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(out.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000, help="items for the warm/cold comparison")
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=2000)
     parser.add_argument("--backbone", default="efficientnet-lite0")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating checked/unchecked gathers")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory comparison")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -108,6 +134,20 @@ def main() -> None:
     rows.append(("cold run, items/s", f"{computed_cold / cold_s:.1f}", f"{args.items} items in {cold_s:.1f} s"))
     rows.append(("warm run / cold run (target <= 0.05)", f"{warm_s / cold_s:.3f}", f"warm {warm_s:.2f} s, computed {computed_warm}"))
 
+    times: dict[str, list[float]] = {"checked": [], "unchecked": []}
+    for _ in range(args.rounds):
+        for mode in times:
+            result = time_gather(store, mode)
+            times[mode].append(result["seconds"])
+    checked, unchecked = (sorted(times[m])[len(times[m]) // 2] for m in ("checked", "unchecked"))
+    read = f"{result['items']} items, {result['mib']:.1f} MiB"
+    rows.append(("gather, checksum checked / unchecked", f"{checked / unchecked:.2f}", f"{checked * 1e3:.1f} ms vs {unchecked * 1e3:.1f} ms ({read})"))
+    rows.append(("checked gather / cold run (target <= 0.05)", f"{checked / cold_s:.4f}", f"median of {args.rounds}"))
+    rows.append(("warm run + checked gather / cold run", f"{(warm_s + checked) / cold_s:.3f}", ""))
+    if args.no_memory:
+        print_rows(args, rows)
+        return
+
     peaks = {}
     for count in (args.small, args.large):
         store = OUT / f"store-mem-{count}"
@@ -119,6 +159,10 @@ def main() -> None:
          f"{peaks[args.small] / 2**20:.0f} MiB vs {peaks[args.large] / 2**20:.0f} MiB")
     )
 
+    print_rows(args, rows)
+
+
+def print_rows(args, rows: list[tuple[str, str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"backbone {args.backbone}, {os.cpu_count()} CPUs")
     for name, value, detail in rows:
