@@ -159,6 +159,7 @@ def new_shard_memmap(root: Path, fingerprint: str, shape: tuple[int, int]) -> tu
     try:
         directory.mkdir(parents=True, exist_ok=True)
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=DTYPE, shape=shape)
+        _reserve(temp)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         known = _write_error(exc, temp)
@@ -166,6 +167,17 @@ def new_shard_memmap(root: Path, fingerprint: str, shape: tuple[int, int]) -> tu
             raise
         raise known from exc
     return array, temp, final
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a sparse file's blocks now: a full disk is then an ``OSError`` here,
+    not a SIGBUS when a page of the memory map is written."""
+    with open(path, "rb+") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate
+                raise
 
 
 def commit_memmap(root: Path, array: np.memmap, temp: Path, final: Path) -> WrittenShard:

@@ -150,6 +150,21 @@ def test_full_disk_in_sqlite_is_a_store_error_and_removes_the_new_shard(filled, 
     assert filled.verify()["ok"]
 
 
+def test_full_disk_during_compaction_is_a_store_error_and_loses_nothing(filled, vectors, monkeypatch):
+    """The compacted shard is a memory map; its blocks are reserved up front so a full
+    disk is an error there, not a SIGBUS on the first page written."""
+    digest = filled.info("vec-test")["digest"]
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(StoreError, match="no space left on the disk holding"):
+        filled.gc(compact_min_shards=2)
+    assert not list((filled.root / "shards").rglob("*.tmp"))
+    assert filled.verify()["ok"] and filled.info("vec-test")["digest"] == digest
+
+
 # --------------------------------------------------------------------------- damaged index
 
 
