@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmtk.backbones.base import FeatureOptions
+from mmtk.backbones.registry import absolute_spec
 from mmtk.errors import StoreError, UsageError
 
 SEQUENCE_MARK = ":seq"
@@ -67,7 +68,8 @@ class FeatureRef:
         backbone = body.removesuffix(SEQUENCE_MARK).strip()
         if not backbone:
             raise UsageError(f"feature reference {text!r} names no backbone", f"write {FEATURE_FORMS}")
-        return cls(backbone=backbone, sequence=sequence, column=column)
+        # Runs record the reference: a relative model path would not be found from elsewhere.
+        return cls(backbone=absolute_spec(backbone), sequence=sequence, column=column)
 
     @property
     def is_tabular(self) -> bool:

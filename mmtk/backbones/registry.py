@@ -7,6 +7,7 @@ a ``BackboneConfig`` without loading any weights.
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from mmtk.backbones.base import MODALITIES, VIDEO, BackboneConfig, FeatureOptions
@@ -28,7 +29,7 @@ def resolve_backbone(
     ``sequence`` asks for the backbone's sequence form (``--sequence``, ``BACKBONE:seq``);
     backbones that only make sequences (mfcc) are that form already.
     An unknown name raises ``UsageError`` listing the registered names."""
-    spec = spec.strip()
+    spec = absolute_spec(spec)
     options = options or FeatureOptions()
     name, sep, arg = spec.partition(":")
     if not name:
@@ -58,3 +59,40 @@ def resolve_backbone(
             )
         config = config.sequence_form(config, options)
     return config
+
+
+# open_clip's source for a model directory (``clip:local-dir:PATH``).
+_LOCAL_DIR = "local-dir:"
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with a relative local path in its argument made absolute (``hf:./tinybert``
+    -> ``hf:/home/me/tinybert``), without resolving anything else: the form runs record
+    and the store lists, so a run evaluated from another folder finds the same model, and
+    ``store info`` finds what ``store ls`` shows. The path is the whole argument (hf,
+    detr, hf-audio), the part after ``local-dir:``, or a weights file after open_clip's
+    ``MODEL@``; it counts as local when written as one (``./``, ``../``, ``~``) or when it
+    is a directory (a weights file after ``@``), as the backbones tell a path from a hub name."""
+    spec = spec.strip()
+    name, sep, arg = spec.partition(":")
+    if not arg:
+        return spec
+    if arg.startswith(_LOCAL_DIR):
+        return f"{name}:{_LOCAL_DIR}{_absolute(arg[len(_LOCAL_DIR):])}"
+    if _is_local(arg):
+        return f"{name}:{_absolute(arg)}"
+    model, at, weights = arg.rpartition("@")
+    if at and model and weights and os.path.isfile(os.path.expanduser(weights)):
+        return f"{name}:{model}@{_absolute(weights)}"
+    return spec
+
+
+def _is_local(path: str) -> bool:
+    return path in (".", "..") or path.startswith(("./", "../", "~", "/")) or os.path.isdir(path)
+
+
+def _absolute(path: str) -> str:
+    # Symlinks resolved, as the backbones identify local models by their real directory.
+    from pathlib import Path
+
+    return str(Path(path).expanduser().resolve()) if path else path

@@ -71,7 +71,10 @@ def info_command(
     json_out: Json = False,
 ) -> None:
     """Show one feature set: item count, size and a digest of its arrays."""
-    info = _existing_store(store).info(name)
+    from mmtk.backbones.registry import absolute_spec
+
+    # The store lists local models by absolute path (hf:/home/me/tinybert), as runs record them.
+    info = _existing_store(store).info(absolute_spec(name))
     if json_out:
         output.print_json(info)
         return
