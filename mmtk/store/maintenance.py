@@ -320,7 +320,7 @@ def _remove_orphans(store: FeatureStore, dry_run: bool, min_age_s: float, report
             # lock: a writer registers its set before it creates the set's directory.
             registered = {s["fingerprint"][:16] for s in store.index.feature_sets()}
             for directory in (root / SHARD_DIR).glob("*"):
-                if directory.is_dir() and directory.name not in registered and not any(directory.iterdir()):
+                if directory.is_dir() and not directory.is_symlink() and directory.name not in registered and not any(directory.iterdir()):
                     directory.rmdir()
 
 

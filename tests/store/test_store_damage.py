@@ -305,6 +305,14 @@ def test_a_symlinked_shard_pointing_outside_is_refused(tmp_path, filled, vectors
         filled.gather(vectors, keys)
     assert filled.repair()["dropped_items"] == 10
     assert victim.exists()
+    # Folders linked in from outside: gc neither walks into them nor removes them.
+    outside, empty = tmp_path / "outside", tmp_path / "empty"
+    outside.mkdir()
+    empty.mkdir()
+    (outside / "old.npy").write_bytes(b"x")
+    (filled.root / "shards" / "linked").symlink_to(outside)
+    (filled.root / "shards" / "linked-empty").symlink_to(empty)
     # The link is an orphan now; gc removes the link, never what it points at.
     filled.gc(min_age_s=0)
     assert victim.exists() and not real.is_symlink()
+    assert (outside / "old.npy").exists() and empty.is_dir()
