@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from functools import lru_cache
 from typing import Any, Iterable
 
@@ -19,6 +20,11 @@ FILE_MODALITIES = frozenset({"image", "audio", "video"})
 
 _DIGEST_SIZE = 20
 _CHUNK = 1 << 20  # hash files in 1 MiB reads so a long video never sits in memory whole
+# A file changed less than this long ago is hashed afresh rather than memoised (git's
+# "racily clean" rule): filesystems stamp times with a coarse clock (a few ms on ext4 and
+# tmpfs, 2 s on FAT), so a rewrite within the same tick keeps the size and times the
+# memo would trust. Once the file is older than that, any rewrite gets a later ctime.
+_RACY_NS = 2_000_000_000
 
 
 def content_key(value: Any, modality: str) -> str:
@@ -26,7 +32,9 @@ def content_key(value: Any, modality: str) -> str:
 
     For ``image``/``audio``/``video`` ``value`` is a file path and the key is
     ``"f:"`` + blake2b (20-byte digest) of the file's bytes, memoised in-process on
-    (absolute path, size, mtime_ns) so a warm re-run does not re-read every file. For
+    (absolute path, size, mtime_ns, ctime_ns, inode) so a warm re-run does not re-read
+    every file; a file changed in the last 2 s is always re-read, so a same-size rewrite
+    within one tick of the filesystem clock still gets a new key. For
     any other modality the key is ``"t:"`` + blake2b of ``b"text\\0"`` + the UTF-8 text.
     The prefixes keep a text and a file with identical bytes from sharing a key.
     """
@@ -38,7 +46,9 @@ def content_key(value: Any, modality: str) -> str:
             stat = os.stat(path)
         except OSError as exc:
             raise DataError(f"{modality} file {path} cannot be read: {exc.strerror}", "fix the path or drop the item") from None
-        return "f:" + _file_digest(path, stat.st_size, stat.st_mtime_ns)
+        if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < _RACY_NS:
+            return "f:" + _hash_file(path)
+        return "f:" + _file_digest(path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     digest = hashlib.blake2b(b"text\0" + str(value).encode("utf-8"), digest_size=_DIGEST_SIZE)
     return "t:" + digest.hexdigest()
 
@@ -49,9 +59,14 @@ def content_keys(values: Iterable[Any], modality: str) -> list[str]:
 
 
 @lru_cache(maxsize=1 << 20)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    # size and mtime_ns are part of the cache key only: a file rewritten in place gets
-    # a new mtime (or size) and so misses the cache and is hashed again.
+def _file_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    # Everything but the path is part of the cache key only: a file rewritten in place
+    # gets a new ctime even when its mtime is set back (cp -p, touch -r, rsync -t), and
+    # one replaced by a rename a new inode, so either misses the cache.
+    return _hash_file(path)
+
+
+def _hash_file(path: str) -> str:
     digest = hashlib.blake2b(digest_size=_DIGEST_SIZE)
     try:
         with open(path, "rb") as handle:
