@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Sequence
@@ -66,14 +66,22 @@ def resolve_source(arg: str | None, name: str = NAME) -> ClipSource:
     sources; ``name`` is the backbone the spec belongs to, for error messages."""
     arg = arg or DEFAULT
     if arg.startswith(LOCAL_DIR):
-        return _resolve_local_dir(arg[len(LOCAL_DIR):], name)
-    if arg.startswith(HF_HUB):
+        source = _resolve_local_dir(arg[len(LOCAL_DIR):], name)
+    elif arg.startswith(HF_HUB):
         repo = arg[len(HF_HUB):].strip("/")
         if repo.count("/") != 1:
             raise UsageError(f"bad hub repo in {name} spec {arg!r}", spec_hint(name))
         weights = {"hub": repo, "revision": cached_revision(repo)}
-        return ClipSource(HF_HUB + repo, {"source": "hf-hub", "repo": repo}, weights, None)
-    return _resolve_builtin(arg, name)
+        source = ClipSource(HF_HUB + repo, {"source": "hf-hub", "repo": repo}, weights, None)
+    else:
+        source = _resolve_builtin(arg, name)
+    # The backbone's name, for the hint of a hub that cannot be reached (``local_form``).
+    return replace(source, settings={**source.settings, "backbone": name})
+
+
+def local_form(settings: dict) -> str:
+    """The spec that loads an open_clip model from a folder, for this backbone."""
+    return f"{settings.get('backbone', NAME)}:{LOCAL_DIR}/path/to/model (open_clip_config.json and weights)"
 
 
 def identity(source: ClipSource, tower: str) -> dict:
@@ -160,7 +168,8 @@ def build_clip(config: BackboneConfig, device: str):
         import open_clip
 
         tokenizer = load_cached_first(
-            f"the tokenizer of {config.spec}", lambda local_only: open_clip.get_tokenizer(model_name)
+            f"the tokenizer of {config.spec}", lambda local_only: open_clip.get_tokenizer(model_name),
+            local_form=local_form(config.settings),
         )
         return ClipTextEncoder(model, tokenizer, device, dim)
     return image_encoder(model, preprocess, dim, device)
@@ -213,7 +222,7 @@ def _model_source(settings: dict) -> tuple[str, dict[str, Any]]:
     if settings["source"] == "local-dir":
         return LOCAL_DIR + settings["directory"], {}
     if settings["source"] == "hf-hub":
-        return LOCAL_DIR + _hub_snapshot(settings["repo"]), {}
+        return LOCAL_DIR + _hub_snapshot(settings["repo"], local_form(settings)), {}
     model, pretrained = settings["model"], settings["pretrained"]
     if model not in open_clip.list_models():
         raise UsageError(f"unknown open_clip model {model!r}", "see open_clip.list_models(), or use clip:local-dir:PATH")
@@ -223,21 +232,22 @@ def _model_source(settings: dict) -> tuple[str, dict[str, Any]]:
     if not tag:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
         raise UsageError(f"unknown pretrained tag {pretrained!r} for clip model {model}", f"choose one of: {tags}")
-    checkpoint = _tag_checkpoint(model, pretrained, tag)
+    checkpoint = _tag_checkpoint(model, pretrained, tag, local_form(settings))
     preprocess = {
         f"image_{key}": tag[key] for key in ("mean", "std", "interpolation", "resize_mode") if key in tag
     }
     return model, {"pretrained": checkpoint, "force_quick_gelu": bool(tag.get("quick_gelu", False)), **preprocess}
 
 
-def _tag_checkpoint(model: str, pretrained: str, tag: dict) -> str:
+def _tag_checkpoint(model: str, pretrained: str, tag: dict, local: str) -> str:
     """Local path of a pretrained tag's checkpoint (safetensors preferred, as open_clip)."""
     import open_clip
 
     hub = tag.get("hf_hub", "")
     if not hub:
         return load_cached_first(
-            f"clip:{model}@{pretrained}", lambda local_only: open_clip.download_pretrained(tag, prefer_hf_hub=False)
+            f"clip:{model}@{pretrained}", lambda local_only: open_clip.download_pretrained(tag, prefer_hf_hub=False),
+            local_form=local,
         )
     # open_clip writes 'org/name/' for the repo's default file, 'org/name/file' otherwise.
     repo, filename = os.path.split(hub)
@@ -246,21 +256,21 @@ def _tag_checkpoint(model: str, pretrained: str, tag: dict) -> str:
         safe = "open_clip_model.safetensors"
     else:
         safe = str(Path(filename).with_suffix(".safetensors"))
-    return _first_hub_file(repo, [safe, filename])
+    return _first_hub_file(repo, [safe, filename], local)
 
 
-def _hub_snapshot(repo: str) -> str:
+def _hub_snapshot(repo: str, local: str) -> str:
     """Folder holding the repo's open_clip config and weights in the local hub cache."""
-    config = hub_file(repo, CONFIG_FILE)
-    _first_hub_file(repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])
+    config = hub_file(repo, CONFIG_FILE, local_form=local)
+    _first_hub_file(repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"], local)
     return str(Path(config).parent)
 
 
-def _first_hub_file(repo: str, filenames: Sequence[str]) -> str:
+def _first_hub_file(repo: str, filenames: Sequence[str], local: str) -> str:
     error: UsageError | None = None
     for filename in filenames:
         try:
-            return hub_file(repo, filename)
+            return hub_file(repo, filename, local_form=local)
         except UsageError as exc:
             error = exc
     assert error is not None

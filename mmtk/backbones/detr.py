@@ -99,7 +99,8 @@ def build_detr(config: BackboneConfig, device: str) -> DetrEncoder:
 
         return AutoConfig.from_pretrained(source, local_files_only=local_only, **where)
 
-    model_config = load_cached_first(config.spec, load_config)
+    local_form = f"{NAME}:/path/to/model (a folder saved with save_pretrained)"
+    model_config = load_cached_first(config.spec, load_config, local_form=local_form)
     _check_loadable(model_config, config.spec)
 
     def load(local_only: bool):
@@ -113,7 +114,7 @@ def build_detr(config: BackboneConfig, device: str) -> DetrEncoder:
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only, **where)
         return model.eval().to(device), processor
 
-    model, processor = load_cached_first(config.spec, load)
+    model, processor = load_cached_first(config.spec, load, local_form=local_form)
     return DetrEncoder(model, processor, device)
 
 

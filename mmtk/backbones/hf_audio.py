@@ -72,7 +72,9 @@ def build_hf_audio(config: BackboneConfig, device: str) -> SpeechEncoder:
         extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
         return model.eval().to(device), extractor
 
-    model, extractor = load_cached_first(f"{NAME}:{source}", load)
+    model, extractor = load_cached_first(
+        f"{NAME}:{source}", load, local_form=f"{NAME}:/path/to/model (a folder saved with save_pretrained)"
+    )
     return SpeechEncoder(model, extractor, device, int(getattr(extractor, "sampling_rate", config.settings["sample_rate"])))
 
 

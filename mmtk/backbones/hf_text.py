@@ -54,6 +54,7 @@ def build_hf(config: BackboneConfig, device: str) -> TransformerTextEncoder:
     """Load tokenizer and model: local files first, the hub only when nothing is cached."""
     source = config.settings["source"]
     model, tokenizer = load_cached_first(
-        f"hf:{source}", lambda local_only: load_transformer(source, device, local_only=local_only)
+        f"hf:{source}", lambda local_only: load_transformer(source, device, local_only=local_only),
+        local_form=f"{NAME}:/path/to/model (a folder saved with save_pretrained)",
     )
     return text_encoder(model, tokenizer, config, device, max_length=MAX_LENGTH)

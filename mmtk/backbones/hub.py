@@ -18,7 +18,15 @@ T = TypeVar("T")
 # Seconds to wait for the hub before concluding it is unreachable.
 HUB_TIMEOUT_S = "10"
 
-UNREACHABLE_HINT = "download it where you have network, or pass local-dir:PATH / a local path"
+#: What works without any network, for every hint that says the hub is out of reach.
+OFFLINE_DEFAULTS = "efficientnet-lite0 (images) and minilm (text), whose weights come with mmtk's packages"
+
+
+def unreachable_hint(local_form: str) -> str:
+    """How to go on without the hub: ``local_form`` is the spec that loads a copy of the
+    model from a folder for THIS backbone (``hf:/path/to/model``,
+    ``clip:local-dir:/path/to/model``), or an offline default."""
+    return f"download the model where there is network and pass {local_form}, or use an offline default: {OFFLINE_DEFAULTS}"
 
 #: Files that identify a local transformers model directory: configs and weights.
 TRANSFORMERS_FILES = ("*.json", "*.safetensors", "*.bin")
@@ -53,22 +61,23 @@ def hub_answers(timeout_s: float = 3.0) -> bool:
     return True
 
 
-def hub_unreachable(what: str) -> UsageError:
+def hub_unreachable(what: str, local_form: str) -> UsageError:
     return UsageError(
-        f"could not load {what}: the model hub is unreachable and no local copy exists", UNREACHABLE_HINT
+        f"could not load {what}: the model hub is unreachable and no local copy exists", unreachable_hint(local_form)
     )
 
 
-def load_cached_first(what: str, load: Callable[[bool], T]) -> T:
+def load_cached_first(what: str, load: Callable[[bool], T], *, local_form: str) -> T:
     """Call ``load(local_only=True)``; if nothing is cached, ``load(local_only=False)``.
-    Failures become a ``UsageError`` naming ``what`` (the hub message when unreachable)."""
+    Failures become a ``UsageError`` naming ``what`` (the hub message when unreachable)
+    whose hint names ``local_form``, the spec that loads the model from a folder."""
     limit_hub_waits()
     try:
         return load(True)
     except Exception:  # not cached (each library raises its own type); try the network
         pass
     if not hub_answers():
-        raise hub_unreachable(what)
+        raise hub_unreachable(what, local_form)
     try:
         return load(False)
     except UsageError:
@@ -76,11 +85,11 @@ def load_cached_first(what: str, load: Callable[[bool], T]) -> T:
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}".lower()
         if any(word in text for word in _NETWORK_WORDS):
-            raise hub_unreachable(what) from exc
-        raise UsageError(f"could not load {what}: {first_line(exc)}", "check the name, or pass a local path") from exc
+            raise hub_unreachable(what, local_form) from exc
+        raise UsageError(f"could not load {what}: {first_line(exc)}", f"check the name, or pass {local_form}") from exc
 
 
-def hub_file(repo_id: str, filename: str) -> str:
+def hub_file(repo_id: str, filename: str, *, local_form: str) -> str:
     """Path of ``filename`` from hub repo ``repo_id``: the cached copy, else downloaded."""
 
     def fetch(local_only: bool) -> str:
@@ -88,7 +97,7 @@ def hub_file(repo_id: str, filename: str) -> str:
 
         return hf_hub_download(repo_id, filename, local_files_only=local_only)
 
-    return load_cached_first(f"{filename} from hub repo {repo_id}", fetch)
+    return load_cached_first(f"{filename} from hub repo {repo_id}", fetch, local_form=local_form)
 
 
 def cached_revision(repo_id: str, revision: str = "main") -> str | None:

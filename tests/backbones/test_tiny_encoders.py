@@ -71,8 +71,20 @@ def test_hf_text_encoder_mean_pools_over_real_tokens_only(tiny_bert_dir):
     assert not np.allclose(padded[0], padded[1])
 
 
-@pytest.mark.parametrize("spec", ["hf:bert-base-uncased", "clip:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"])
-def test_uncached_hub_model_fails_fast_with_the_fix(spec):
+@pytest.mark.parametrize(
+    ("spec", "local_form"),
+    [
+        ("hf:bert-base-uncased", "pass hf:/path/to/model"),
+        ("hf-audio:facebook/wav2vec2-base", "pass hf-audio:/path/to/model"),
+        ("detr:facebook/detr-resnet-101", "pass detr:/path/to/model"),
+        ("clip:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "pass clip:local-dir:/path/to/model"),
+        ("clip-patches:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "pass clip-patches:local-dir:/path/to/model"),
+    ],
+)
+def test_uncached_hub_model_fails_fast_naming_the_form_that_works_for_that_backbone(spec, local_form):
+    """The hint names the spec that loads a downloaded copy for THIS backbone (``hf:``
+    takes a folder as it is; ``hf:local-dir:PATH`` fails the same way again) and the
+    offline defaults."""
     from mmtk.backbones.hub import cached_revision
 
     if cached_revision(spec.split(":")[-1]) is not None:
@@ -82,8 +94,8 @@ def test_uncached_hub_model_fails_fast_with_the_fix(spec):
         resolve_backbone(spec).build("cpu")
     assert time.monotonic() - started < 30
     message = str(error.value)
-    assert "model hub is unreachable and no local copy exists" in message
-    assert "local-dir:PATH" in message and "\n" not in message
+    assert "model hub is unreachable and no local copy exists" in message and "\n" not in message
+    assert local_form in message and "efficientnet-lite0" in message and "minilm" in message
 
 
 def test_unreachable_hub_is_reported_without_trying_the_download(monkeypatch):
@@ -106,5 +118,5 @@ def test_unreachable_hub_is_reported_without_trying_the_download(monkeypatch):
         raise FileNotFoundError("not in the cache")
 
     with pytest.raises(UsageError, match="model hub is unreachable and no local copy exists"):
-        hub.load_cached_first("hf:some/model", load)
+        hub.load_cached_first("hf:some/model", load, local_form="hf:/path/to/model")
     assert calls == [True]  # the cache was tried, the network never
