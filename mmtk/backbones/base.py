@@ -258,7 +258,7 @@ def close_resource(thing) -> None:
 
 def file_digest(path) -> str:
     """Digest of a file's bytes: the identity of local weights. It is the content key
-    the store uses for media files (memoised on path, size and mtime), so resolving the
+    the store uses for media files (memoised on path, size, times and inode), so resolving the
     same spec twice in a process reads the weights once."""
     import os
 
