@@ -119,7 +119,7 @@ def repair_command(store: Store = None, dry_run: DryRun = False, json_out: Json 
         return
     console = output.stdout()
     for shard in report["damaged_shards"]:
-        console.print(f"damaged: {shard['problem']} ({shard['items']} items)", highlight=False, markup=False)
+        console.print(f"damaged ({shard['items']} items): {shard['problem']}", highlight=False, markup=False)
     verb = "would drop" if dry_run else "dropped"
     for feature_set in report["feature_sets"]:
         console.print(
@@ -128,7 +128,7 @@ def repair_command(store: Store = None, dry_run: DryRun = False, json_out: Json 
             markup=False,
         )
     if report["dropped_items"]:
-        console.print("run extract-features again to recompute them", highlight=False)
+        console.print("run without --dry-run to drop them" if dry_run else "run extract-features again to recompute them", highlight=False)
     else:
         console.print("nothing to repair", highlight=False)
 
@@ -144,7 +144,10 @@ def rm_command(
 
     A backbone name that matches several feature sets (a pooled and a sequence one) is refused with the candidates; give a fingerprint prefix then.
     """
-    report = _existing_store(store).remove(name)
+    from mmtk.backbones.registry import absolute_spec
+
+    # Local models are stored under their absolute path, as `store info` looks them up.
+    report = _existing_store(store).remove(absolute_spec(name))
     if json_out:
         output.print_json(report)
         return

@@ -110,6 +110,18 @@ def test_rm_refuses_an_ambiguous_name_with_the_candidates(filled):
     assert invoke("store", "verify", "--store", str(filled.root)).exit_code == 0
 
 
+def test_rm_finds_a_local_model_by_its_relative_path(tmp_path, monkeypatch):
+    """The store lists local models by absolute path; `rm hf:./m` means that one."""
+    (tmp_path / "m").mkdir()
+    store = FeatureStore(tmp_path / "store")
+    store.register("d" * 64, {**META, "backbone": f"hf:{tmp_path / 'm'}"})
+    store.close()
+    monkeypatch.chdir(tmp_path)
+    result = invoke("store", "rm", "hf:./m", "--store", str(tmp_path / "store"))
+    assert result.exit_code == 0, result.output
+    assert f"removed hf:{tmp_path / 'm'}" in result.stdout
+
+
 # --------------------------------------------------------------------------- end to end
 
 
