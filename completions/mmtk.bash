@@ -42,7 +42,7 @@ _mmtk() {
     "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
     "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
-    "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --json --quiet" -- "$cur")) ;;
+    "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
     "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
     "store") COMPREPLY=($(compgen -W "gc info ls repair rm verify" -- "$cur")) ;;
     "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;

@@ -53,6 +53,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l on-error -x -
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l id-column -d 'Column holding item ids (default: id)'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l image-column -d 'Column holding image paths (default: image or img)'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l text-column -d 'Column holding the text (default: text)'
+complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l allow-outside-paths -d 'Accept relative media paths that leave the datasets folder; they are refused by default, absolute paths never are'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l json -d 'Print one JSON document on stdout and nothing else there'
 complete -c mmtk -n '__fish_seen_subcommand_from ocr-subtitles' -l quiet -d 'No logs or progress bars'
 complete -c mmtk -n '__fish_seen_subcommand_from predict' -l out -d 'Output file, or - for stdout'

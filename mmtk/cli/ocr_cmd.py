@@ -12,7 +12,9 @@ import typer
 
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
-from mmtk.cli.options import IdColumn, ImageColumn, Json, OnError, OnErrorOpt, Quiet, TextColumn, column_overrides
+from mmtk.cli.options import (
+    AllowOutsidePaths, IdColumn, ImageColumn, Json, OnError, OnErrorOpt, Quiet, TextColumn, column_overrides,
+)
 from mmtk.errors import UsageError
 
 EXAMPLE = """Examples:
@@ -63,6 +65,7 @@ def ocr_subtitles_command(
     id_column: IdColumn = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -80,7 +83,7 @@ def ocr_subtitles_command(
     parse_region(region)  # a bad --region fails before any decoding
     if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in DATA_SUFFIXES:
         _dataset_form(inputs[0], fps, region, lang, engine, min_confidence, column, into, workers, on_error, out, json_out,
-                      column_overrides(id_column, image_column, text_column))
+                      column_overrides(id_column, image_column, text_column, allow_outside_paths))
         return
     from mmtk.ocr.images import is_image
 

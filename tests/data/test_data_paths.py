@@ -13,7 +13,7 @@ from data_files import write_image, write_jsonl
 from mmtk.data import read_dataset
 from mmtk.errors import DataError
 
-COMMANDS_READING_DATASETS = ("extract-features", "train", "evaluate", "predict")
+COMMANDS_READING_DATASETS = ("extract-features", "train", "evaluate", "predict", "ocr-subtitles")
 
 
 @pytest.fixture
