@@ -29,11 +29,14 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from mmtk.data.records import MEDIA_ROLES, ROLES, BadItem, Columns, Dataset, Record
 from mmtk.data.tables import frame_rows, is_frame, read_parquet
 from mmtk.errors import FRAME_SOURCE, DataError, UsageError, where
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A data file's format by extension. A `.json` file may hold JSON lines or one array.
 DATA_FORMATS = {
@@ -75,7 +78,7 @@ class _Row:
 
 
 def read_dataset(
-    path,
+    path: str | os.PathLike | pd.DataFrame,
     *,
     id_column: str | None = None,
     image_column: str | None = None,
