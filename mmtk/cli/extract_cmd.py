@@ -16,7 +16,7 @@ from mmtk.errors import UsageError
 
 EXAMPLE = """Examples:
 
-  mmtk extract-features examples/memes/ --backbone efficientnet-lite0 --backbone minilm
+  mmtk extract-features examples/memes/train.jsonl --backbone efficientnet-lite0 --backbone minilm
 
   mmtk extract-features memes.jsonl --backbone clip:ViT-B-32@laion2b_s34b_b79k --device cuda
 
