@@ -21,7 +21,7 @@ from mmtk.errors import StoreError, UsageError
 from mmtk.store import maintenance
 from mmtk.store.gather import gather_rows, gather_steps
 from mmtk.store.index import StoreIndex
-from mmtk.store.shards import repair_command, shard_path, write_shard
+from mmtk.store.shards import UnsafeShardPath, repair_command, shard_path, write_shard
 
 KINDS = ("vector", "sequence")
 REQUIRED_META = ("backbone", "modality", "kind", "dim")
@@ -181,8 +181,8 @@ class FeatureStore:
         for path in paths:
             try:
                 shard_path(self.root, path).unlink(missing_ok=True)
-            except StoreError:
-                continue
+            except UnsafeShardPath:
+                continue  # the row is gone; the file it named is not the store's
         return {"fingerprint": fingerprint, "backbone": backbone, "items": n_items, "shards": len(paths)}
 
     # ------------------------------------------------------------------ reading
