@@ -61,33 +61,33 @@ def load_image(path: Path) -> np.ndarray:
 
 
 def check_pixel_limit(path: Path) -> None:
-    """Refuse an image whose header declares more pixels than PIL's ``MAX_IMAGE_PIXELS``
-    (the limit feature extraction decodes under), before any pixel is decoded.
+    """Refuse an image whose header declares more pixels than PIL's ``MAX_IMAGE_PIXELS``,
+    before any pixel is decoded, with extraction's own check (so both refuse the same
+    images, in the same words).
 
     OpenCV's ``imread`` has no such limit short of 2**30 pixels: a 388 KB PNG of
     20000x20000 took over 180 s and 3.8 GB. PIL reads only the header here. A file PIL
     cannot identify is left to OpenCV, which then refuses it or decodes a format PIL
     lacks."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is None:  # the caller switched PIL's limit off on purpose
-        return
-    hint = "shrink the image, or leave it out (--on-error skip)"
+    from mmtk.backbones.base import BadInput
+    from mmtk.backbones.images import _check_pixel_limit, _silence_pil_bomb_warning
+
+    _silence_pil_bomb_warning()
     try:
-        with warnings.catch_warnings():
-            # PIL warns above the limit and raises above twice it; both are refused here.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-    except Image.DecompressionBombError:
-        raise DataError(f"{path}: image has more than {2 * limit:,} pixels, over the {limit:,}-pixel limit", hint) from None
+        with Image.open(path) as image:
+            _check_pixel_limit(str(path), image.size)
+    except BadInput as error:
+        raise DataError(str(error), _TOO_LARGE) from None
+    except Image.DecompressionBombError:  # over twice the limit: PIL refuses to open it
+        limit = Image.MAX_IMAGE_PIXELS
+        raise DataError(f"image {path} has more than {2 * limit:,} pixels, over the {limit:,}-pixel limit", _TOO_LARGE) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return
-    if width * height > limit:
-        raise DataError(f"{path}: {width}x{height} image ({width * height:,} pixels) is over the {limit:,}-pixel limit", hint)
+
+
+_TOO_LARGE = "shrink the image, or leave it out (--on-error skip)"
 
 
 def read_image_text(image: np.ndarray, pool: OcrPool, settings: TextSettings = IMAGE_TEXT) -> Reading:

@@ -53,7 +53,7 @@ def test_the_limit_is_pils_so_ocr_and_extraction_agree(tmp_path, monkeypatch):
     cv2.imwrite(str(image), np.full((100, 120, 3), 200, np.uint8))
     assert load_image(image).shape == (100, 120, 3)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 120 - 1)
-    with pytest.raises(DataError, match=r"120x100 image \(12,000 pixels\) is over the 11,999-pixel limit"):
+    with pytest.raises(DataError, match=r"120x100 \(12,000 pixels\), over the 11,999-pixel limit"):
         load_image(image)
 
 
