@@ -23,27 +23,63 @@ _mmtk() {
   case "$cmd:$prev" in
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "evaluate:--plots"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "evaluate:--fail-under"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
     "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "extract-features:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "extract-features:--column"|"extract-features:--max-length"|"extract-features:--fps"|"extract-features:--frames"|"extract-features:--batch-size"|"extract-features:--num-workers"|"extract-features:--id-column"|"extract-features:--image-column"|"extract-features:--text-column") COMPREPLY=(); return ;;
     "ocr-subtitles:--engine") COMPREPLY=($(compgen -W "rapidocr tesseract" -- "$cur")); return ;;
     "ocr-subtitles:--format") COMPREPLY=($(compgen -W "srt vtt jsonl" -- "$cur")); return ;;
     "ocr-subtitles:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "ocr-subtitles:--out") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "ocr-subtitles:--fps"|"ocr-subtitles:--region"|"ocr-subtitles:--lang"|"ocr-subtitles:--min-confidence"|"ocr-subtitles:--column"|"ocr-subtitles:--into"|"ocr-subtitles:--workers"|"ocr-subtitles:--id-column"|"ocr-subtitles:--image-column"|"ocr-subtitles:--text-column") COMPREPLY=(); return ;;
     "predict:--format") COMPREPLY=($(compgen -W "jsonl csv" -- "$cur")); return ;;
     "predict:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "predict:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "predict:--out"|"predict:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "predict:--id-column"|"predict:--image-column"|"predict:--text-column") COMPREPLY=(); return ;;
+    "store gc:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "store info:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "store ls:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "store repair:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "store rm:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "store verify:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "train:--model") COMPREPLY=($(compgen -W "concat gmu" -- "$cur")); return ;;
     "train:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "train:--out"|"train:--val"|"train:--columns"|"train:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "train:--features"|"train:--task"|"train:--val-split"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--seed"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
   esac
+  if [[ "$cur" == -* ]]; then
+    case "$cmd" in
+      "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
+      "distill") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
+      "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
+      "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
+      "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
+      "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
+      "store") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
+      "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
+      "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
+      "store ls") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
+      "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
+      "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
+      "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
+      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+    esac
+    return
+  fi
   case "$cmd" in
-    "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train --debug --version" -- "$cur")) ;;
+    "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train" -- "$cur")) ;;
     "distill") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
-    "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-    "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
-    "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
-    "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
-    "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
+    "evaluate") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
+    "extract-features") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
+    "list") COMPREPLY=($(compgen -W "backbones models ocr-engines" -- "$cur")) ;;
+    "ocr-subtitles") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
+    "predict") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "store") COMPREPLY=($(compgen -W "gc info ls repair rm verify" -- "$cur")) ;;
     "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
     "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
@@ -51,8 +87,7 @@ _mmtk() {
     "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
     "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-    "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --seed --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+    "train") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
   esac
-  if [[ "$cur" != -* && ${#COMPREPLY[@]} -eq 0 ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
 }
 complete -o default -F _mmtk mmtk
