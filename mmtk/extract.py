@@ -562,7 +562,9 @@ def _process_pool(config, workers: int):
     global _WORKER_ENCODER
     if "fork" in multiprocessing.get_all_start_methods():
         _WORKER_ENCODER = config.build("cpu")
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+        )
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(config,)
     )
@@ -572,8 +574,18 @@ def _start_worker(config) -> None:
     """Spawned worker set-up: one BLAS/OpenMP thread (forked workers inherit the
     parent's limit) and the worker's own encoder."""
     global _WORKER_ENCODER
+    _ignore_interrupts()
     _one_native_thread()
     _WORKER_ENCODER = config.build("cpu")
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the pool and keeps what it
+    committed: a terminal sends SIGINT to the whole process group, and each worker
+    printed its own KeyboardInterrupt traceback under the one-line message."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _one_native_thread():
