@@ -130,11 +130,11 @@ def main() -> None:
         memes.append((np.asarray(image)[:, :, ::-1].copy(), truth))  # RGB -> BGR
     engines = [("tesseract-plain", "tesseract"), ("tesseract", "tesseract")]
     try:
-        import rapidocr_onnxruntime  # noqa: F401
+        import rapidocr  # noqa: F401
 
         engines.append(("rapidocr", "rapidocr"))
     except ImportError:
-        print("rapidocr-onnxruntime is not installed: skipping --engine rapidocr")
+        print("rapidocr is not installed (pip install 'mmtk[ocr]'): skipping --engine rapidocr")
     engines = [(label, name) for label, name in engines if label in args.engines]
     print(f"{len(memes)} rendered memes ({sum(1 for k in range(args.n) if k % 3 == 2)} with a banner)")
     print(f"{'engine':16} {'median CER':>10} {'mean CER':>9} {'empty':>6} {'s/image':>8}")

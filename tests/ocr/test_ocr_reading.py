@@ -106,7 +106,7 @@ def test_meme_caption_top_and_bottom(tesseract, busy_background, draw_caption):
 
 
 def test_rapidocr_engine_reads_text_over_a_photo(busy_background, draw_caption):
-    pytest.importorskip("rapidocr_onnxruntime", reason="optional extra: pip install 'mmtk[ocr]'")
+    pytest.importorskip("rapidocr", reason="optional extra: pip install 'mmtk[ocr]'")
     image = draw_caption(busy_background(200, 640), "keep calm and carry on", 320, 110, scale=1.2)
     engine = create_engine("rapidocr")
     reading = engine.read(image)

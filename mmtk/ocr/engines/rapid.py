@@ -1,8 +1,11 @@
 """RapidOCR (PP-OCR detector + recogniser on onnxruntime; the wheel carries the models).
 
-It finds text over busy photos far better than Tesseract, but its bundled recogniser
-was trained mostly on Chinese and drops the spaces between English words; they are put
-back from the gaps between ink columns inside each detected line."""
+It finds text over busy photos far better than Tesseract. The package is ``rapidocr``
+(3.x), which depends on ``opencv-python-headless`` like mmtk: the older
+``rapidocr-onnxruntime`` depends on the GUI build ``opencv-python``, and the two OpenCV
+wheels then overwrite each other's ``cv2`` (uninstalling either breaks it). Where the
+recogniser drops the spaces between English words, they are put back from the gaps
+between ink columns inside each detected line."""
 
 from __future__ import annotations
 
@@ -25,13 +28,19 @@ class RapidOcrEngine:
 
     def __init__(self, lang: str = "eng"):
         try:
-            from rapidocr_onnxruntime import RapidOCR
+            from rapidocr import RapidOCR
         except ImportError:
             raise UsageError(
-                "--engine rapidocr needs the rapidocr-onnxruntime package", "install it with `pip install 'mmtk[ocr]'`"
+                "--engine rapidocr needs the rapidocr and onnxruntime packages", "install them with `pip install 'mmtk[ocr]'`"
             ) from None
         threads = int(os.environ.get("OMP_THREAD_LIMIT", "1"))
-        self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1)
+        self._ocr = RapidOCR(params={
+            # Its INFO/WARNING lines (model paths, "detection result is empty") would
+            # interleave with mmtk's own output on stderr.
+            "Global.log_level": "error",
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        })
 
     def read(self, image: np.ndarray) -> Reading:
         if image.size == 0 or int(image.min()) == int(image.max()):
@@ -39,15 +48,17 @@ class RapidOcrEngine:
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         try:
-            result, _ = self._ocr(image, return_word_box=True)
+            output = self._ocr(image, return_word_box=True, return_single_char_box=True)
         except Exception:  # noqa: BLE001 - onnxruntime raises bare errors on odd inputs; one image must not end the run
             return NOTHING
-        if not result:
+        if not output.txts:
             return NOTHING
+        chars = output.word_results or [()] * len(output.txts)
         lines = []
-        for entry in sorted(result, key=lambda r: (_box(r[0])[1], _box(r[0])[0])):
-            quad, text, score = entry[0], entry[1], entry[2]
-            char_boxes = entry[3] if len(entry) > 3 else []
+        for quad, text, score, line_chars in sorted(
+            zip(output.boxes, output.txts, output.scores, chars), key=lambda r: (_box(r[0])[1], _box(r[0])[0])
+        ):
+            char_boxes = [entry[2] for entry in line_chars]
             lines.append((_with_spaces(image, _box(quad), text, char_boxes), float(score)))
         text = "\n".join(t for t, _ in lines if t.strip())
         return Reading(text, 100.0 * float(np.mean([s for _, s in lines]))) if text else NOTHING
