@@ -84,11 +84,20 @@ def _multilabel(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
     pred = (probs >= 0.5).astype(np.int64)
+    labels = list(range(y.shape[1]))
+    if y.shape[1] == 1:
+        # scikit-learn reads a one-column 0/1 matrix as a binary target and averages over
+        # the classes 0 and 1 (micro F1 becomes accuracy). An all-negative second column,
+        # left out of `labels` and scored below every probability, keeps the target
+        # multilabel without changing any figure.
+        y = np.hstack([y, np.zeros_like(y)])
+        pred = np.hstack([pred, np.zeros_like(pred)])
+        probs = np.hstack([probs, np.full_like(probs, -1.0)])
     result = {
         "accuracy": accuracy_score(y, pred),
-        "micro_f1": f1_score(y, pred, average="micro", zero_division=0),
-        "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
-        "samples_f1": f1_score(y, pred, average="samples", zero_division=0),
+        "micro_f1": f1_score(y, pred, labels=labels, average="micro", zero_division=0),
+        "macro_f1": f1_score(y, pred, labels=labels, average="macro", zero_division=0),
+        "samples_f1": f1_score(y, pred, labels=labels, average="samples", zero_division=0),
     }
     if y.sum() > 0:
         result["micro_ap"] = average_precision_score(y, probs, average="micro")

@@ -310,3 +310,22 @@ def test_quiet_silences_skipped_item_warnings_but_not_errors(tmp_path):
     assert report["skipped"] == json.loads(loud.stdout)["skipped"] and report["backbones"][0]["computed"] == 1
     failing = mmtk("extract-features", str(data), "--backbone", "pixels:4", "--quiet", "--store", str(tmp_path / "third"), env=env)
     assert failing.returncode == 2 and failing.stderr.count("\n") == 1 and "bad" in failing.stderr
+
+
+# --- a multilabel task with one label ----------------------------------------------------
+
+
+def test_multilabel_task_with_a_single_label_scores_that_label():
+    """A list column where one label ever occurs: scikit-learn would read the one-column
+    matrix as a binary target (micro F1 = accuracy over 0s and 1s, samples F1 an error)."""
+    from mmtk.metrics import compute_metrics
+
+    y = np.array([[1], [0], [0], [1], [0]])
+    probs = np.array([[0.9], [0.6], [0.2], [0.4], [0.1]])
+    result = compute_metrics("multilabel", y, probs)
+    # predicted [1, 1, 0, 0, 0]: one true positive, one false positive, one miss.
+    assert result["micro_f1"] == result["macro_f1"] == pytest.approx(0.5)
+    assert result["samples_f1"] == pytest.approx(1 / 5)  # only item 0 is right and non-empty
+    assert result["accuracy"] == pytest.approx(3 / 5)
+    assert result["micro_ap"] == result["macro_ap"] == pytest.approx((1 + 2 / 3) / 2)
+    assert result["samples_ap"] == 1.0
