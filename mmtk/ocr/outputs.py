@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Sequence
@@ -46,29 +46,23 @@ def atomic_text(path: str | Path, newline: str | None = "\n") -> Iterator[IO[str
 
     The text goes to a temp file beside ``path`` (same file system, so the rename is
     atomic); on any exception it is removed and an existing ``path`` keeps its content.
-    The new file gets the old file's permissions, or those the umask gives a new file."""
+    The new file keeps the old file's permissions; a first one gets those the umask
+    gives (the temp file is created 0666 and the kernel applies the umask)."""
     path = Path(path)
-    if not path.parent.is_dir():  # mkstemp's own error would name the temp file
+    if not path.parent.is_dir():  # the error would otherwise name the temp file
         raise FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent))
-    mode = _mode_for(path)
-    descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline=newline) as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temp, mode)
+        try:
+            os.chmod(temp, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            pass  # a new file: the umask already applied
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
-
-
-def _mode_for(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        # mkstemp makes 0600 files; a plain open() would have followed the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
