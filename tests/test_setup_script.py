@@ -70,3 +70,46 @@ def test_the_real_probe_gives_up_fast_on_an_index_that_never_answers(tmp_path):
             stdin=subprocess.DEVNULL, capture_output=True, timeout=30,  # a hang fails the test here
         )
     assert result.returncode != 0
+
+
+def _fake_checkout(tmp_path, torch_installed: bool) -> tuple[Path, Path]:
+    """scripts/ and a pyproject.toml in a temp folder, with a .venv whose python only
+    logs its arguments (`pip show torch` fails when torch is not installed)."""
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    for name in ("setup.sh", "torch_index.sh"):
+        shutil.copy(SCRIPT.parent / name, root / "scripts" / name)
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    log = tmp_path / "pip.log"
+    python = root / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {log}\n'
+        f'if [ "$*" = "-m pip show -q torch" ]; then exit {0 if torch_installed else 1}; fi\n'
+    )
+    python.chmod(0o755)
+    return root, log
+
+
+@pytest.mark.parametrize("torch_installed", [False, True])
+def test_setup_installs_torch_from_the_chosen_index_only_into_a_venv_without_it(tmp_path, torch_installed):
+    root, log = _fake_checkout(tmp_path, torch_installed)
+    # tesseract and ffmpeg "present", so setup goes straight to the virtual environment.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("tesseract", "ffmpeg"):
+        (bin_dir / program).write_text("#!/bin/sh\n")
+        (bin_dir / program).chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(root / "scripts" / "setup.sh")],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "MMTK_TORCH_INDEX": "cpu"},
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    torch_step = f"-m pip install -q --index-url {CPU} torch torchvision"
+    assert (torch_step in calls) is not torch_installed
+    assert calls[-1] == "-m pip install -q -e .[test]"
+    if not torch_installed:
+        assert calls.index(torch_step) < calls.index("-m pip install -q -e .[test]")
