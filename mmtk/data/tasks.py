@@ -182,8 +182,12 @@ def fit_label_encoder(task: TaskSpec, dataset: Dataset) -> LabelEncoder:
         return encoder
 
     column = task.columns[0]
-    values = [_single_label(dataset, record, column) for record in dataset.records]
-    kind = task.kind or _infer_kind(values)
+    kind = task.kind
+    if kind != "multilabel":
+        # A declared multilabel column may hold empty cells (items without labels), which
+        # a single label may not; only single-label values are read here.
+        values = [_single_label(dataset, record, column) for record in dataset.records]
+        kind = kind or _infer_kind(values)
     if kind == "regression":
         encoder = LabelEncoder(TaskSpec(task.name, kind, task.columns), [])
         encoder.encode(dataset)  # checks every target is a number
