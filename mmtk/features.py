@@ -231,7 +231,7 @@ def items_with_features(
     on_error: str = "fail",
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
-):
+) -> tuple:
     """``(dataset, skipped)``: ``dataset`` narrowed to the records whose features are all
     stored, and a ``BadItem`` for each record left out, in dataset order.
 

@@ -105,7 +105,7 @@ def read_for_run(
     return read_dataset(data, require=list(dict.fromkeys(needed)), on_error=on_error, **overrides)
 
 
-def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None):
+def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None) -> tuple:
     """``(dataset, skipped)``: the records of ``dataset`` that have every feature the run
     needs, after extracting the missing ones with ``on_error`` (``"skip"`` leaves out,
     and lists as ``BadItem``s, the items that cannot be encoded); see
