@@ -116,11 +116,14 @@ def cached_revision(repo_id: str, revision: str = "main") -> str | None:
 
 def model_source(arg: str, what: str, model_files: tuple[str, ...]) -> tuple[str, dict, Path | None]:
     """Where a transformers model comes from, without loading it: ``(source, weights
-    identity for the fingerprint, local directory or None)``. A directory is identified
-    by its files' contents; a hub name by the revision in the local cache. A path that
-    looks local but does not exist is a ``UsageError`` rather than a hub lookup."""
+    identity for the fingerprint, local directory or None)``. A directory (``PATH`` or
+    ``local-dir:PATH``) is identified by its files' contents; a hub name by the revision
+    in the local cache. A path that looks local but does not exist is a ``UsageError``
+    rather than a hub lookup."""
     from mmtk.backbones.base import directory_identity
 
+    # open_clip's spelling of a folder (clip:local-dir:PATH) names the same folder here.
+    arg = arg.removeprefix("local-dir:")
     local = Path(arg).expanduser()
     if local.is_dir():
         return str(local.resolve()), {"local": directory_identity(local, model_files)}, local

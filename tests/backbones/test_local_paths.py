@@ -59,3 +59,15 @@ def test_a_run_with_a_relative_model_path_works_from_another_folder(tmp_path, mo
     evaluated = runner.invoke(app, ["evaluate", str(work / "run"), str(work / "data.jsonl"), "--store", store, "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["n"] == 12
+
+
+def test_hf_backbones_take_local_dir_as_clip_does(tiny_bert_dir):
+    """``hf:local-dir:PATH`` (clip's spelling) names the folder, not a hub repo."""
+    import pytest
+
+    from mmtk.errors import UsageError
+
+    plain, spelled = resolve_backbone(f"hf:{tiny_bert_dir}"), resolve_backbone(f"hf:local-dir:{tiny_bert_dir}")
+    assert spelled.spec == plain.spec == f"hf:{tiny_bert_dir.resolve()}" and spelled.fingerprint == plain.fingerprint
+    with pytest.raises(UsageError, match="hf model directory not found: /no/such/model"):
+        resolve_backbone("hf:local-dir:/no/such/model")
