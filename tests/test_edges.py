@@ -1,6 +1,7 @@
-"""Edges users meet: a --fail-under gate at exact equality, kind inference at its
-boundaries, a rare class at a large --val-split, a media file rewritten in place, and
-the NO_COLOR / --quiet conventions of the command line."""
+"""Edges users meet: a --fail-under gate at a run's own figures, a rare class at a large
+--val-split, a media file rewritten in place, and the NO_COLOR / --quiet conventions of
+the command line. (Gates at exact equality in the library: test_metrics_contract.py;
+kind inference at its boundaries: data/test_task_contract.py.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,10 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from mmtk.data import read_dataset
 from mmtk.data.content import content_key
-from mmtk.data.tasks import fit_label_encoder, parse_task
-from mmtk.metrics import check_thresholds, parse_fail_under
 from mmtk.store import FeatureStore
 from mmtk.train import split_indices, train
 from synthetic_features import FEATURES, xor_split
@@ -30,36 +28,7 @@ def mmtk(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedP
     return subprocess.run([sys.executable, "-m", "mmtk", *args], capture_output=True, text=True, env=env, **kwargs)
 
 
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps({"id": i, **row}) + "\n" for i, row in enumerate(rows)), encoding="utf-8")
-    return read_dataset(path)
-
-
-# --- --fail-under at exact equality ------------------------------------------------------
-
-SINGLE = {"task": "label", "n": 4, "metrics": {"accuracy": 0.75, "macro_f1": 0.5, "micro_f1": 0.75, "weighted_f1": 0.7, "f1": 0.5}}
-REGRESSION = {"task": "price", "n": 4, "metrics": {"rmse": 0.25, "mae": 0.125, "r2": 0.5}}
-
-
-@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "f1"])
-def test_a_score_equal_to_its_floor_passes(metric):
-    value = SINGLE["metrics"][metric]
-    assert check_thresholds(SINGLE, [parse_fail_under(f"{metric}={value!r}")]) == []
-    above = math.nextafter(value, 1.0)
-    assert check_thresholds(SINGLE, [parse_fail_under(f"{metric}={above!r}")]) == [
-        f"{metric} = {value:.4f} is below the required {above:g}"
-    ]
-
-
-@pytest.mark.parametrize("metric", ["rmse", "mae"])
-def test_an_error_equal_to_its_ceiling_passes(metric):
-    value = REGRESSION["metrics"][metric]
-    assert check_thresholds(REGRESSION, [parse_fail_under(f"{metric}={value!r}")]) == []
-    below = math.nextafter(value, 0.0)
-    assert check_thresholds(REGRESSION, [parse_fail_under(f"{metric}={below!r}")]) == [
-        f"{metric} = {value:.4f} is above the allowed {below:g}"
-    ]
-
+# --- a --fail-under gate at the run's own figures -----------------------------------------
 
 def test_evaluate_gate_at_the_run_s_own_figures_exits_0_and_just_past_them_1(tmp_path):
     """The gate a CI job writes from a previous evaluation's JSON passes on the same run."""
@@ -81,43 +50,6 @@ def test_evaluate_gate_at_the_run_s_own_figures_exits_0_and_just_past_them_1(tmp
     result = mmtk("evaluate", str(run), str(test_ds.source), "--json", *stricter, env=env)
     assert result.returncode == 1
     assert "p.rmse" in result.stderr and "above the allowed" in result.stderr and "accuracy" not in result.stderr
-
-
-# --- kind inference ----------------------------------------------------------------------
-
-
-def test_two_fractional_values_make_a_binary_task_not_a_regression(tmp_path):
-    dataset = write_jsonl(tmp_path / "d.jsonl", [{"label": v} for v in (0.5, 1.5, 1.5, 0.5)])
-    encoder = fit_label_encoder(parse_task("label"), dataset)
-    assert encoder.task.kind == "binary"
-    assert encoder.classes == ["0.5", "1.5"]
-    assert encoder.encode(dataset).tolist() == [0, 1, 1, 0]
-
-
-def test_three_fractional_values_make_a_regression(tmp_path):
-    dataset = write_jsonl(tmp_path / "d.jsonl", [{"label": v} for v in (0.5, 1.5, 2.5)])
-    assert fit_label_encoder(parse_task("label"), dataset).task.kind == "regression"
-
-
-def test_integer_like_floats_are_integer_classes_shared_with_csv(tmp_path):
-    jsonl = write_jsonl(tmp_path / "d.jsonl", [{"label": v} for v in (0.0, 1.0, 2.0, 1.0)])
-    encoder = fit_label_encoder(parse_task("label"), jsonl)
-    assert encoder.task.kind == "multiclass"
-    assert encoder.classes == [0, 1, 2] and all(type(c) is int for c in encoder.classes)
-    # A CSV spells the same labels "1" and "1.0"; both map to the classes fitted above.
-    csv_path = tmp_path / "d.csv"
-    csv_path.write_text("id,label\na,1\nb,2.0\nc,0\n", encoding="utf-8")
-    assert encoder.encode(read_dataset(csv_path)).tolist() == [1, 2, 0]
-    # and the encoder survives its JSON round trip as ints.
-    restored = type(encoder).from_json(json.loads(json.dumps(encoder.to_json())))
-    assert restored.classes == [0, 1, 2] and restored.encode(jsonl).tolist() == [0, 1, 2, 1]
-
-
-def test_integer_like_float_labels_of_a_binary_task(tmp_path):
-    dataset = write_jsonl(tmp_path / "d.jsonl", [{"label": v} for v in (1.0, 0.0, 1.0)])
-    encoder = fit_label_encoder(parse_task("label"), dataset)
-    assert encoder.task.kind == "binary" and encoder.classes == [0, 1]
-    assert encoder.encode(dataset).tolist() == [1, 0, 1]
 
 
 # --- the rare-class cap of the validation split ------------------------------------------
@@ -310,22 +242,3 @@ def test_quiet_silences_skipped_item_warnings_but_not_errors(tmp_path):
     assert report["skipped"] == json.loads(loud.stdout)["skipped"] and report["backbones"][0]["computed"] == 1
     failing = mmtk("extract-features", str(data), "--backbone", "pixels:4", "--quiet", "--store", str(tmp_path / "third"), env=env)
     assert failing.returncode == 2 and failing.stderr.count("\n") == 1 and "bad" in failing.stderr
-
-
-# --- a multilabel task with one label ----------------------------------------------------
-
-
-def test_multilabel_task_with_a_single_label_scores_that_label():
-    """A list column where one label ever occurs: scikit-learn would read the one-column
-    matrix as a binary target (micro F1 = accuracy over 0s and 1s, samples F1 an error)."""
-    from mmtk.metrics import compute_metrics
-
-    y = np.array([[1], [0], [0], [1], [0]])
-    probs = np.array([[0.9], [0.6], [0.2], [0.4], [0.1]])
-    result = compute_metrics("multilabel", y, probs)
-    # predicted [1, 1, 0, 0, 0]: one true positive, one false positive, one miss.
-    assert result["micro_f1"] == result["macro_f1"] == pytest.approx(0.5)
-    assert result["samples_f1"] == pytest.approx(1 / 5)  # only item 0 is right and non-empty
-    assert result["accuracy"] == pytest.approx(3 / 5)
-    assert result["micro_ap"] == result["macro_ap"] == pytest.approx((1 + 2 / 3) / 2)
-    assert result["samples_ap"] == 1.0

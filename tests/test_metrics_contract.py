@@ -3,6 +3,8 @@ nothing is predicted, and the exact one-line errors and hints of --fail-under.""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -105,3 +107,46 @@ def test_an_unknown_metric_names_the_task_kind():
         check_thresholds(multiclass, [parse_fail_under("roc_auc=0.5")])
     assert error.value.message == "--fail-under roc_auc: unknown metric 'roc_auc' for multiclass task 'genre'"
     assert error.value.hint == "choose one of: accuracy, macro_f1, micro_f1, weighted_f1"
+
+
+# --- --fail-under at exact equality ---------------------------------------------------
+
+SINGLE = {"task": "label", "n": 4, "metrics": {"accuracy": 0.75, "macro_f1": 0.5, "micro_f1": 0.75, "weighted_f1": 0.7, "f1": 0.5}}
+REGRESSION = {"task": "price", "n": 4, "metrics": {"rmse": 0.25, "mae": 0.125, "r2": 0.5}}
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "f1"])
+def test_a_score_equal_to_its_floor_passes(metric):
+    value = SINGLE["metrics"][metric]
+    assert check_thresholds(SINGLE, [parse_fail_under(f"{metric}={value!r}")]) == []
+    above = math.nextafter(value, 1.0)
+    assert check_thresholds(SINGLE, [parse_fail_under(f"{metric}={above!r}")]) == [
+        f"{metric} = {value:.4f} is below the required {above:g}"
+    ]
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae"])
+def test_an_error_equal_to_its_ceiling_passes(metric):
+    value = REGRESSION["metrics"][metric]
+    assert check_thresholds(REGRESSION, [parse_fail_under(f"{metric}={value!r}")]) == []
+    below = math.nextafter(value, 0.0)
+    assert check_thresholds(REGRESSION, [parse_fail_under(f"{metric}={below!r}")]) == [
+        f"{metric} = {value:.4f} is above the allowed {below:g}"
+    ]
+
+
+# --- a multilabel task with one label ----------------------------------------------------
+
+
+def test_multilabel_task_with_a_single_label_scores_that_label():
+    """A list column where one label ever occurs: scikit-learn would read the one-column
+    matrix as a binary target (micro F1 = accuracy over 0s and 1s, samples F1 an error)."""
+    y = np.array([[1], [0], [0], [1], [0]])
+    probs = np.array([[0.9], [0.6], [0.2], [0.4], [0.1]])
+    result = compute_metrics("multilabel", y, probs)
+    # predicted [1, 1, 0, 0, 0]: one true positive, one false positive, one miss.
+    assert result["micro_f1"] == result["macro_f1"] == pytest.approx(0.5)
+    assert result["samples_f1"] == pytest.approx(1 / 5)  # only item 0 is right and non-empty
+    assert result["accuracy"] == pytest.approx(3 / 5)
+    assert result["micro_ap"] == result["macro_ap"] == pytest.approx((1 + 2 / 3) / 2)
+    assert result["samples_ap"] == 1.0

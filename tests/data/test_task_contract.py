@@ -162,3 +162,40 @@ def test_a_label_column_that_is_all_blank_carries_no_labels(tmp_path):
     assert encoder.has_labels(train)
     assert not encoder.has_labels(_dataset(tmp_path, [{"label": ""}, {"label": None}], "blank.jsonl"))
     assert not encoder.has_labels(_dataset(tmp_path, [{"text": "x"}], "none.jsonl"))
+
+
+# --- kind inference ----------------------------------------------------------------------
+
+
+def test_two_fractional_values_make_a_binary_task_not_a_regression(tmp_path):
+    dataset = _dataset(tmp_path, [{"label": v} for v in (0.5, 1.5, 1.5, 0.5)])
+    encoder = fit_label_encoder(parse_task("label"), dataset)
+    assert encoder.task.kind == "binary"
+    assert encoder.classes == ["0.5", "1.5"]
+    assert encoder.encode(dataset).tolist() == [0, 1, 1, 0]
+
+
+def test_three_fractional_values_make_a_regression(tmp_path):
+    dataset = _dataset(tmp_path, [{"label": v} for v in (0.5, 1.5, 2.5)])
+    assert fit_label_encoder(parse_task("label"), dataset).task.kind == "regression"
+
+
+def test_integer_like_floats_are_integer_classes_shared_with_csv(tmp_path):
+    jsonl = _dataset(tmp_path, [{"label": v} for v in (0.0, 1.0, 2.0, 1.0)])
+    encoder = fit_label_encoder(parse_task("label"), jsonl)
+    assert encoder.task.kind == "multiclass"
+    assert encoder.classes == [0, 1, 2] and all(type(c) is int for c in encoder.classes)
+    # A CSV spells the same labels "1" and "1.0"; both map to the classes fitted above.
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("id,label\na,1\nb,2.0\nc,0\n", encoding="utf-8")
+    assert encoder.encode(read_dataset(csv_path)).tolist() == [1, 2, 0]
+    # and the encoder survives its JSON round trip as ints.
+    restored = type(encoder).from_json(json.loads(json.dumps(encoder.to_json())))
+    assert restored.classes == [0, 1, 2] and restored.encode(jsonl).tolist() == [0, 1, 2, 1]
+
+
+def test_integer_like_float_labels_of_a_binary_task(tmp_path):
+    dataset = _dataset(tmp_path, [{"label": v} for v in (1.0, 0.0, 1.0)])
+    encoder = fit_label_encoder(parse_task("label"), dataset)
+    assert encoder.task.kind == "binary" and encoder.classes == [0, 1]
+    assert encoder.encode(dataset).tolist() == [1, 0, 1]
