@@ -21,7 +21,10 @@ Sets (``--sets``, all by default):
 Features are extracted once into ``$MMTK_STORE`` (default ``benchmarks/out/store``, shared
 with ``bench_tabular.py``) and reused by later runs. mmtk trains with seeds 0..N-1
 (``--seeds``; the table gives mean ± population standard deviation); the LR is
-deterministic, so it is fitted once.
+deterministic, so it is fitted once, and its results are kept in
+``benchmarks/out/bench_baselines_lr.json`` under a digest of its exact inputs, so a rerun
+after a change to mmtk's training code refits only what changed (``--no-lr-cache``
+refits everything).
 
 The train and evaluate functions are looked up at run time (``--train-fn``, default
 ``mmtk.train:train``; ``--evaluate-fn``, default ``mmtk.evaluate:evaluate``) and called with
@@ -299,9 +302,16 @@ def lr_features(bench: BenchSet, refs: list[str], store) -> tuple[np.ndarray, np
     return np.concatenate(train_parts, axis=1), np.concatenate(test_parts, axis=1)
 
 
-def logistic_regression(bench: BenchSet, refs: list[str], store) -> tuple[dict, float]:
+def logistic_regression(bench: BenchSet, refs: list[str], store, cache: dict) -> tuple[dict, float]:
     """Test metrics (mmtk's metric code, mmtk's label encoding) of a standardised LR with
-    C chosen by 5-fold stratified cross-validation on the training file; and that C."""
+    C chosen by 5-fold stratified cross-validation on the training file; and that C.
+
+    ``cache`` holds earlier results keyed by a digest of the exact inputs (features,
+    labels, grid, scikit-learn version): the LR does not depend on mmtk's training code,
+    and on 2 busy cores its cross-validation costs minutes per row (lbfgs on 256 pixels)."""
+    import hashlib
+
+    import sklearn
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -313,6 +323,12 @@ def logistic_regression(bench: BenchSet, refs: list[str], store) -> tuple[dict, 
     encoder = fit_label_encoder(parse_task(bench.task), bench.train)
     train_y, test_y = encoder.encode(bench.train), encoder.encode(bench.test)
     train_x, test_x = lr_features(bench, refs, store)
+    digest = hashlib.sha256(repr((C_GRID, sklearn.__version__, encoder.task.kind, train_x.shape, test_x.shape)).encode())
+    for array in (train_x, test_x, train_y, test_y):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    key = digest.hexdigest()
+    if key in cache:
+        return cache[key]["metrics"], cache[key]["C"]
     search = GridSearchCV(
         make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
         {"logisticregression__C": list(C_GRID)},
@@ -321,7 +337,9 @@ def logistic_regression(bench: BenchSet, refs: list[str], store) -> tuple[dict, 
     search.fit(train_x, train_y)
     probs = np.zeros((len(test_y), len(encoder.classes)))
     probs[:, search.best_estimator_.classes_] = search.predict_proba(test_x)
-    return compute_metrics(encoder.task.kind, test_y, probs), float(search.best_params_["logisticregression__C"])
+    metrics, c = compute_metrics(encoder.task.kind, test_y, probs), float(search.best_params_["logisticregression__C"])
+    cache[key] = {"set": bench.name, "features": refs, "metrics": metrics, "C": c}
+    return metrics, c
 
 
 def mmtk_model(bench: BenchSet, refs: list[str], model: str, seed: int, store, work: Path, train_fn, evaluate_fn, settings: dict) -> dict:
@@ -341,7 +359,7 @@ def summarise(values: list[float]) -> tuple[float, float]:
 
 
 def run_variant(variant: str, sets: list[BenchSet], models: list[str], seeds: int, store, work: Path, train_fn, evaluate_fn,
-                lr_cache: dict) -> list[dict]:
+                lr_cache: dict, lr_store: dict, lr_file: Path | None) -> list[dict]:
     view, settings = parse_variant(variant)
     rows = []
     with view.installed():
@@ -353,7 +371,9 @@ def run_variant(variant: str, sets: list[BenchSet], models: list[str], seeds: in
                 key = (bench.name, tuple(refs), view.pool)
                 if key not in lr_cache:
                     tick = time.perf_counter()
-                    lr_cache[key] = (*logistic_regression(bench, refs, store), time.perf_counter() - tick)
+                    lr_cache[key] = (*logistic_regression(bench, refs, store, lr_store), time.perf_counter() - tick)
+                    if lr_file is not None:
+                        lr_file.write_text(json.dumps(lr_store, indent=1) + "\n")
                 lr_metrics, c, lr_seconds = lr_cache[key]
                 for model in models:
                     tick = time.perf_counter()
@@ -424,6 +444,8 @@ def main() -> None:
     parser.add_argument("--variants", default="defaults", help=f"comma-separated; parts {', '.join(VARIANT_PARTS)} joined by '+'")
     parser.add_argument("--train-fn", default="mmtk.train:train", help="MODULE:FUNCTION called as train(dataset, features=, model=, tasks=, out=, store=, seed=, device=[, tabular=])")
     parser.add_argument("--evaluate-fn", default="mmtk.evaluate:evaluate")
+    parser.add_argument("--no-lr-cache", action="store_true",
+                        help="refit every LR instead of reusing benchmarks/out/bench_baselines_lr.json (keyed by a digest of its inputs)")
     parser.add_argument("--json", type=Path, default=OUT / "bench_baselines.json")
     args = parser.parse_args()
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
@@ -458,8 +480,10 @@ def main() -> None:
                 print(f"  {note}")
             extract(bench, store)
         lr_cache: dict = {}
+        lr_file = None if args.no_lr_cache else OUT / "bench_baselines_lr.json"
+        lr_store = json.loads(lr_file.read_text()) if lr_file is not None and lr_file.is_file() else {}
         for variant in variants:
-            rows += run_variant(variant, sets, models, seeds, store, work, train_fn, evaluate_fn, lr_cache)
+            rows += run_variant(variant, sets, models, seeds, store, work, train_fn, evaluate_fn, lr_cache, lr_store, lr_file)
     print("\nfusion >= best single modality (accuracy):")
     print("\n".join(fusion_checks(rows)))
     print("\nper variant:")
