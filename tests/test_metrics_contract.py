@@ -150,3 +150,9 @@ def test_multilabel_task_with_a_single_label_scores_that_label():
     assert result["accuracy"] == pytest.approx(3 / 5)
     assert result["micro_ap"] == result["macro_ap"] == pytest.approx((1 + 2 / 3) / 2)
     assert result["samples_ap"] == 1.0
+
+
+def test_multilabel_with_nothing_true_and_nothing_predicted_scores_zero_f1():
+    result = compute_metrics("multilabel", np.zeros((3, 2), int), np.full((3, 2), 0.1))
+    assert (result["micro_f1"], result["macro_f1"], result["samples_f1"]) == (0.0, 0.0, 0.0)
+    assert result["accuracy"] == 1.0
