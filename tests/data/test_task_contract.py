@@ -113,6 +113,26 @@ CASES = {
         "y:regression", [{"y": 1.5}, {"y": 2.5}], [{"y": 1.0}, {"y": ""}], DataError,
         "{e}:2 (item '1'): missing label in column 'y'", "fill in the label or drop the row",
     ),
+    "a blank class label at encode time": (
+        "label", [{"label": "cat"}, {"label": "dog"}], [{"label": "cat"}, {"label": ""}], DataError,
+        "{e}:2 (item '1'): missing label in column 'label'", "fill in the label or drop the row",
+    ),
+    "a blank cell in a 0/1 label column": (
+        "h=a,b", [{"a": 1, "b": 0}, {"a": 0, "b": ""}], None, DataError,
+        "{d}:2 (item '1'): missing label in column 'b'", "fill in the label or drop the row",
+    ),
+    "a true/false regression target": (
+        "y:regression", [{"y": 1.5}, {"y": True}], None, DataError,
+        "{d}:2 (item '1'): y target True is not a number", "regression targets must be finite numbers",
+    ),
+    "a list as regression target": (
+        "y:regression", [{"y": 1.5}, {"y": [2.5]}], None, DataError,
+        "{d}:2 (item '1'): y target [2.5] is not a number", "regression targets must be finite numbers",
+    ),
+    "a non-finite regression target": (
+        "y:regression", [{"y": 1.5}, {"y": "nan"}], None, DataError,
+        "{d}:2 (item '1'): y target 'nan' is not a number", "regression targets must be finite numbers",
+    ),
     "a missing label column at encode time": (
         "label", [{"label": "cat"}, {"label": "dog"}], [{"text": "x"}], UsageError,
         "task 'label': no column 'label' in {e} (columns: id, text)", "name the label column with --task COLUMN[:KIND]",
@@ -199,3 +219,31 @@ def test_integer_like_float_labels_of_a_binary_task(tmp_path):
     encoder = fit_label_encoder(parse_task("label"), dataset)
     assert encoder.task.kind == "binary" and encoder.classes == [0, 1]
     assert encoder.encode(dataset).tolist() == [1, 0, 1]
+
+
+def test_label_spellings_that_mean_the_same_class(tmp_path):
+    # JSON booleans are the classes 0 and 1, in single-label and in 0/1 label columns.
+    flags = _dataset(tmp_path, [{"label": True, "a": True, "b": False}, {"label": False, "a": False, "b": True}])
+    encoder = fit_label_encoder(parse_task("label"), flags)
+    assert encoder.classes == [0, 1] and encoder.encode(flags).tolist() == [1, 0]
+    assert fit_label_encoder(parse_task("h=a,b"), flags).encode(flags).tolist() == [[1, 0], [0, 1]]
+    # Text classes ignore surrounding spaces; a whole float among words is its integer's text.
+    mixed = _dataset(tmp_path, [{"label": " cat "}, {"label": "cat"}, {"label": 1.0}, {"label": "1"}], "mixed.jsonl")
+    encoder = fit_label_encoder(parse_task("label"), mixed)
+    assert encoder.classes == ["1", "cat"] and encoder.encode(mixed).tolist() == [1, 1, 0, 0]
+
+
+def test_a_scalar_in_a_list_column_is_a_one_label_list(tmp_path):
+    dataset = _dataset(tmp_path, [{"tags": ["x", "y"]}, {"tags": 7}, {"tags": "y"}])
+    encoder = fit_label_encoder(parse_task("tags:multilabel"), dataset)
+    assert encoder.classes == ["7", "x", "y"]
+    assert encoder.encode(dataset).tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 1]]
+
+
+def test_json_list_strings_in_a_csv_make_a_multilabel_task(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('id,tags\n0,"[""a"", ""b""]"\n1," [""b""]"\n', encoding="utf-8")
+    dataset = read_dataset(path)
+    encoder = fit_label_encoder(parse_task("tags"), dataset)
+    assert encoder.task.kind == "multilabel" and encoder.classes == ["a", "b"]
+    assert encoder.encode(dataset).tolist() == [[1, 1], [0, 1]]
