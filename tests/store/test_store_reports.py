@@ -87,3 +87,51 @@ def test_an_unreadable_index_is_reported_with_empty_counts(two_sets):
         "shards": 0,
         "items": 0,
     }
+
+
+# --- the errors of an index that cannot take a write, word for word ----------------------
+
+
+def test_a_full_disk_under_the_index_says_what_to_do(two_sets):
+    from mmtk.errors import StoreError
+
+    connection = two_sets.index._connection()
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL
+    keys = [f"big-{i}" for i in range(3000)]
+    with pytest.raises(StoreError) as error:
+        two_sets.put(VECTORS, keys, [np.ones(3, np.float32)] * len(keys))
+    index = two_sets.root / "index.sqlite"
+    assert error.value.message == f"the disk holding the feature store index {index} is full (SQLite: database or disk is full)"
+    assert error.value.hint == (
+        "free space there or point --store (or $MMTK_STORE) at a disk with room; "
+        "what was committed is kept and the next run computes only the rest"
+    )
+
+
+def test_an_index_that_refuses_writes_is_a_read_only_store(two_sets):
+    from mmtk.errors import StoreError
+
+    two_sets.index._connection().execute("PRAGMA query_only = 1")  # SQLite answers SQLITE_READONLY
+    with pytest.raises(StoreError) as error:
+        two_sets.put(VECTORS, ["new"], [np.ones(3, np.float32)])
+    assert error.value.message.startswith(f"the feature store {two_sets.root} is read-only here (SQLite: ")
+    assert error.value.hint == "list, inspect, verify and read it as it is; extract into a writable store: --store DIR"
+
+
+def test_an_unreadable_index_says_to_rebuild_the_store(two_sets):
+    from mmtk.errors import StoreError
+
+    root = two_sets.root
+    two_sets.close()
+    for path in root.glob("index.sqlite*"):
+        path.unlink()
+    (root / "index.sqlite").write_bytes(b"not a database " * 500)
+    store = FeatureStore(root)
+    try:
+        with pytest.raises(StoreError) as error:
+            store.feature_sets()
+    finally:
+        store.close()
+    assert error.value.message == f"the feature store index {root / 'index.sqlite'} is damaged (SQLite: file is not a database)"
+    assert error.value.hint == f"its entries cannot be trusted: move {root} aside and run extract-features again to rebuild the store"
