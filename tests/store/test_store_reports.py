@@ -135,3 +135,64 @@ def test_an_unreadable_index_says_to_rebuild_the_store(two_sets):
         store.close()
     assert error.value.message == f"the feature store index {root / 'index.sqlite'} is damaged (SQLite: file is not a database)"
     assert error.value.hint == f"its entries cannot be trusted: move {root} aside and run extract-features again to rebuild the store"
+
+
+# --- gc ----------------------------------------------------------------------------------
+
+
+def _files(root) -> dict:
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in (root / "shards").rglob("*") if p.is_file()}
+
+
+def test_gc_report_counts_every_orphan_shard_and_byte(tmp_path):
+    """Orphans, temp files and small shards of two feature sets: the report lists and
+    counts each, bytes_freed is what the shards folder lost, a dry run reports the same
+    (but the bytes compaction frees) and changes nothing, and a second gc finds nothing
+    left to do."""
+    import os
+    import time
+
+    store = FeatureStore(tmp_path / "store")
+    store.register(VECTORS, {"backbone": "vec", "modality": "image", "kind": "vector", "dim": 3})
+    store.register(SEQUENCES, {"backbone": "seq", "modality": "text", "kind": "sequence", "dim": 2})
+    for i in range(4):
+        store.put(VECTORS, [f"v{i}", f"w{i}"], [np.full(3, i, np.float32), np.full(3, -i, np.float32)])
+    for i in range(3):
+        store.put(SEQUENCES, [f"s{i}"], [np.full((i + 1, 2), i, np.float32)])
+    folder = store.root / "shards" / VECTORS[:16]
+    (folder / "left-by-a-killed-run.npy").write_bytes(b"x" * 100)
+    (folder / "half-written.npy.tmp").write_bytes(b"y" * 50)
+    (store.root / "shards" / ("c" * 16)).mkdir()  # a folder of no registered set, empty
+    old = time.time() - 7200
+    for path in (folder / "left-by-a-killed-run.npy", folder / "half-written.npy.tmp"):
+        os.utime(path, (old, old))
+    options = {"min_age_s": 3600, "compact_min_shards": 2, "small_shard_bytes": 1 << 20}
+    before = _files(store.root)
+
+    expected = {
+        "unreferenced_shards": [],
+        "orphans": [f"shards/{VECTORS[:16]}/left-by-a-killed-run.npy"],
+        "temp_files": [f"shards/{VECTORS[:16]}/half-written.npy.tmp"],
+        "compacted_shards": 7,
+        "new_shards": 2,
+        "damaged_shards": [],
+        "dropped_items": 0,
+        "refused_paths": [],
+    }
+    dry = store.gc(dry_run=True, **options)
+    assert _files(store.root) == before and (store.root / "shards" / ("c" * 16)).is_dir()
+    report = store.gc(**options)
+    after = _files(store.root)
+    assert {k: v for k, v in report.items() if k != "bytes_freed"} == {"dry_run": False, **expected}
+    assert report["bytes_freed"] == sum(before.values()) - sum(after.values()) > 150
+    # A dry run counts the orphans' bytes only: what compaction would free is known once
+    # the new shard is written.
+    assert dry == {**report, "dry_run": True, "bytes_freed": 150}
+    assert len(after) == 2 and not (store.root / "shards" / ("c" * 16)).exists()
+    assert store.verify()["ok"] and store.verify()["shards"] == 2
+    np.testing.assert_array_equal(store.gather(VECTORS, ["w3", "v0"]), np.array([[-3] * 3, [0] * 3], np.float32))
+    steps, lengths = store.gather_sequences(SEQUENCES, ["s2", "s0"])
+    assert lengths.tolist() == [3, 1] and steps[0, :3].tolist() == [[2, 2]] * 3
+    again = store.gc(**options)
+    assert again == {"dry_run": False, **{k: type(v)() for k, v in expected.items()}, "bytes_freed": 0}
+    store.close()
