@@ -196,3 +196,62 @@ def test_gc_report_counts_every_orphan_shard_and_byte(tmp_path):
     again = store.gc(**options)
     assert again == {"dry_run": False, **{k: type(v)() for k, v in expected.items()}, "bytes_freed": 0}
     store.close()
+
+
+# --- a store this process may not write ----------------------------------------------------
+
+
+@pytest.fixture
+def read_only(two_sets, monkeypatch):
+    """``two_sets`` reopened as a process without write access sees it (the suite runs
+    as root, for whom permission bits do not bind; test_store_access.py drops the
+    capability in a child process for the real thing)."""
+    from mmtk.store import index
+
+    root = two_sets.root
+    two_sets.close()
+    monkeypatch.setattr(index, "_writable", lambda path: False)
+    store = FeatureStore(root)
+    yield store
+    store.close()
+
+
+def test_a_read_only_store_is_read_verified_and_refuses_writes(read_only):
+    from mmtk.errors import StoreError
+
+    assert read_only.index.read_only()
+    np.testing.assert_array_equal(read_only.gather(VECTORS, ["k3", "k1"]), np.array([[2.0] * 3, [1.0] * 3], np.float32))
+    assert [s["items"] for s in read_only.feature_sets()] == [3, 3]
+    assert read_only.verify()["ok"]
+    with pytest.raises(StoreError) as error:
+        read_only.put(VECTORS, ["k4"], [np.ones(3, np.float32)])
+    assert error.value.message.startswith(f"the feature store {read_only.root} is read-only here (SQLite: ")
+
+
+def test_an_index_of_another_schema_is_refused_with_what_to_do(two_sets, monkeypatch):
+    import sqlite3
+
+    from mmtk.errors import StoreError
+    from mmtk.store import index
+
+    root = two_sets.root
+    two_sets.close()
+    with sqlite3.connect(root / "index.sqlite") as db:
+        db.execute("PRAGMA user_version = 99")
+    store = FeatureStore(root)
+    with pytest.raises(StoreError) as error:
+        store.feature_sets()
+    assert (error.value.message, error.value.hint) == (
+        f"store {root} has index schema 99; this mmtk reads up to {index.SCHEMA_VERSION}",
+        "upgrade mmtk or use another --store",
+    )
+    store.close()
+    monkeypatch.setattr(index, "_writable", lambda path: False)
+    store = FeatureStore(root)
+    with pytest.raises(StoreError) as error:
+        store.feature_sets()
+    assert (error.value.message, error.value.hint) == (
+        f"store {root} is read-only here and its index has schema 99; this mmtk reads {index.SCHEMA_VERSION}",
+        "open it once with write access (any store command does) or use another --store",
+    )
+    store.close()
