@@ -22,9 +22,9 @@ Features are extracted once into ``$MMTK_STORE`` (default ``benchmarks/out/store
 with ``bench_tabular.py``) and reused by later runs. mmtk trains with seeds 0..N-1
 (``--seeds``; the table gives mean ± population standard deviation); the LR is
 deterministic, so it is fitted once, and its results are kept in
-``benchmarks/out/bench_baselines_lr.json`` under a digest of its exact inputs, so a rerun
-after a change to mmtk's training code refits only what changed (``--no-lr-cache``
-refits everything).
+``benchmarks/out/bench_baselines_lr.json`` (``--lr-cache``) under a digest of its exact
+inputs, so a rerun after a change to mmtk's training code refits only what changed
+(``--no-lr-cache`` refits everything).
 
 The train and evaluate functions are looked up at run time (``--train-fn``, default
 ``mmtk.train:train``; ``--evaluate-fn``, default ``mmtk.evaluate:evaluate``) and called with
@@ -444,8 +444,9 @@ def main() -> None:
     parser.add_argument("--variants", default="defaults", help=f"comma-separated; parts {', '.join(VARIANT_PARTS)} joined by '+'")
     parser.add_argument("--train-fn", default="mmtk.train:train", help="MODULE:FUNCTION called as train(dataset, features=, model=, tasks=, out=, store=, seed=, device=[, tabular=])")
     parser.add_argument("--evaluate-fn", default="mmtk.evaluate:evaluate")
-    parser.add_argument("--no-lr-cache", action="store_true",
-                        help="refit every LR instead of reusing benchmarks/out/bench_baselines_lr.json (keyed by a digest of its inputs)")
+    parser.add_argument("--lr-cache", type=Path, default=OUT / "bench_baselines_lr.json",
+                        help="LR results kept under a digest of their inputs (another worktree can share one)")
+    parser.add_argument("--no-lr-cache", action="store_true", help="refit every LR and keep nothing")
     parser.add_argument("--json", type=Path, default=OUT / "bench_baselines.json")
     args = parser.parse_args()
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
@@ -480,7 +481,7 @@ def main() -> None:
                 print(f"  {note}")
             extract(bench, store)
         lr_cache: dict = {}
-        lr_file = None if args.no_lr_cache else OUT / "bench_baselines_lr.json"
+        lr_file = None if args.no_lr_cache else args.lr_cache
         lr_store = json.loads(lr_file.read_text()) if lr_file is not None and lr_file.is_file() else {}
         for variant in variants:
             rows += run_variant(variant, sets, models, seeds, store, work, train_fn, evaluate_fn, lr_cache, lr_store, lr_file)
