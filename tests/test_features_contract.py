@@ -19,6 +19,7 @@ from mmtk.features import (
     FeatureRef,
     gather_features,
     items_with_features,
+    load_features,
     parse_feature_refs,
     required_columns,
     resolve_features,
@@ -46,8 +47,9 @@ def test_bad_references_say_what_to_write(text, message, hint):
 
 def test_names_that_only_begin_with_tabular_are_backbones():
     assert FeatureRef.parse("tabular") == FeatureRef("tabular") and FeatureRef("tabular").is_tabular
-    ref = FeatureRef.parse("tabulator")
-    assert ref.backbone == "tabulator" and not ref.is_tabular
+    for name in ("tabulator", "tabularXL"):
+        ref = FeatureRef.parse(name)
+        assert ref.backbone == name and not ref.is_tabular
 
 
 def test_feature_lists_refuse_nothing_and_repeats():
@@ -144,6 +146,41 @@ def test_extraction_of_missing_features_follows_the_reference(tmp_path, tiny_ber
     assert lengths.tolist() == [4, 4]  # [CLS] a cat [SEP]; the long title cut at 4
 
 
+def test_items_with_features_extracts_as_the_reference_says(tmp_path, tiny_bert):
+    dataset = _texts(tmp_path, [{"text": "ignored", "title": "a cat"}, {"text": "ignored too", "title": "the sad dog is funny"}])
+    store = FeatureStore(tmp_path / "own-store")
+    ref = parse_feature_refs([f"hf:{tiny_bert}:seq@title"], FeatureOptions(max_length=4))[0]
+    calls = []
+    kept, skipped = items_with_features(
+        dataset, resolve_features(dataset, [ref]), store, extract_missing=True, on_error="skip", progress=lambda d, t: calls.append((d, t))
+    )
+    assert kept is dataset and skipped == [] and calls[-1] == (2, 2)
+    config = resolve_backbone(f"hf:{tiny_bert}", "text", sequence=True, options=FeatureOptions(max_length=4))
+    assert store.missing(config.fingerprint, content_keys(dataset.values("title"), "text")) == []
+
+
+def test_load_features_extracts_with_progress(tmp_path):
+    dataset = _images(tmp_path, 2)
+    calls = []
+    arrays = load_features(dataset, ["pixels:4"], FeatureStore(tmp_path / "own-store"), extract_missing=True, progress=lambda d, t: calls.append((d, t)))
+    assert arrays["pixels:4"].shape == (2, 16) and calls[-1] == (2, 2)
+
+
+def test_the_missing_features_command_carries_every_option(tmp_path):
+    dataset = _texts(tmp_path, [{"text": "a cat"}])
+    refs = parse_feature_refs(["minilm:seq"], FeatureOptions(max_length=16, fps=2.0))
+    with pytest.raises(StoreError) as error:
+        gather_features(dataset, resolve_features(dataset, refs), FeatureStore(tmp_path / "own-store"))
+    assert error.value.hint.endswith(f"--column text --sequence --max-length 16 --fps 2.0 --store {tmp_path / 'own-store'}")
+
+
+def test_masked_mean_gives_float32_whatever_comes_in():
+    from mmtk.features import masked_mean
+
+    pooled = masked_mean(np.ones((2, 3, 4), np.float64), np.array([3, 0]))
+    assert pooled.dtype == np.float32 and pooled.tolist() == [[1.0] * 4, [0.0] * 4]
+
+
 def _store_some(tmp_path, dataset, rows: list[int]) -> FeatureStore:
     store = FeatureStore(tmp_path / "own-store")
     config = resolve_backbone("pixels:4", "image")
@@ -168,8 +205,22 @@ def test_records_without_features_are_left_out_with_skip_and_refused_without(tmp
     assert [r.id for r in kept.records] == ["item0", "item2"]
     assert [(bad.line, bad.item) for bad in skipped] == [(2, "item1"), (4, "item3")]
     assert skipped[0].reason == f"no pixels:4 (image) features in store {store.root} (skipped at extraction?)"
-    with pytest.raises(StoreError, match="2 of 4 'img' items"):
-        items_with_features(dataset, resolved, store, on_error="fail")
+    assert skipped[0].source == str(dataset.source)
+    for refused in ({"on_error": "fail"}, {}):  # failing is the default
+        with pytest.raises(StoreError) as error:
+            items_with_features(dataset, resolved, store, **refused)
+        assert error.value.message == f"2 of 4 'img' items of {dataset.source} have no pixels:4 (image) features in store {store.root}"
+
+
+def test_a_later_feature_leaves_out_records_after_a_complete_one(tmp_path):
+    dataset = _images(tmp_path, 3)
+    store = _store_some(tmp_path, dataset, [0, 1, 2])  # pixels:4 complete
+    other = resolve_backbone("pixels:3", "image")
+    store.register(other.fingerprint, {"backbone": other.spec, "modality": "image", "kind": "vector", "dim": 9})
+    keys = content_keys(dataset.values("img"), "image")
+    store.put(other.fingerprint, keys[:2], [np.zeros(9, np.float32)] * 2)
+    kept, skipped = items_with_features(dataset, resolve_features(dataset, ["pixels:4", "pixels:3"]), store, on_error="skip")
+    assert [r.id for r in kept.records] == ["item0", "item1"] and [b.item for b in skipped] == ["item2"]
 
 
 def test_a_feature_missing_everywhere_means_extraction_never_ran(tmp_path):
@@ -200,7 +251,8 @@ def test_every_item_left_out_is_an_error_naming_the_first_and_the_command(tmp_pa
     )
 
 
-def test_the_feature_that_left_out_the_first_record_is_named(tmp_path, tiny_bert):
+@pytest.mark.parametrize("text_first", [False, True])
+def test_the_feature_that_left_out_the_first_record_is_named(tmp_path, tiny_bert, text_first):
     """Pictures leave out item1, texts item0: all are left out, and the message and
     command are about the text feature, which left out the first record."""
     rows = [{"text": " ", "img": "ok.png"}, {"text": "a cat", "img": "bad.png"}]
@@ -210,7 +262,8 @@ def test_the_feature_that_left_out_the_first_record_is_named(tmp_path, tiny_bert
     data.write_text("".join(json.dumps({"id": f"item{i}", **row}) + "\n" for i, row in enumerate(rows)), encoding="utf-8")
     dataset = read_dataset(data)
     store = FeatureStore(tmp_path / "own-store")
-    resolved = resolve_features(dataset, ["pixels:4", f"hf:{tiny_bert}"])
+    refs = ["pixels:4", f"hf:{tiny_bert}"]
+    resolved = resolve_features(dataset, refs[::-1] if text_first else refs)
     with pytest.raises(DataError) as error:
         items_with_features(dataset, resolved, store, extract_missing=True, on_error="skip", device="cpu")
     assert error.value.message.startswith(f"every item of {data} was left out, the first: {data}:1 (item 'item0'): empty text")
