@@ -268,3 +268,16 @@ def test_the_feature_that_left_out_the_first_record_is_named(tmp_path, tiny_bert
         items_with_features(dataset, resolved, store, extract_missing=True, on_error="skip", device="cpu")
     assert error.value.message.startswith(f"every item of {data} was left out, the first: {data}:1 (item 'item0'): empty text")
     assert f"--backbone hf:{tiny_bert} --column text" in error.value.hint
+
+
+@pytest.mark.parametrize("ref, shown", [(" minilm ", "minilm"), ("tabular", "tabular")])
+def test_frame_times_of_a_feature_without_frames_are_refused(tmp_path, ref, shown):
+    from mmtk.features import gather_timestamps
+
+    dataset = _texts(tmp_path, [{"text": "a cat"}])
+    with pytest.raises(UsageError) as error:
+        gather_timestamps(dataset, ref, FeatureStore(tmp_path / "own-store"))
+    assert (error.value.message, error.value.hint) == (
+        f"feature {shown!r} does not encode video frames, so it has no frame times",
+        "name an image backbone on a video column, e.g. pixels@video",
+    )
