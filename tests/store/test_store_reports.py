@@ -255,3 +255,50 @@ def test_an_index_of_another_schema_is_refused_with_what_to_do(two_sets, monkeyp
         "open it once with write access (any store command does) or use another --store",
     )
     store.close()
+
+
+def test_a_shard_of_the_wrong_width_is_named_by_verify_and_repair(two_sets):
+    shard = _shard_of(two_sets, 2)
+    np.save(shard, np.ones((2, 4), np.float32))  # a whole, well-formed .npy of the wrong dim
+    problem = f"shard {shard} holds float32 (2, 4), expected float32 (rows, 3)"
+    assert two_sets.verify()["problems"] == [problem]
+    assert two_sets.repair(dry_run=True)["damaged_shards"] == [
+        {"path": shard.relative_to(two_sets.root).as_posix(), "problem": problem, "items": 2}
+    ]
+
+
+# SQLite names an error (sqlite_errorname, Python 3.11+) and words it; either alone is
+# enough to tell a full disk, a damaged index and a read-only store apart.
+SQLITE_ERRORS = [
+    ("SQLITE_FULL", "write failed", "is full"),
+    ("", "database or disk is full", "is full"),
+    ("SQLITE_CORRUPT", "bad page", "is damaged"),
+    ("SQLITE_NOTADB", "cannot open", "is damaged"),
+    ("", "database disk image is malformed", "is damaged"),
+    ("", "file is not a database", "is damaged"),
+    ("SQLITE_READONLY_DBMOVED", "cannot write", "is read-only here"),
+    ("", "attempt to write a readonly database", "is read-only here"),
+]
+
+
+@pytest.mark.parametrize("name, text, says", SQLITE_ERRORS)
+def test_sqlite_errors_a_user_can_fix_are_told_apart_by_name_or_wording(tmp_path, name, text, says):
+    import sqlite3
+
+    from mmtk.store.index import _known_sqlite_error
+
+    error = sqlite3.OperationalError(text)
+    if name:
+        error.sqlite_errorname = name
+    known = _known_sqlite_error(error, tmp_path / "index.sqlite")
+    assert known is not None and says in known.message and f"(SQLite: {text})" in known.message
+
+
+def test_other_errors_are_not_mistaken_for_known_ones(tmp_path):
+    import sqlite3
+
+    from mmtk.store.index import _known_sqlite_error
+
+    index = tmp_path / "index.sqlite"
+    assert _known_sqlite_error(sqlite3.OperationalError("no such table: items"), index) is None
+    assert _known_sqlite_error(ValueError("database or disk is full"), index) is None
