@@ -9,8 +9,9 @@
 # The first argument is the files to mutate (an fnmatch pattern under mmtk/); the rest
 # are the test files or folders that must kill the mutants. The copy is the committed
 # HEAD (SOURCE=worktree copies the working tree instead, uncommitted files included).
-# Prints killed/total and every surviving mutant's diff; JOBS (default 2) sets mutmut's
-# parallel children, KEEP=1 keeps the copy (its path is printed) for `mutmut show`.
+# Prints killed/total and every surviving mutant's diff (DIFFS=0: the names only, which is
+# much faster for a large module); JOBS (default 2) sets mutmut's parallel children,
+# KEEP=1 keeps the copy (its path is printed) for `mutmut show`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -55,7 +56,9 @@ echo "== $pattern: $killed of $total mutants killed ($(awk -v k="$killed" -v t="
 awk -F': ' '{print $2}' results.txt | sort | uniq -c
 for mutant in $(awk -F': ' '$2 != "killed" {print $1}' results.txt); do
   echo "-- $mutant ($(grep -F "$mutant:" results.txt | awk -F': ' '{print $2}'))"
-  "$venv/mutmut" show "$mutant" 2>/dev/null | grep -E '^[-+][^-+]' || true
+  if [ "${DIFFS:-1}" != 0 ]; then
+    "$venv/mutmut" show "$mutant" 2>/dev/null | grep -E '^[-+][^-+]' || true
+  fi
 done
 [ "${KEEP:-0}" = 1 ] && echo "kept $work" >&2
 exit 0
