@@ -302,3 +302,21 @@ def test_other_errors_are_not_mistaken_for_known_ones(tmp_path):
     index = tmp_path / "index.sqlite"
     assert _known_sqlite_error(sqlite3.OperationalError("no such table: items"), index) is None
     assert _known_sqlite_error(ValueError("database or disk is full"), index) is None
+
+
+def test_a_read_only_reader_sees_what_an_open_writer_committed(two_sets, monkeypatch):
+    """A writer at work keeps its -wal file; the read-only reader opens the index
+    through SQLite's read-only URI (not as an immutable file) and sees its commits."""
+    from mmtk.store import index
+
+    two_sets.put(VECTORS, ["k9"], [np.full(3, 9.0, np.float32)])
+    assert (two_sets.root / "index.sqlite-wal").exists()
+    monkeypatch.setattr(index, "_writable", lambda path: False)
+    reader = FeatureStore(two_sets.root)
+    try:
+        assert reader.index.read_only()
+        np.testing.assert_array_equal(reader.gather(VECTORS, ["k9"]), np.full((1, 3), 9.0, np.float32))
+        two_sets.put(VECTORS, ["k10"], [np.full(3, 10.0, np.float32)])
+        assert reader.missing(VECTORS, ["k10"]) == []
+    finally:
+        reader.close()
