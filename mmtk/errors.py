@@ -56,6 +56,12 @@ class CheckFailed(MmtkError):
 FRAME_SOURCE = "<DataFrame>"
 
 
+class BadInput(ValueError):
+    """An item an encoder or decoder cannot use (undecodable image or audio, empty text).
+    ``str()`` is the reason; extraction adds the dataset file, line and item id. Not an
+    ``MmtkError``: extraction decides per item whether it stops the run or is skipped."""
+
+
 def where(path, line: int | None = None, item: str | None = None) -> str:
     """Format a location as ``file:line (item id)`` for error messages. Tables (a
     DataFrame, a ``.parquet`` file) have rows, not lines: ``data.parquet row 3 (item ...)``."""

@@ -1,6 +1,6 @@
 """``evaluate``: score a run on a labelled dataset with the shared-task metrics.
 
-Result shape (DESIGN.md §3): ``{"task": name, "n": N, "metrics": {...}}`` for one task;
+Result shape (docs/ARCHITECTURE.md, "Evaluate and predict"): ``{"task": name, "n": N, "metrics": {...}}`` for one task;
 ``{"n": N, "tasks": {name: {"task": name, "n": N, "metrics": {...}}}}`` for several;
 with ``plots_dir`` a ``"plots"`` list of the PNG files written.
 """
@@ -33,8 +33,8 @@ def evaluate(
     """
     from mmtk.metrics import compute_metrics
     from mmtk.models.objectives import to_outputs
-    from mmtk.predict import open_run, read_for_run, run_model
-    from mmtk.train import task_result
+    from mmtk.inference import open_run, read_for_run, run_model
+    from mmtk.metrics import task_result
 
     run = open_run(run_dir, device)
     dataset = read_for_run(run, data, columns)

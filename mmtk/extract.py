@@ -42,9 +42,10 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from mmtk.backbones import BackboneConfig, BadInput, FeatureOptions, resolve_backbone
-from mmtk.backbones.base import MODALITIES, VIDEO, Encoded, close_resource
+from mmtk.backbones.base import Encoded, close_resource
 from mmtk.data import BadItem, Dataset, content_key
 from mmtk.errors import DataError, MmtkError, UsageError, where
+from mmtk.features import pick_column
 
 ON_ERROR_CHOICES = ("fail", "skip")
 
@@ -188,36 +189,6 @@ class _Plan(NamedTuple):
     records_by_key: dict[str, list]  # content key -> records with that input, in order
     values: dict[str, Any]  # content key -> the value to load (first record's)
     bad: list[BadItem]
-
-
-def pick_column(dataset: Dataset, backbone: str, column: str | None) -> tuple[str, str]:
-    """The column to read and the modality to encode it as. A column that plays the
-    image or text role is encoded as that; any other column holds text (readers only
-    resolve media paths for media roles). An audio backbone reads the audio column, or
-    the audio track of the video column when there is no audio column; an image
-    backbone reads a video column as sampled frames (modality "video")."""
-    if column is None:
-        modality = resolve_backbone(backbone).modality
-        if modality == "audio" and dataset.columns.audio is None and dataset.columns.video is not None:
-            return dataset.columns.video, "audio"
-        return dataset.column_for(modality), modality
-    name = dataset.column_for(column)
-    role = dataset.role_of(name)
-    if role == VIDEO:
-        backbone_modality = resolve_backbone(backbone).modality
-        if backbone_modality == "audio":
-            return name, "audio"  # the video's audio track
-        if backbone_modality == "image":
-            return name, VIDEO  # frames sampled from the video
-        raise UsageError(
-            f"column {name!r} holds video, which {backbone!r} ({backbone_modality}) cannot encode",
-            "use an image backbone (frames) or an audio backbone (its audio track) on a video column",
-        )
-    if role is not None and role not in MODALITIES:
-        raise UsageError(
-            f"column {name!r} holds {role}, which no backbone here encodes", f"choose a column with {' or '.join(MODALITIES)}"
-        )
-    return name, role or "text"
 
 
 def _plan_keys(dataset: Dataset, column: str, modality: str, on_error: str) -> _Plan:

@@ -1,32 +1,43 @@
-"""Feature references (``BACKBONE[:seq][@COLUMN]``) and loading cached features as
-arrays aligned with a dataset's records.
+"""Feature references (``BACKBONE[:seq][@COLUMN]``, ``tabular``, ``run:PATH``) and the
+feature sources that turn them into model inputs aligned with a dataset's records.
 
-``train``, ``evaluate`` and ``predict`` all go through here: a reference resolves to a
-backbone config (its fingerprint keys the store) and a column of the dataset (whose
-values' content keys are the other half of the store key); the store then gathers one
-array per reference in record order.
+``FEATURE_SOURCES`` is a registry: ``stored`` (backbone features cached in the store,
+keyed by the backbone's fingerprint and each value's content key), ``tabular`` (columns
+encoded by preprocessors fitted on the training part) and ``run`` (the output
+probabilities of an existing run directory over the same items: stacking, cached teacher
+predictions). A reference goes to the first source that claims it; ``gather_inputs``
+returns one ``Gathered`` per reference: vectors, or sequences with lengths (in memory,
+or as a ``SequenceReader`` left in the store) when the model takes them unpooled, and
+which items have the modality at all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from mmtk.backbones.base import FeatureOptions
 from mmtk.backbones.registry import absolute_spec
-from mmtk.errors import StoreError, UsageError
+from mmtk.errors import DataError, StoreError, UsageError
+from mmtk.registry import Registry
 
 SEQUENCE_MARK = ":seq"
 FEATURE_FORMS = (
     "BACKBONE, BACKBONE:seq (a stored sequence), BACKBONE@COLUMN (e.g. minilm@title) or tabular "
-    "(categorical and numerical columns, fitted at train time)"
+    "(categorical and numerical columns, fitted at train time) or run:PATH (a trained run's output probabilities)"
 )
 #: The feature built from tabular columns by preprocessors fitted at train time (see
 #: ``mmtk.tabular``); not a backbone and never in the store.
 TABULAR = "tabular"
+#: Prefix of a reference to a run directory's outputs (``run:runs/text``).
+RUN_PREFIX = "run:"
+#: How sequences become one vector per item for models that take vectors.
+POOLS = ("mean", "mean-std", "max")
+#: What to do with an item that lacks a modality (no image, empty text).
+MISSING_MODALITY = ("fail", "skip", "zero", "mask")
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,10 @@ class FeatureRef:
         body = text.strip()
         if not body:
             raise UsageError("empty feature reference", f"write {FEATURE_FORMS}")
+        if body.startswith(RUN_PREFIX):
+            if not body[len(RUN_PREFIX):].strip():
+                raise UsageError(f"feature reference {text!r} names no run directory", "write run:PATH, e.g. run:runs/text")
+            return cls(backbone=RUN_PREFIX + body[len(RUN_PREFIX):].strip())
         column = None
         head, at, tail = body.rpartition("@")
         if at and tail and _is_backbone_spec(head.removesuffix(SEQUENCE_MARK)):
@@ -75,6 +90,11 @@ class FeatureRef:
     def is_tabular(self) -> bool:
         """Whether this is the ``tabular`` feature (fitted at train time, not stored)."""
         return self.backbone == TABULAR and not self.sequence and self.column is None
+
+    @property
+    def source(self) -> str:
+        """The name of the feature source that provides this input (``FEATURE_SOURCES``)."""
+        return source_for(self).name
 
     @property
     def name(self) -> str:
@@ -129,15 +149,11 @@ def required_columns(texts: Sequence[str | FeatureRef]) -> list[str]:
     argument of ``read_dataset``): the explicit ``@COLUMN``, else the backbone's modality
     (``audio`` is met by a video column when there is no audio column: its audio track).
     The tabular feature requires nothing here: its cells may be empty (imputed)."""
-    from mmtk.backbones import resolve_backbone
-
     needed: list[str] = []
     for ref in parse_feature_refs(texts):
-        if ref.is_tabular:
-            continue
-        column = ref.column or resolve_backbone(ref.backbone).modality
-        if column not in needed:
-            needed.append(column)
+        for column in source_for(ref).required_columns(ref):
+            if column not in needed:
+                needed.append(column)
     return needed
 
 
@@ -151,6 +167,11 @@ class ResolvedFeature:
     column: str
 
     @property
+    def source(self) -> str:
+        """The name of the feature source that provides this input (``FEATURE_SOURCES``)."""
+        return source_for(self).name
+
+    @property
     def name(self) -> str:
         return self.ref.name
 
@@ -159,14 +180,13 @@ def resolve_features(dataset, refs: Sequence[str | FeatureRef]) -> list[Resolved
     """Bind references to ``dataset``: find each column and resolve each backbone for the
     modality that column holds (clip's text tower for a text column), exactly as
     ``extract_features`` does, so the fingerprints match what extraction stored. No
-    weights are loaded. The tabular feature is skipped: it comes from fitted
-    preprocessors (``mmtk.tabular``), not from the store."""
+    weights are loaded. Only stored features resolve: the other sources (tabular, run
+    outputs) are not in the store."""
     from mmtk.backbones import resolve_backbone
-    from mmtk.extract import pick_column
 
     resolved = []
     for ref in parse_feature_refs(refs):
-        if ref.is_tabular:
+        if source_for(ref).name != "stored":
             continue
         column, modality = pick_column(dataset, ref.backbone, ref.column)
         config = resolve_backbone(ref.backbone, modality, sequence=ref.sequence, options=ref.options)
@@ -183,43 +203,293 @@ def gather_features(
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """One float32 array ``(N, dim)`` per feature, row ``i`` for ``dataset.records[i]``.
+    """One float32 array ``(N, dim)`` per stored feature, row ``i`` for ``dataset.records[i]``.
 
     Sequences (``:seq``, and every feature of a backbone that only makes sequences, such
-    as ``mfcc`` or video frames) are pooled by a masked mean over their valid steps, since
-    the fusion models take one vector per modality. Missing store entries are computed first
-    when ``extract_missing`` (evaluation and prediction on new data); otherwise a
-    ``StoreError`` names the extract-features command that fills them.
+    as ``mfcc`` or video frames) are pooled by a masked mean over their valid steps.
+    Missing store entries are computed first when ``extract_missing`` (evaluation and
+    prediction on new data); otherwise a ``StoreError`` names the extract-features
+    command that fills them.
     """
-    from mmtk.data import content_keys
+    context = GatherContext(store=store, extract_missing=extract_missing, device=device, progress=progress)
+    return {feature.name: STORED.gather(dataset, feature, context).values for feature in resolved}
 
-    arrays: dict[str, np.ndarray] = {}
-    for feature in resolved:
-        config = feature.backbone
-        keys = content_keys(dataset.values(feature.column), config.modality)
+
+@dataclass
+class Gathered:
+    """One input for every record: ``values`` ``(N, d)`` vectors or ``(N, T, d)`` zero-padded
+    sequences with ``lengths`` ``(N,)``; or, for sequences left in the store, a
+    ``reader`` (``mmtk.store.gather.SequenceReader``) and ``values`` None. ``present``
+    (bool ``(N,)``, None: all) says which items have the modality; absent items are zeros."""
+
+    values: np.ndarray | None
+    lengths: np.ndarray | None = None
+    present: np.ndarray | None = None
+    reader: Any = None
+
+    @property
+    def kind(self) -> str:
+        return "sequence" if self.lengths is not None or self.reader is not None else "vector"
+
+    @property
+    def dim(self) -> int:
+        return int(self.reader.dim if self.values is None else self.values.shape[-1])
+
+    def subset(self, positions) -> Gathered:
+        """The items at ``positions`` (a training or validation split)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return Gathered(
+            values=None if self.values is None else self.values[positions],
+            lengths=None if self.lengths is None else self.lengths[positions],
+            present=None if self.present is None else self.present[positions],
+            reader=None if self.reader is None else self.reader.subset(positions),
+        )
+
+    def nbytes(self) -> int:
+        """Bytes this input takes in memory when gathered whole."""
+        return self.reader.padded_nbytes() if self.values is None else int(self.values.nbytes)
+
+
+@dataclass
+class GatherContext:
+    """How to gather: ``pool`` (one of ``POOLS``; None keeps sequences as sequences),
+    ``lazy`` (sequences left in the store as readers, for the store-backed batch source),
+    ``missing`` (``MISSING_MODALITY``: "fail" refuses an item without the modality, any
+    other policy marks it absent), store extraction settings, and the fitted tabular
+    preprocessor."""
+
+    store: Any = None
+    pool: str | None = "mean"
+    lazy: bool = False
+    missing: str = "fail"
+    extract_missing: bool = False
+    device: str = "auto"
+    progress: Callable[[int, int], None] | None = None
+    tabular: Any = None  # mmtk.tabular.TabularPreprocessor
+    resolved: dict[str, ResolvedFeature] = field(default_factory=dict)
+
+
+class FeatureSource(Protocol):
+    """A kind of model input. ``claims(ref)``: whether the reference is this source's;
+    ``required_columns(ref)``: the roles or columns a dataset must fill for it;
+    ``gather(dataset, ref, context) -> Gathered``."""
+
+    name: str
+
+    def claims(self, ref: FeatureRef) -> bool: ...
+
+    def required_columns(self, ref: FeatureRef) -> list[str]: ...
+
+    def gather(self, dataset, ref, context: GatherContext) -> Gathered: ...
+
+
+FEATURE_SOURCES: Registry = Registry("feature source")
+
+
+def source_for(ref: FeatureRef) -> FeatureSource:
+    """The source of ``ref``: the first registered (tabular, run, then stored) that claims it."""
+    for name in ("tabular", "run", *[n for n in FEATURE_SOURCES.names() if n not in ("tabular", "run", "stored")], "stored"):
+        source = FEATURE_SOURCES.get(name)
+        if source.claims(ref):
+            return source
+    raise UsageError(f"no feature source provides {ref.name!r}", f"write {FEATURE_FORMS}")
+
+
+def gather_inputs(dataset, refs: Sequence[FeatureRef], context: GatherContext) -> dict[str, Gathered]:
+    """Every reference's input over ``dataset``, in reference order."""
+    return {ref.name: source_for(ref).gather(dataset, ref, context) for ref in refs}
+
+
+class StoredFeatures:
+    """Backbone features from the feature store."""
+
+    name = "stored"
+
+    def claims(self, ref: FeatureRef) -> bool:
+        return True
+
+    def required_columns(self, ref: FeatureRef) -> list[str]:
+        from mmtk.backbones import resolve_backbone
+
+        return [ref.column or resolve_backbone(ref.backbone).modality]
+
+    def gather(self, dataset, ref, context: GatherContext) -> Gathered:
+        """``ref``: a ``FeatureRef`` or an already ``ResolvedFeature``."""
+        from mmtk.data import content_keys
+
+        feature = ref if isinstance(ref, ResolvedFeature) else context.resolved.get(ref.name) or resolve_features(dataset, [ref])[0]
+        config, store = feature.backbone, context.store
+        values = dataset.values(feature.column)
+        present = None
+        if context.missing != "fail":
+            present = np.array([has_value(v, config.modality) for v in values], dtype=bool)
+            values = [v for v, there in zip(values, present) if there]
+        keys = content_keys(values, config.modality)
         missing = store.missing(config.fingerprint, keys)
-        if missing and extract_missing:
+        if missing and context.extract_missing:
             from mmtk.extract import extract_features
 
             extract_features(
-                dataset,
-                feature.ref.backbone,
-                store=store,
-                column=feature.column,
-                sequence=feature.ref.sequence,
-                options=feature.ref.options,
-                device=device,
-                progress=progress,
+                dataset if present is None else dataset.subset(np.flatnonzero(present)),
+                feature.ref.backbone, store=store, column=feature.column, sequence=feature.ref.sequence,
+                options=feature.ref.options, device=context.device, progress=context.progress,
             )
         elif missing:
             raise _not_stored(dataset, feature, store, missing, keys, f"{config.spec} ({config.modality}) features")
+        gathered = self._read(store, config, keys, context)
+        if present is None or present.all():
+            return gathered
+        return _scatter(gathered, present)
+
+    @staticmethod
+    def _read(store, config, keys: list[str], context: GatherContext) -> Gathered:
         # Sequence forms (:seq) and backbones that only make sequences (mfcc, video frames).
-        if config.kind == "sequence":
-            steps, lengths = store.gather_sequences(config.fingerprint, keys)
-            arrays[feature.name] = masked_mean(steps, lengths)
+        if config.kind != "sequence":
+            return Gathered(np.ascontiguousarray(store.gather(config.fingerprint, keys), dtype=np.float32))
+        if context.pool is None and context.lazy:
+            return Gathered(None, reader=store.sequence_reader(config.fingerprint, keys))
+        steps, lengths = store.gather_sequences(config.fingerprint, keys)
+        if context.pool is None:
+            return Gathered(steps, lengths=lengths)
+        return Gathered(pool_steps(steps, lengths, context.pool))
+
+
+def _scatter(gathered: Gathered, present: np.ndarray) -> Gathered:
+    """``gathered`` (rows of the present items only) spread over every item, absent ones
+    zero (empty sequences)."""
+    rows = np.flatnonzero(present)
+    if gathered.reader is not None:
+        reader = gathered.reader
+        full = [np.full(len(present), -1, dtype=np.int64), np.zeros(len(present), dtype=np.int64), np.zeros(len(present), dtype=np.int64)]
+        for array, values in zip(full, (reader.shard_ids, reader.offsets, reader.lengths)):
+            array[rows] = values
+        return Gathered(None, present=present, reader=type(reader)(reader.root, reader.shards, *full, reader.dim, reader.max_len))
+    values = np.zeros((len(present), *gathered.values.shape[1:]), dtype=np.float32)
+    values[rows] = gathered.values
+    lengths = None
+    if gathered.lengths is not None:
+        lengths = np.zeros(len(present), dtype=np.int64)
+        lengths[rows] = gathered.lengths
+    return Gathered(values, lengths=lengths, present=present)
+
+
+def has_value(value, modality: str) -> bool:
+    """Whether an item has this modality at all: a non-blank value (as ``read_dataset``
+    judges blank). A file that is named but cannot be read is bad data, not an absent
+    modality."""
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def drop_incomplete(dataset, refs):
+    """``dataset`` without the items that lack any stored feature's modality
+    (``--missing-modality skip``); they are listed in ``dataset.skipped``."""
+    from mmtk.data import BadItem
+
+    keep, dropped = [], []
+    features = resolve_features(dataset, refs)
+    for i, record in enumerate(dataset.records):
+        lacking = [f.name for f in features if not has_value(record.values.get(f.column), f.backbone.modality)]
+        if lacking:
+            dropped.append(BadItem(str(dataset.source), record.line, record.id, f"no {', '.join(lacking)} input (--missing-modality skip)"))
         else:
-            arrays[feature.name] = np.ascontiguousarray(store.gather(config.fingerprint, keys), dtype=np.float32)
-    return arrays
+            keep.append(i)
+    if not dropped:
+        return dataset
+    subset = dataset.subset(keep)
+    subset.skipped = list(dataset.skipped) + dropped
+    return subset
+
+
+class TabularFeatures:
+    """The ``tabular`` input: the dataset's categorical and numerical columns through the
+    preprocessor fitted on the training part (``context.tabular``)."""
+
+    name = "tabular"
+
+    def claims(self, ref: FeatureRef) -> bool:
+        return ref.is_tabular
+
+    def required_columns(self, ref: FeatureRef) -> list[str]:
+        return []  # cells may be empty: they are imputed
+
+    def gather(self, dataset, ref, context: GatherContext) -> Gathered:
+        if context.tabular is None:
+            raise UsageError("feature tabular needs its fitted preprocessor", "give its columns with --cat-cols/--num-cols or --columns")
+        return Gathered(np.ascontiguousarray(context.tabular.transform(dataset), dtype=np.float32))
+
+
+class RunOutputs:
+    """``run:PATH``: the output probabilities of a trained run over the same items (binary
+    tasks give p(positive), regression its value), tasks in the run's order: a stacking
+    member's scores, or a teacher's cached predictions."""
+
+    name = "run"
+
+    def claims(self, ref: FeatureRef) -> bool:
+        return ref.backbone.startswith(RUN_PREFIX)
+
+    def required_columns(self, ref: FeatureRef) -> list[str]:
+        import json
+
+        from mmtk.runs import CONFIG
+
+        path = Path(ref.backbone[len(RUN_PREFIX):]) / CONFIG
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UsageError(f"feature {ref.name}: {path} cannot be read", "name a run directory written by mmtk train") from None
+        return [entry["column"] or entry["modality"] for entry in config["features"] if entry["modality"] not in ("tabular", "run")]
+
+    def gather(self, dataset, ref, context: GatherContext) -> Gathered:
+        from mmtk.models.objectives import to_outputs
+        from mmtk.predict import open_run, run_model
+
+        run = open_run(ref.backbone[len(RUN_PREFIX):], "cpu")
+        logits, _ = run_model(run, dataset, context.store, device="cpu", extract_missing=context.extract_missing)
+        columns = []
+        for task in run.tasks:
+            outputs = to_outputs(run.kind(task), logits[task], run.target_stats.get(task))
+            columns.append(outputs[:, 1:] if run.kind(task) == "binary" else outputs.reshape(len(outputs), -1))
+        return Gathered(np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32))
+
+
+STORED = StoredFeatures()
+FEATURE_SOURCES.add("stored", STORED, "backbone features cached in the feature store (BACKBONE[:seq][@COLUMN])")
+FEATURE_SOURCES.add("tabular", TabularFeatures(), "categorical and numerical columns, preprocessors fitted on the training part")
+FEATURE_SOURCES.add("run", RunOutputs(), "a trained run's output probabilities over the same items (run:PATH)")
+
+
+def pick_column(dataset, backbone: str, column: str | None) -> tuple[str, str]:
+    """The column to read and the modality to encode it as. A column that plays the
+    image or text role is encoded as that; any other column holds text (readers only
+    resolve media paths for media roles). An audio backbone reads the audio column, or
+    the audio track of the video column when there is no audio column; an image
+    backbone reads a video column as sampled frames (modality "video")."""
+    from mmtk.backbones import resolve_backbone
+    from mmtk.backbones.base import MODALITIES, VIDEO
+
+    if column is None:
+        modality = resolve_backbone(backbone).modality
+        if modality == "audio" and dataset.columns.audio is None and dataset.columns.video is not None:
+            return dataset.columns.video, "audio"
+        return dataset.column_for(modality), modality
+    name = dataset.column_for(column)
+    role = dataset.role_of(name)
+    if role == VIDEO:
+        backbone_modality = resolve_backbone(backbone).modality
+        if backbone_modality == "audio":
+            return name, "audio"  # the video's audio track
+        if backbone_modality == "image":
+            return name, VIDEO  # frames sampled from the video
+        raise UsageError(
+            f"column {name!r} holds video, which {backbone!r} ({backbone_modality}) cannot encode",
+            "use an image backbone (frames) or an audio backbone (its audio track) on a video column",
+        )
+    if role is not None and role not in MODALITIES:
+        raise UsageError(
+            f"column {name!r} holds {role}, which no backbone here encodes", f"choose a column with {' or '.join(MODALITIES)}"
+        )
+    return name, role or "text"
 
 
 def items_with_features(
@@ -355,3 +625,25 @@ def masked_mean(steps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     mask = (np.arange(steps.shape[1])[None, :] < lengths[:, None]).astype(np.float32)
     totals = np.einsum("ntd,nt->nd", steps, mask)
     return (totals / np.maximum(lengths, 1)[:, None]).astype(np.float32)
+
+
+def pool_steps(steps: np.ndarray, lengths: np.ndarray, pool: str) -> np.ndarray:
+    """Sequences ``(N, T, d)`` to vectors over their valid steps: ``mean`` ``(N, d)``,
+    ``mean-std`` (statistics pooling: mean and standard deviation, ``(N, 2d)``) or
+    ``max`` ``(N, d)``. Empty sequences pool to zeros."""
+    if pool == "mean":
+        return masked_mean(steps, lengths)
+    steps = np.asarray(steps, dtype=np.float32)
+    lengths = np.asarray(lengths).astype(np.int64)
+    valid = np.arange(steps.shape[1])[None, :] < lengths[:, None]
+    if pool == "max":
+        if steps.shape[1] == 0:
+            return np.zeros((len(steps), steps.shape[2]), dtype=np.float32)
+        peak = np.where(valid[:, :, None], steps, -np.inf).max(axis=1)
+        return np.where(np.isfinite(peak), peak, 0.0).astype(np.float32)
+    if pool == "mean-std":
+        mean = masked_mean(steps, lengths)
+        centred = (steps - mean[:, None, :]) * valid[:, :, None]
+        var = np.einsum("ntd,ntd->nd", centred, centred) / np.maximum(lengths, 1)[:, None]
+        return np.concatenate([mean, np.sqrt(var)], axis=1).astype(np.float32)
+    raise UsageError(f"unknown --pool {pool!r}", f"choose one of: {', '.join(POOLS)}")

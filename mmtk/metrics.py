@@ -35,6 +35,13 @@ METRICS: dict[str, tuple[str, ...]] = {
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 
 
+def task_result(per_task: dict[str, dict]) -> dict:
+    """Evaluate's JSON shape: the single task's entry, or ``{"n", "tasks"}`` for several."""
+    if len(per_task) == 1:
+        return next(iter(per_task.values()))
+    return {"n": next(iter(per_task.values()))["n"], "tasks": per_task}
+
+
 def compute_metrics(kind: str, y_true: np.ndarray, outputs: np.ndarray, classes: Sequence[str] | None = None) -> dict[str, float]:
     """Metrics of one task.
 

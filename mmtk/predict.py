@@ -1,6 +1,8 @@
 """``predict``: label new data with a trained run, one record per item.
 
-Record shapes (DESIGN.md §3):
+Running the model is ``mmtk.inference`` (shared with ``evaluate``); this module turns its
+outputs into records and writes them. Record shapes (docs/ARCHITECTURE.md, "Evaluate and
+predict"):
 - binary / multi-class: ``{"id": ..., "label": ..., "probs": {"class": p, ...}}``
 - multi-label: ``{"id": ..., "labels": [...], "probs": {...}}`` (labels with p >= 0.5)
 - regression: ``{"id": ..., "value": x}``
@@ -41,6 +43,7 @@ def predict(
     Features missing from the store are extracted first unless ``extract_missing`` is
     False. ``columns`` holds ``read_dataset``'s column overrides (``text_column``, ...).
     """
+    from mmtk.inference import open_run, read_for_run, run_model
     from mmtk.models import explainable_models
     from mmtk.models.objectives import to_outputs
 
@@ -74,69 +77,6 @@ def _task_record(kind: str, classes: list, output: np.ndarray) -> dict:
     if kind == "multilabel":
         return {"labels": [c for c, p in zip(classes, output) if p >= 0.5], "probs": probs}
     return {"label": classes[int(np.argmax(output))], "probs": probs}
-
-
-def open_run(run_dir, device: str = "auto"):
-    """``load_run`` on the resolved device; a ``Run`` already loaded is used as it is, so
-    a caller that read the data with it (``read_for_run``) does not load the weights twice."""
-    from mmtk.device import resolve_device
-    from mmtk.runs import Run, load_run
-
-    if isinstance(run_dir, Run):
-        return run_dir
-    return load_run(run_dir, device=resolve_device(device))
-
-
-def read_for_run(
-    run, data, columns: Mapping[str, str | None] | None = None, *, require_labels: bool = False, on_error: str = "fail"
-):
-    """``data`` as a Dataset: a path is read requiring the columns the run's features
-    encode (``require_labels`` adds the label columns); a Dataset is used as it is.
-    ``on_error="skip"`` leaves out the items that lack them (``dataset.skipped``)."""
-    from mmtk.data import Dataset, read_dataset
-
-    if isinstance(data, Dataset):
-        return data
-    # Tabular cells may be empty (they are imputed), so only backbone inputs are required.
-    needed = [entry["column"] or entry["modality"] for entry in run.config["features"] if entry["modality"] != "tabular"]
-    if require_labels:
-        needed += run.label_columns
-    overrides = {k: v for k, v in (columns or {}).items() if v}
-    return read_dataset(data, require=list(dict.fromkeys(needed)), on_error=on_error, **overrides)
-
-
-def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None) -> tuple:
-    """``(dataset, skipped)``: the records of ``dataset`` that have every feature the run
-    needs, after extracting the missing ones with ``on_error`` (``"skip"`` leaves out,
-    and lists as ``BadItem``s, the items that cannot be encoded); see
-    ``mmtk.features.items_with_features``. The backbones are checked against the run's
-    fingerprints before anything is extracted."""
-    from mmtk.features import items_with_features, resolve_features
-
-    resolved = resolve_features(dataset, run.feature_refs)
-    run.check_fingerprints(resolved)
-    return items_with_features(
-        dataset, resolved, store, extract_missing=True, on_error=on_error, device=device, progress=progress
-    )
-
-
-def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None):
-    """Logits per task for every record of ``dataset`` (and gate weights with
-    ``explain``), after checking the backbones still match the run's fingerprints. A
-    tabular feature is rebuilt from the dataset's columns by the run's fitted
-    preprocessor."""
-    from mmtk.device import resolve_device
-    from mmtk.features import TABULAR, gather_features, resolve_features
-    from mmtk.models.inference import as_tensors, cpu_threads, forward_all
-
-    resolved = resolve_features(dataset, run.feature_refs)
-    run.check_fingerprints(resolved)
-    arrays = gather_features(dataset, resolved, store, extract_missing=extract_missing, device=device, progress=progress)
-    if run.tabular is not None:
-        arrays[TABULAR] = run.tabular.transform(dataset)
-    torch_device = resolve_device(device)
-    with cpu_threads(torch_device):
-        return forward_all(run.model, as_tensors(arrays, torch_device), explain=explain)
 
 
 def write_predictions(records: Iterable[dict], out: str | Path = "-", fmt: str = "jsonl") -> None:

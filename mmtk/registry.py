@@ -16,26 +16,30 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._help: dict[str, str] = {}
+        self._capabilities: dict[str, dict] = {}
 
-    def register(self, name: str, help: str = "") -> Callable[[T], T]:
-        """Decorator: ``@REGISTRY.register("name", help="one line")``."""
+    def register(self, name: str, help: str = "", **capabilities) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name", help="one line", explains=True)``;
+        keyword arguments are the entry's capabilities (see ``capabilities``)."""
 
         def deco(obj: T) -> T:
-            self.add(name, obj, help)
+            self.add(name, obj, help, **capabilities)
             return obj
 
         return deco
 
-    def add(self, name: str, obj: T, help: str = "") -> None:
+    def add(self, name: str, obj: T, help: str = "", **capabilities) -> None:
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
+        self._capabilities[name] = dict(capabilities)
         doc_lines = (getattr(obj, "__doc__", None) or "").strip().splitlines()
         self._help[name] = help or (doc_lines[0] if doc_lines else "")
 
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
         self._help.pop(name, None)
+        self._capabilities.pop(name, None)
 
     def get(self, name: str) -> T:
         try:
@@ -45,6 +49,12 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}",
                 f"choose one of: {', '.join(self.names())}",
             ) from None
+
+    def capabilities(self, name: str) -> dict:
+        """What the entry declared when registered (e.g. a model's ``explains``), so that
+        callers can ask without building it; an unknown name fails like ``get``."""
+        self.get(name)
+        return dict(self._capabilities[name])
 
     def names(self) -> list[str]:
         return sorted(self._entries)

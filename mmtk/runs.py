@@ -1,11 +1,13 @@
 """Run directories: everything needed to evaluate and predict without the training data.
 
 ```
-RUN/config.json       resolved settings: model + hyper-parameters + input dims, features
-                      (reference, backbone spec, modality, fingerprint, column), tasks
-                      (label encoders, regression target statistics), training settings,
-                      and with a tabular feature the fitted preprocessor ("tabular":
-                      column roles, scaler parameters, category lists; plain JSON)
+RUN/config.json       resolved settings: model (name, params, inputs as InputSpecs,
+                      heads), features (reference, backbone spec, modality, fingerprint,
+                      column), tasks (label encoders, regression target statistics),
+                      training settings, "preprocessing" (pooling, missing-modality
+                      policy, per-feature standardisation statistics), and with a
+                      tabular feature the fitted preprocessor ("tabular": column roles,
+                      scaler parameters, category lists; plain JSON)
 RUN/model.safetensors weights (tensors only: loading runs no code); config.json
                       records their SHA-256, checked at every load
 RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
@@ -91,7 +93,7 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
             for entry in log:
                 handle.write(json.dumps(entry) + "\n")
         _finish_files(staging)
-        _replace_dir(staging, out)
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -122,7 +124,8 @@ def _finish_files(staging: Path) -> None:
     os.chmod(staging, 0o777 & ~umask)
 
 
-def _replace_dir(staging: Path, out: Path) -> None:
+def replace_dir(staging: Path, out: Path) -> None:
+    """Rename the directory ``staging`` to ``out``, replacing what is there."""
     # A directory cannot be renamed over a non-empty one, so the old run goes aside first;
     # between the two renames `out` is briefly absent, never half-written.
     old = None
@@ -146,6 +149,12 @@ class Run:
     encoders: dict[str, Any]
     target_stats: dict[str, dict]
     tabular: Any = None  # mmtk.tabular.TabularPreprocessor
+
+    @property
+    def preprocessing(self) -> dict:
+        """Pooling, missing-modality policy and standardisation statistics; runs written
+        before these existed pooled by mean, refused absent modalities, standardised nothing."""
+        return {"pool": "mean", "missing_modality": "fail", "standardize": None, **self.config.get("preprocessing", {})}
 
     @property
     def model_name(self) -> str:
@@ -195,6 +204,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     from mmtk.data import LabelEncoder
     from mmtk.models import MODELS
     from mmtk.tabular import TabularPreprocessor
+    from mmtk.training.inputs import specs_from_json
 
     path = Path(path)
     config_path = path / CONFIG
@@ -219,7 +229,8 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         encoders = {task["name"]: LabelEncoder.from_json(task["encoder"]) for task in config["tasks"]}
         target_stats = {task["name"]: task["target_stats"] for task in config["tasks"] if task.get("target_stats")}
         tabular = TabularPreprocessor.from_json(config["tabular"]) if "tabular" in config else None
-        model = MODELS.get(model_cfg["name"])(model_cfg["input_dims"], model_cfg["heads"], **model_cfg["hyperparameters"])
+        params = model_cfg["params"] if "params" in model_cfg else model_cfg["hyperparameters"]
+        model = MODELS.get(model_cfg["name"])(specs_from_json(model_cfg), model_cfg["heads"], **params)
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as exc:
         # load_state_dict lists its mismatches on several lines; the CLI prints one.

@@ -1,8 +1,11 @@
-"""``train``: fit a fusion model on cached features and write a run directory.
+"""``train``: fit a model on cached features and write a run directory.
 
-The whole training set lives in memory as tensors (10,000 items x 1,664 floats is 67 MB)
-and batches are index slices of them, so an epoch costs the model's arithmetic and
-nothing else: no DataLoader, no per-item Python.
+This is the recipe ``mmtk train`` runs: gather the inputs through the feature sources,
+split, fit encoders and standardisation on the training part, build the model from the
+registry, and hand batch sources, an objective, AdamW and a schedule to the one loop in
+``mmtk.training`` (``fit``). Inputs that fit the memory budget live in memory as tensors
+(10,000 items x 1,664 floats is 67 MB) and batches are index slices of them, so an
+epoch costs the model's arithmetic and nothing else.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class TrainReport:
     val_metrics: dict
     samples_per_second: float
     log: list[dict] = field(default_factory=list, repr=False)
+    batch_source: str = "memory"
 
     def to_json(self) -> dict:
         return {
@@ -42,6 +46,7 @@ class TrainReport:
             "val_items": self.val_items,
             "seconds": self.seconds,
             "samples_per_second": self.samples_per_second,
+            "batch_source": self.batch_source,
             "val_metrics": self.val_metrics,
         }
 
@@ -63,69 +68,113 @@ def train(
     patience: int = 10,
     class_weights: bool = False,
     seed: int = 0,
-    hidden: int = 256,
-    dropout: float = 0.2,
+    hidden: int | None = None,
+    dropout: float | None = None,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     tabular=None,
+    model_args: dict | None = None,
+    task_weights: dict[str, float] | None = None,
+    label_smoothing: float = 0.0,
+    schedule: str = "constant",
+    warmup: float = 0.0,
+    clip_norm: float | None = None,
+    accumulate: int = 1,
+    amp: bool = True,
+    monitor: str = "val_loss",
+    missing_modality: str = "fail",
+    pool: str = "mean",
+    standardize: bool = False,
+    max_memory: int | str | None = None,
+    resume: bool = False,
+    checkpoint_every: float = 10.0,
+    record: dict | None = None,
 ) -> TrainReport:
-    """Train ``model`` on the stored ``features`` of ``dataset`` for ``tasks`` and write
-    the run directory ``out``.
+    """Train ``model`` on the ``features`` of ``dataset`` for ``tasks`` and write the run
+    directory ``out``.
 
-    A ``tabular`` entry in ``features`` is built from the columns that ``tabular`` (a
-    ``mmtk.tabular.TabularSpec``) names, by preprocessors fitted on the training part
-    only and saved in the run.
+    Features come from the feature sources of ``mmtk.features``: stored backbone
+    features, ``tabular`` (built from the columns ``tabular``, a ``TabularSpec``, names,
+    by preprocessors fitted on the training part) and ``run:PATH`` outputs. Sequences
+    are pooled by ``pool`` unless the model takes sequences. ``standardize`` fits
+    per-feature statistics on the training part (saved in the run). Label encoders are
+    fitted on the training part only. Without ``val_dataset`` a seeded split stratified
+    on the first classification task holds out ``val_split`` of the items. Items that
+    lack a modality are refused, dropped, zero-filled or masked (``missing_modality``).
 
-    Label encoders are fitted on the training part only. Without ``val_dataset`` a
-    seeded split stratified on the first classification task holds out ``val_split`` of
-    the items. AdamW; early stopping on validation loss after ``patience`` epochs without
-    improvement, keeping the best epoch's weights. ``class_weights`` weights the loss by
-    inverse label frequency. Seeds python, numpy and torch; on CPU two runs with the same
-    inputs give identical weights.
+    The loop (``mmtk.training.fit``): AdamW, ``schedule`` with ``warmup`` (a fraction of
+    the planned steps), ``clip_norm``, ``accumulate`` batches per step, AMP on CUDA,
+    early stopping on ``monitor`` after ``patience`` epochs without improvement, keeping
+    the best epoch's weights. ``class_weights`` weights the loss by inverse label
+    frequency, ``task_weights`` each task's loss in the total. Inputs larger than
+    ``max_memory`` (bytes or "2G"; default: half the available memory) are read from the
+    store per batch. A checkpoint is written beside ``out`` at most every
+    ``checkpoint_every`` seconds; ``resume`` continues from it (``record``: what the CLI
+    needs to start the same run again). Seeds python, numpy and torch; on CPU two runs
+    with the same inputs give identical weights.
     """
-    import torch
-
     from mmtk.data import fit_label_encoder, parse_task
     from mmtk.device import resolve_device
-    from mmtk.features import gather_features, parse_feature_refs, resolve_features
-    from mmtk.models import MODELS
-    from mmtk.models.inference import as_tensors, cpu_threads
-    from mmtk.models.objectives import Objective, balancing_weights, head_units, target_tensor
+    from mmtk.features import GatherContext, gather_inputs, parse_feature_refs, resolve_features
+    from mmtk.models import MODELS, check_model_params, model_params
+    from mmtk.models.inference import cpu_threads
+    from mmtk.models.objectives import head_units, target_tensor
     from mmtk.runs import check_run_target, save_run
+    from mmtk.training import FitSettings, Standardizer, adamw, fit, make_schedule
+    from mmtk.training.checkpoint import Checkpointer
+    from mmtk.training.data import hide_presence, input_specs, pick_source
+    from mmtk.training.sources import default_memory_budget, parse_memory
 
     started = time.perf_counter()
     builder = MODELS.get(model)
+    capabilities = MODELS.capabilities(model)
+    given = {**({"hidden": hidden} if hidden is not None else {}), **({"dropout": dropout} if dropout is not None else {})}
+    params = {**model_params(model), **check_model_params(model, {**given, **(model_args or {})})}
     refs = parse_feature_refs(features)
     specs = _parse_tasks(tasks, parse_task)
-    check_run_target(out)
+    if not resume:
+        check_run_target(out)
     _check_settings(epochs=epochs, batch_size=batch_size, patience=patience, val_split=val_split, has_val=val_dataset is not None)
+    _check_options(model, capabilities, missing_modality, pool, task_weights, specs, accumulate, label_smoothing, schedule, warmup)
+    budget = default_memory_budget() if max_memory is None else _memory(max_memory, parse_memory)
     torch_device = resolve_device(device)
     seed_everything(seed)
 
     tabular = _check_tabular(refs, tabular, specs)
+    if missing_modality == "skip":
+        from mmtk.features import drop_incomplete
+
+        dataset = drop_incomplete(dataset, refs)
+        val_dataset = drop_incomplete(val_dataset, refs) if val_dataset is not None else None
+    sequences = bool(capabilities.get("sequences"))
+    context = GatherContext(
+        store=store, pool=None if sequences else pool, lazy=sequences,
+        missing="fail" if missing_modality in ("fail", "skip") else missing_modality,
+    )
     if val_dataset is None:
         train_idx, val_idx = split_indices(_strata(dataset, specs), val_split, seed, dataset.source)
         train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
         resolved = resolve_features(dataset, refs)
-        every = gather_features(dataset, resolved, store)
-        train_x = {name: array[train_idx] for name, array in every.items()}
-        val_x = {name: array[val_idx] for name, array in every.items()}
     else:
         train_ds, val_ds = dataset, val_dataset
         resolved = resolve_features(train_ds, refs)
-        train_x = gather_features(train_ds, resolved, store)
-        val_x = gather_features(val_ds, _same_backbones(resolve_features(val_ds, refs), resolved), store)
-
     preprocessor = None
     if tabular is not None:
-        from mmtk.features import TABULAR
         from mmtk.tabular import fit_tabular
 
         preprocessor = fit_tabular(tabular, train_ds)
-        train_x[TABULAR], val_x[TABULAR] = preprocessor.transform(train_ds), preprocessor.transform(val_ds)
-    # Model inputs in the order the features were named (tabular included).
-    train_x = {ref.name: train_x[ref.name] for ref in refs}
-    val_x = {ref.name: val_x[ref.name] for ref in refs}
+    context.tabular, context.resolved = preprocessor, {feature.name: feature for feature in resolved}
+    if val_dataset is None:
+        every = gather_inputs(dataset, refs, context)
+        train_x = {name: item.subset(train_idx) for name, item in every.items()}
+        val_x = {name: item.subset(val_idx) for name, item in every.items()}
+    else:
+        train_x = gather_inputs(train_ds, refs, context)
+        val_resolved = _same_backbones(resolve_features(val_ds, refs), resolved)
+        context.resolved = {feature.name: feature for feature in val_resolved}
+        val_x = gather_inputs(val_ds, refs, context)
+    _check_some_modality(train_x, train_ds)
+    standardizer = Standardizer.fit(train_x) if standardize else None
 
     encoders = {spec.name: fit_label_encoder(spec, train_ds) for spec in specs}
     train_y = {name: enc.encode(train_ds) for name, enc in encoders.items()}
@@ -136,24 +185,40 @@ def train(
         train_y[name] = ((train_y[name] - st["mean"]) / st["std"]).astype(np.float32)
         val_y[name] = ((val_y[name] - st["mean"]) / st["std"]).astype(np.float32)
 
-    input_dims = {name: int(array.shape[1]) for name, array in train_x.items()}
+    inputs = input_specs(train_x)
     heads = {name: head_units(kinds[name], len(enc.classes)) for name, enc in encoders.items()}
-    hyper = {"hidden": hidden, "dropout": dropout}
-    net = builder(input_dims, heads, **hyper).to(torch_device)
-    objectives = {}
-    for name, kind in kinds.items():
-        weight = balancing_weights(kind, train_y[name], len(encoders[name].classes)) if class_weights else None
-        objectives[name] = Objective(kind, None if weight is None else torch.as_tensor(weight, device=torch_device))
+    net = builder(inputs, heads, **params).to(torch_device)
+    objective = _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, torch_device)
+    train_source = pick_source(
+        train_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()}, None, torch_device, standardizer, budget
+    )
+    val_source = pick_source(
+        val_x, {n: target_tensor(kinds[n], y) for n, y in val_y.items()}, None, torch_device, standardizer, budget
+    )
+    if missing_modality == "zero":
+        hide_presence(train_source)
+        hide_presence(val_source)
+    optimizer = adamw(net.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * -(-train_source.num_batches(batch_size) // accumulate)
+    lr_schedule = make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
+    settings = FitSettings(
+        epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, monitor=monitor,
+        accumulate=accumulate, clip_norm=clip_norm, amp=amp,
+    )
+    signature = {
+        "model": model, "params": params, "features": [ref.name for ref in refs], "tasks": [s.name for s in specs],
+        "seed": seed, "epochs": epochs, "batch_size": batch_size, "train_items": len(train_ds),
+    }
+    checkpointer = Checkpointer(out, {"call": record, "signature": signature}, every_s=checkpoint_every)
+    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else [])
+    restore = _resume_from(out, signature) if resume else None
+
+    def validate(network) -> dict:
+        return _validate(network, objective, val_source, val_y, kinds, stats, encoders)
 
     with cpu_threads(torch_device):
-        fit = _fit(
-            net, objectives, kinds, stats, encoders,
-            train=(as_tensors(train_x, torch_device), {n: target_tensor(kinds[n], y).to(torch_device) for n, y in train_y.items()}),
-            val=(as_tensors(val_x, torch_device), {n: target_tensor(kinds[n], y).to(torch_device) for n, y in val_y.items()}),
-            val_labels=val_y, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-            patience=patience, seed=seed, progress=progress,
-        )
-    net.load_state_dict(fit["best_state"])
+        result = fit(net, objective, train_source, validate, optimizer, lr_schedule, settings=settings, callbacks=callbacks, restore=restore)
+    net.load_state_dict(result.best_state)
 
     training = {
         "seed": seed, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
@@ -162,28 +227,41 @@ def train(
         "val_dataset": str(val_dataset.source) if val_dataset is not None else None,
         "val_split": None if val_dataset is not None else val_split,
         "train_items": len(train_ds), "val_items": len(val_ds),
-        "best_epoch": fit["best_epoch"], "epochs_run": fit["epochs_run"],
+        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+        "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm, "accumulate": accumulate, "amp": amp,
+        "monitor": monitor, "label_smoothing": label_smoothing, "task_weights": dict(task_weights or {}),
+        "missing_modality": missing_modality, "batch_source": train_source.kind,
     }
-    model_config = {"name": model, "hyperparameters": hyper, "input_dims": input_dims, "heads": heads}
-    config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor)
-    run = save_run(out, config=config, model=net, metrics=fit["best_metrics"], log=fit["log"])
+    model_config = {
+        "name": model, "params": params, "hyperparameters": params,
+        "input_dims": {name: spec.dim for name, spec in inputs.items()}, "heads": heads,
+        "inputs": [spec.to_json() for spec in inputs.values()],
+    }
+    preprocessing = {
+        "pool": None if sequences else pool, "missing_modality": missing_modality,
+        "standardize": standardizer.to_json() if standardizer is not None else None,
+    }
+    config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing)
+    run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)
+    checkpointer.remove()
     return TrainReport(
-        run=run, best_epoch=fit["best_epoch"], epochs_run=fit["epochs_run"], train_items=len(train_ds),
-        val_items=len(val_ds), seconds=time.perf_counter() - started, val_metrics=fit["best_metrics"],
-        samples_per_second=fit["samples_per_second"], log=fit["log"],
+        run=run, best_epoch=result.best_epoch, epochs_run=result.epochs_run, train_items=len(train_ds),
+        val_items=len(val_ds), seconds=time.perf_counter() - started, val_metrics=result.best_metrics,
+        samples_per_second=result.samples_per_second, log=result.log, batch_source=train_source.kind,
     )
 
 
-def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, training: dict, preprocessor=None) -> dict:
+def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, training: dict, preprocessor, preprocessing: dict) -> dict:
     """The run's config.json: everything predict needs, and how the run was made. The
-    fitted tabular preprocessor (plain JSON) sits under ``"tabular"``."""
+    fitted tabular preprocessor (plain JSON) sits under ``"tabular"``; pooling, the
+    missing-modality policy and the standardisation statistics under ``"preprocessing"``."""
     from mmtk import __version__
 
     stored = {feature.name: feature for feature in resolved}
     features = []
     for ref in refs:
-        if ref.is_tabular:
-            features.append({**ref.to_json(), "modality": "tabular", "dim": model["input_dims"][ref.name]})
+        if ref.source != "stored":  # tabular and run outputs: their modality is their source
+            features.append({**ref.to_json(), "modality": ref.source, "dim": model["input_dims"][ref.name]})
             continue
         feature = stored[ref.name]
         features.append({
@@ -207,75 +285,105 @@ def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, traini
             for name, enc in encoders.items()
         ],
         "training": training,
+        "preprocessing": preprocessing,
     }
 
 
-def _fit(net, objectives, kinds, stats, encoders, *, train, val, val_labels, epochs, lr, weight_decay, batch_size, patience, seed, progress) -> dict:
-    """The epoch loop: AdamW over shuffled index slices, validation after each epoch,
-    early stopping on validation loss with the best weights kept."""
+def _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, device):
+    import torch
+
+    from mmtk.models.objectives import balancing_weights
+    from mmtk.training import SupervisedObjective, TaskLoss
+
+    losses = {}
+    for name, kind in kinds.items():
+        weight = balancing_weights(kind, train_y[name], len(encoders[name].classes)) if class_weights else None
+        losses[name] = TaskLoss(
+            kind, None if weight is None else torch.as_tensor(weight, device=device),
+            label_smoothing=label_smoothing if kind != "regression" else 0.0,
+        )
+    return SupervisedObjective(losses, dict(task_weights or {}))
+
+
+def _validate(net, objective, source, labels: dict, kinds: dict, stats: dict, encoders: dict) -> dict:
+    """The validation loss terms over the whole set and the metrics (evaluate's shape)."""
     import torch
 
     from mmtk.models.inference import forward_all
 
-    train_x, train_y = train
-    val_x, val_y = val
-    n = len(next(iter(train_y.values())))
-    optimizer = _adamw(net, lr=lr, weight_decay=weight_decay)
-    shuffler = torch.Generator().manual_seed(seed)
-    best_loss, best_epoch, best_state, best_metrics = float("inf"), 0, None, {}
-    log, stale, train_seconds = [], 0, 0.0
-    for epoch in range(1, epochs + 1):
-        tick = time.perf_counter()
-        net.train()
-        order = torch.randperm(n, generator=shuffler).to(next(iter(train_x.values())).device)
-        total = torch.zeros((), device=order.device)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            logits = net({name: x[idx] for name, x in train_x.items()})
-            loss = sum(objectives[t].loss(logits[t], y[idx]) for t, y in train_y.items())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(idx)
-        train_seconds += time.perf_counter() - tick
-        val_logits, _ = forward_all(net, val_x)
-        with torch.no_grad():
-            val_loss = float(sum(objectives[t].loss(val_logits[t], y) for t, y in val_y.items()))
-        metrics = _metrics(val_logits, val_labels, kinds, stats, encoders)
-        log.append({
-            "epoch": epoch, "train_loss": float(total) / n, "val_loss": val_loss,
-            "val_metrics": metrics, "seconds": time.perf_counter() - tick,
-        })
-        if val_loss < best_loss:
-            best_loss, best_epoch, best_metrics, stale = val_loss, epoch, metrics, 0
-            best_state = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}
-        else:
-            stale += 1
-        if progress is not None:
-            progress(epoch, epochs)
-        if stale >= patience:
-            break
-    return {
-        "best_state": best_state, "best_epoch": best_epoch, "best_metrics": best_metrics, "log": log,
-        "epochs_run": len(log), "samples_per_second": n * len(log) / max(train_seconds, 1e-9),
-    }
+    logits, _ = forward_all(net, source)
+    with torch.no_grad():
+        terms = {name: float(value) for name, value in objective.terms(logits, source.all_targets()).items()}
+    return {"terms": terms, "metrics": _metrics(logits, labels, kinds, stats, encoders)}
 
 
-def _adamw(net, *, lr: float, weight_decay: float):
-    """AdamW, fused where torch has a fused kernel for the device: the per-parameter
-    update then costs one pass instead of a dozen temporaries (measured on CPU: GMU
-    training 2x faster; the step was half the epoch)."""
-    import torch
+def _resume_from(out, signature: dict):
+    """The checkpoint's restore function, after checking it was made by the same run."""
+    from mmtk.training.checkpoint import read_record, restorer
 
+    saved = read_record(out).get("signature")
+    if saved != signature:
+        changed = sorted(key for key in signature if (saved or {}).get(key) != signature[key])
+        raise UsageError(
+            f"--resume {out}: the checkpoint was made with other settings ({', '.join(changed)} differ)",
+            "resume with the settings it was started with (mmtk train --resume OUT reads them), or train afresh",
+        )
+    return restorer(out)
+
+
+def _check_some_modality(gathered: dict, dataset) -> None:
+    """Refuse items that have none of the inputs: nothing to learn or predict from."""
+    presence = [item.present for item in gathered.values()]
+    if not presence or any(p is None for p in presence):
+        return
+    none = np.flatnonzero(~np.any(np.stack(presence), axis=0))
+    if len(none):
+        record = dataset.records[int(none[0])]
+        raise DataError(
+            f"{dataset.source}:{record.line} (item {record.id!r}) has none of the model's inputs ({len(none)} such items)",
+            "drop those items, or train with --missing-modality skip",
+        )
+
+
+def _check_options(model, capabilities, missing_modality, pool, task_weights, specs, accumulate, label_smoothing, schedule, warmup) -> None:
+    from mmtk.features import MISSING_MODALITY, POOLS
+    from mmtk.models import MODELS
+    from mmtk.training.schedule import SCHEDULES
+
+    if missing_modality not in MISSING_MODALITY:
+        raise UsageError(f"unknown --missing-modality {missing_modality!r}", f"choose one of: {', '.join(MISSING_MODALITY)}")
+    if missing_modality == "mask" and not capabilities.get("missing"):
+        able = [name for name in MODELS.names() if MODELS.capabilities(name).get("missing")]
+        raise UsageError(f"model {model!r} cannot ignore an absent modality", f"use --missing-modality zero, or one of: {', '.join(able)}")
+    if pool not in POOLS:
+        raise UsageError(f"unknown --pool {pool!r}", f"choose one of: {', '.join(POOLS)}")
+    if schedule not in SCHEDULES:
+        raise UsageError(f"unknown --schedule {schedule!r}", f"choose one of: {', '.join(SCHEDULES)}")
+    if not 0 <= warmup < 1:
+        raise UsageError(f"--warmup {warmup:g} is not a fraction of the steps", "give a value in [0, 1), e.g. 0.05")
+    if accumulate < 1:
+        raise UsageError("--accumulate must be at least 1", "pass the number of batches per optimizer step")
+    if not 0 <= label_smoothing < 1:
+        raise UsageError(f"--label-smoothing {label_smoothing:g} is out of range", "give a value in [0, 1), e.g. 0.1")
+    names = [spec.name for spec in specs]
+    unknown = sorted(set(task_weights or {}) - set(names))
+    if unknown:
+        raise UsageError(f"--task-weight names no task {unknown[0]!r}", f"the tasks are: {', '.join(names)}")
+    negative = sorted(name for name, w in (task_weights or {}).items() if not w >= 0)
+    if negative:
+        raise UsageError(f"--task-weight {negative[0]}={task_weights[negative[0]]} is negative", "give weights >= 0")
+
+
+def _memory(value, parse_memory) -> int:
     try:
-        return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, ValueError, TypeError):  # torch < 2.4 on CPU has no fused AdamW
-        return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
+        return parse_memory(value)
+    except ValueError:
+        raise UsageError(f"--max-memory {value!r} is not a memory size", "write e.g. 800M, 2G or a byte count") from None
 
 
 def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dict) -> dict:
     """Validation metrics in evaluate's JSON shape (targets de-standardised for regression)."""
-    from mmtk.metrics import compute_metrics
+    from mmtk.metrics import compute_metrics, task_result
     from mmtk.models.objectives import to_outputs
 
     per_task = {}
@@ -287,13 +395,6 @@ def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dic
         classes = [str(c) for c in encoders[name].classes]
         per_task[name] = {"task": name, "n": len(y), "metrics": compute_metrics(kind, y, outputs, classes)}
     return task_result(per_task)
-
-
-def task_result(per_task: dict[str, dict]) -> dict:
-    """Evaluate's JSON shape: the single task's entry, or ``{"n", "tasks"}`` for several."""
-    if len(per_task) == 1:
-        return next(iter(per_task.values()))
-    return {"n": next(iter(per_task.values()))["n"], "tasks": per_task}
 
 
 def seed_everything(seed: int) -> None:

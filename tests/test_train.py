@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mmtk.errors import DataError, StoreError, UsageError
-from mmtk.models.objectives import Objective, balancing_weights
+from mmtk.models.objectives import balancing_weights
+from mmtk.training import TaskLoss
 from mmtk.store import FeatureStore
 from mmtk.train import split_indices, train
 from synthetic_features import FEATURES, IMAGE_DIM, TEXT_DIM, xor_split
@@ -44,8 +45,12 @@ def test_run_directory_holds_config_weights_metrics_and_log(tmp_path, store, dat
     config = json.loads((run / "config.json").read_text())
     assert config["mmtk_version"] and config["format"] == "mmtk-run/1"
     assert config["model"] == {
-        "name": "concat", "hyperparameters": {"hidden": 32, "dropout": 0.1},
+        "name": "concat", "params": {"hidden": 32, "dropout": 0.1}, "hyperparameters": {"hidden": 32, "dropout": 0.1},
         "input_dims": {"efficientnet-lite0": IMAGE_DIM, "minilm": TEXT_DIM}, "heads": {"label": 1},
+        "inputs": [
+            {"name": "efficientnet-lite0", "dim": IMAGE_DIM, "kind": "vector", "max_len": None},
+            {"name": "minilm", "dim": TEXT_DIM, "kind": "vector", "max_len": None},
+        ],
     }
     image, text = config["features"]
     assert (image["ref"], image["modality"], image["dataset_column"], image["column"]) == ("efficientnet-lite0", "image", "img", None)
@@ -62,7 +67,8 @@ def test_run_directory_holds_config_weights_metrics_and_log(tmp_path, store, dat
     assert metrics == report.val_metrics
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == report.epochs_run == 40
-    assert set(log[0]) == {"epoch", "train_loss", "val_loss", "val_metrics", "seconds"}
+    assert set(log[0]) == {"epoch", "train_loss", "val_loss", "val_metrics", "train_terms", "val_terms", "lr", "seconds"}
+    assert set(log[0]["train_terms"]) == {"task.label", "total"} and log[0]["train_terms"]["total"] == log[0]["train_loss"]
     best = min(log, key=lambda entry: entry["val_loss"])
     assert best["epoch"] == report.best_epoch and best["val_metrics"] == metrics
 
@@ -86,14 +92,14 @@ def test_class_weights_change_the_loss():
     assert balancing_weights("multilabel", np.array([[1, 0], [0, 0], [1, 0], [1, 1]]), 2).tolist() == pytest.approx([1 / 3, 3])
     logits = torch.tensor([[0.2], [-0.3], [0.1], [-0.4]])
     y = torch.tensor(targets, dtype=torch.float32)
-    plain = Objective("binary").loss(logits, y)
-    weighted = Objective("binary", torch.tensor([3.0])).loss(logits, y)
+    plain = TaskLoss("binary")(logits, y)
+    weighted = TaskLoss("binary", torch.tensor([3.0]))(logits, y)
     assert weighted > plain
     multi_logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     multi_y = torch.tensor([0, 0, 0, 1, 2, 2])
-    assert Objective("multiclass").loss(multi_logits, multi_y) != Objective(
+    assert TaskLoss("multiclass")(multi_logits, multi_y) != TaskLoss(
         "multiclass", torch.tensor(balancing_weights("multiclass", multi_y.numpy(), 3))
-    ).loss(multi_logits, multi_y)
+    )(multi_logits, multi_y)
 
 
 def test_class_weighted_training_differs(tmp_path, store, data):

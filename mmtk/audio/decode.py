@@ -17,8 +17,7 @@ import os
 
 import numpy as np
 
-from mmtk.backbones.base import BadInput
-from mmtk.errors import first_line
+from mmtk.errors import BadInput, first_line
 
 #: Clips shorter than this (10 ms, a quarter of an MFCC window) carry no usable spectrum.
 MIN_DURATION_S = 0.01

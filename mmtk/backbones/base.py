@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from mmtk.errors import UsageError
+from mmtk.errors import BadInput, UsageError  # BadInput: re-exported, backbones raise it
 
 # Bump when the way features are computed or stored changes for every backbone; it is part
 # of every fingerprint, so old store entries stop matching instead of being silently mixed.
@@ -28,11 +28,6 @@ VIDEO = "video"
 
 #: What an encoder returns per item: one vector (d,) or a sequence (T_i, d) of steps.
 KINDS = ("vector", "sequence")
-
-
-class BadInput(ValueError):
-    """An item the encoder cannot use (undecodable image, empty text). ``str()`` is the
-    reason; extraction adds the dataset file, line and item id."""
 
 
 class Encoder(Protocol):

@@ -52,8 +52,8 @@ def evaluate_command(
     Features missing from the store are extracted first with the run's own backbones.
     """
     from mmtk.evaluate import evaluate
+    from mmtk.inference import open_run, read_for_run, usable_items
     from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
-    from mmtk.predict import open_run, read_for_run, usable_items
 
     output.set_quiet(quiet)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]

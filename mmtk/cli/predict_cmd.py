@@ -51,7 +51,8 @@ def predict_command(
 
     Each record holds the label and the class probabilities. Features missing from the store are extracted first.
     """
-    from mmtk.predict import open_run, predict, read_for_run, usable_items, write_predictions
+    from mmtk.inference import open_run, read_for_run, usable_items
+    from mmtk.predict import predict, write_predictions
 
     output.set_quiet(quiet)
     loaded = open_run(run, device.value)

@@ -89,6 +89,7 @@ def read_dataset(
     on_error: str = "fail",
     root: str | os.PathLike | None = None,
     allow_outside_paths: bool = False,
+    optional: Iterable[str] = (),
 ) -> Dataset:
     """Read and validate a dataset.
 
@@ -114,11 +115,16 @@ def read_dataset(
     column (its audio track is read then). Malformed lines, duplicate ids and unmet
     requirements raise ``DataError`` naming file and line (``on_error="fail"``), or are
     listed in ``dataset.skipped`` while the good records are kept (``"skip"``).
+    ``optional`` lists roles or columns that must exist but whose cells may be blank
+    (an absent modality, for ``train --missing-modality``); a filled media cell must
+    still name an existing file.
     """
     if on_error not in ON_ERROR_CHOICES:
         raise UsageError(f"unknown on_error {on_error!r}", f"use one of: {', '.join(ON_ERROR_CHOICES)}")
     if isinstance(require, str):
         require = (require,)
+    optional = tuple(name for name in ((optional,) if isinstance(optional, str) else optional) if name not in require)
+    require = (*require, *((name, True) for name in optional))
     given = {"id": id_column, "image": image_column, "text": text_column, "audio": audio_column, "video": video_column}
     settings = _Settings(given, tuple(require), on_error, allow_outside_paths)
 
@@ -360,6 +366,7 @@ class _Requirement:
     column: str
     label: str  # how messages name it: the role ("text") or "column 'price'"
     is_media: bool
+    blank_ok: bool = False  # an optional modality: a blank cell is an absent one
 
 
 class _Problems:
@@ -476,6 +483,7 @@ def _resolve_requirements(require: Iterable[str], columns: Columns, header: list
     role_of = {columns.for_role(role): role for role in ROLES if columns.for_role(role) is not None}
     requirements = []
     for name in require:
+        name, blank_ok = name if isinstance(name, tuple) else (name, False)
         if name in ROLES:
             column = columns.for_role(name)
             if column is None and name == "audio":
@@ -495,7 +503,7 @@ def _resolve_requirements(require: Iterable[str], columns: Columns, header: list
                 "name one of the listed columns",
             )
         label = role_of.get(column, f"column {column!r}")
-        requirements.append(_Requirement(column, label, column in media))
+        requirements.append(_Requirement(column, label, column in media, blank_ok))
     return requirements
 
 
@@ -517,6 +525,8 @@ def _unmet_requirement(
     """(reason, hint) for the first requirement this record fails, else None."""
     for need in requirements:
         value = values.get(need.column)
+        if _is_blank(value) and need.blank_ok:
+            continue
         if _is_blank(value):
             state = "missing" if value is None else "empty"
             if folder:

@@ -6,11 +6,13 @@ import torch
 from torch import nn
 
 from mmtk.models.common import ModalityNorms, TaskHeads, check_dims
+from mmtk.training.batch import as_batch
 
 
 class ConcatMLP(nn.Module):
     """LayerNorm each modality, concatenate, one hidden ReLU layer with dropout, a linear
-    head per task. ``forward(features)`` returns ``{task: logits}``."""
+    head per task. ``forward(batch)`` returns ``{task: logits}``; an absent modality
+    (``batch.present`` False) enters as zeros after its norm."""
 
     def __init__(self, input_dims: dict[str, int], heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
         super().__init__()
@@ -24,5 +26,9 @@ class ConcatMLP(nn.Module):
         )
         self.heads = TaskHeads(hidden, heads)
 
-    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.heads(self.body(torch.cat(self.norms(features), dim=-1)))
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        batch = as_batch(batch)
+        parts = self.norms(batch.features)
+        if batch.present:
+            parts = [x if batch.is_present(n) is None else x * batch.is_present(n)[:, None] for n, x in zip(self.norms.names, parts)]
+        return self.heads(self.body(torch.cat(parts, dim=-1)))

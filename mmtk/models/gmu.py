@@ -24,11 +24,14 @@ import torch
 from torch import nn
 
 from mmtk.models.common import ModalityNorms, TaskHeads, check_dims
+from mmtk.training.batch import as_batch
 
 
 class GatedMultimodalUnit(nn.Module):
-    """``forward(features) -> {task: logits}``; ``explain(features) -> {modality: (B,)}``
-    gives each modality's gate weight averaged over the hidden units (rows sum to 1)."""
+    """``forward(batch) -> {task: logits}``; ``explain(batch) -> {modality: (B,)}`` gives
+    each modality's gate weight averaged over the hidden units (rows sum to 1). A modality
+    an item lacks (``batch.present`` False) gets gate weight 0: its score is set to
+    -inf before the softmax, so the others share the whole representation."""
 
     def __init__(self, input_dims: dict[str, int], heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
         super().__init__()
@@ -41,20 +44,26 @@ class GatedMultimodalUnit(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.heads = TaskHeads(hidden, heads)
 
-    def fuse(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def fuse(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused representation ``(B, hidden)`` and the gates ``(B, M, hidden)``."""
-        linear = [proj(x) for proj, x in zip(self.projections, self.norms(features))]
+        batch = as_batch(batch)
+        linear = [proj(x) for proj, x in zip(self.projections, self.norms(batch.features))]
         scores = self.gate(torch.cat(linear, dim=-1)).view(-1, len(self.names), self.hidden)
+        if batch.present:
+            present = torch.stack(
+                [batch.present.get(n, torch.ones(len(scores), dtype=torch.bool, device=scores.device)) for n in self.names], dim=1
+            )
+            scores = scores.masked_fill(~present[:, :, None], float("-inf"))
         gates = torch.softmax(scores, dim=1)
         return (gates * torch.tanh(torch.stack(linear, dim=1))).sum(dim=1), gates
 
-    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        fused, _ = self.fuse(features)
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        fused, _ = self.fuse(batch)
         return self.heads(self.dropout(fused))
 
     @torch.no_grad()
-    def explain(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def explain(self, batch) -> dict[str, torch.Tensor]:
         """Per item, each modality's mean gate weight over the hidden units."""
-        _, gates = self.fuse(features)
+        _, gates = self.fuse(batch)
         weights = gates.mean(dim=2)
         return {name: weights[:, i] for i, name in enumerate(self.names)}

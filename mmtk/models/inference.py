@@ -1,4 +1,5 @@
-"""Running a fusion model over in-memory feature arrays, in chunks, without gradients.
+"""Running a model over a batch source (or in-memory feature tensors), in chunks, without
+gradients.
 
 Used for validation during training and by evaluate and predict, so the three compute
 outputs the same way.
@@ -39,16 +40,19 @@ def as_tensors(features: Mapping[str, np.ndarray], device: str) -> dict[str, tor
 
 
 @torch.no_grad()
-def forward_all(model, features: Mapping[str, torch.Tensor], *, explain: bool = False) -> tuple[dict, dict | None]:
-    """Logits per task (``{task: Tensor (N, units)}``) over all rows, and with ``explain``
+def forward_all(model, source, *, explain: bool = False) -> tuple[dict, dict | None]:
+    """Logits per task (``{task: Tensor (N, units)}``) over every item of ``source`` (a
+    batch source, or ``{name: Tensor}`` of whole inputs), in order, and with ``explain``
     the model's per-modality weights (``{modality: Tensor (N,)}``)."""
+    from mmtk.training.sources import InMemorySource
+
+    if isinstance(source, Mapping):
+        source = InMemorySource(dict(source), {})
     was_training = model.training
     model.eval()
-    n = len(next(iter(features.values())))
     logits: dict[str, list[torch.Tensor]] = {}
     weights: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, n, CHUNK):
-        chunk = {name: tensor[start:start + CHUNK] for name, tensor in features.items()}
+    for chunk in source.batches(CHUNK):
         for task, out in model(chunk).items():
             logits.setdefault(task, []).append(out)
         if explain:

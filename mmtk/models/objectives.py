@@ -1,4 +1,5 @@
-"""What each task kind asks of a model: head width, loss, and how logits become outputs.
+"""What each task kind asks of a model: head width, loss, and how logits become outputs
+(the losses themselves are ``mmtk.training.objectives.TaskLoss``).
 
 - binary: one logit, BCE (``pos_weight`` = negatives / positives with class weights);
   outputs ``(N, 2)`` probabilities ``[1 - p, p]`` so binary and multi-class read alike.
@@ -9,11 +10,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 KINDS = ("binary", "multiclass", "multilabel", "regression")
 
@@ -42,23 +40,6 @@ def balancing_weights(kind: str, targets: np.ndarray, n_classes: int) -> np.ndar
     negatives = len(targets) - positives
     weights = np.where(positives > 0, negatives / np.maximum(positives, 1.0), 1.0)
     return weights.astype(np.float32)
-
-
-@dataclass
-class Objective:
-    """The loss of one task; ``weight`` as from :func:`balancing_weights` (or None)."""
-
-    kind: str
-    weight: torch.Tensor | None = None
-
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.kind == "multiclass":
-            return F.cross_entropy(logits, target, weight=self.weight)
-        if self.kind == "regression":
-            return F.mse_loss(logits[:, 0], target)
-        if self.kind == "binary":
-            logits = logits[:, 0]
-        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.weight)
 
 
 def target_tensor(kind: str, encoded: np.ndarray) -> torch.Tensor:

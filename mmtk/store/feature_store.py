@@ -214,6 +214,25 @@ class FeatureStore:
             ),
         )
 
+    def sequence_reader(self, fingerprint: str, keys: Sequence[str | None], max_len: int | None = None):
+        """A ``SequenceReader`` over ``keys`` (None: an absent item, read as empty) that
+        reads chosen items per call instead of gathering them all (the store-backed
+        batch source). A later ``gc`` compaction may move the rows: readers are for one
+        training run, not kept."""
+        from mmtk.store.gather import SequenceReader
+
+        meta = self._meta(fingerprint, [k for k in keys if k is not None])
+        self._expect_kind(meta, "sequence", "gather")
+        there = [k for k in keys if k is not None]
+        with self.index.snapshot():
+            shard_ids, offsets, lengths = self._locations(fingerprint, meta, there)
+            shards = self.index.shards(ids=sorted(set(np.unique(shard_ids[shard_ids >= 0]).tolist())))
+        rows = np.flatnonzero(np.array([k is not None for k in keys], dtype=bool))
+        full = [np.full(len(keys), -1, dtype=np.int64), np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=np.int64)]
+        for array, values in zip(full, (shard_ids, offsets, lengths)):
+            array[rows] = values
+        return SequenceReader(self.root, shards, *full, meta["dim"], max_len)
+
     def _read(self, fingerprint: str, meta: dict, keys: Sequence[str], fill):
         # A concurrent gc compaction may delete a shard between our lookup and its
         # open; the index already points at the new shard then, so look up once more.

@@ -90,3 +90,41 @@ def gather_steps(
         out[item, step] = mapped[source]
         del mapped
     return out, lengths
+
+
+class SequenceReader:
+    """Reads chosen items' sequences of one feature set straight from their shards:
+    ``read(positions) -> (steps (B, T, dim) float32 padded to the batch's longest,
+    lengths (B,))``. The index is asked once, when the reader is made; each read
+    memory-maps only the shards the chosen items live in (``FeatureStore.sequence_reader``).
+    Items with shard ``-1`` and length 0 read as empty (an absent modality)."""
+
+    def __init__(self, root: Path, shards: dict[int, ShardRow], shard_ids, offsets, lengths, dim: int, max_len: int | None = None):
+        self.root, self.shards, self.dim, self.max_len = root, shards, int(dim), max_len
+        self.shard_ids = np.asarray(shard_ids, dtype=np.int64)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if max_len is not None:
+            self.lengths = np.minimum(self.lengths, max_len)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def read(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.int64)
+        return gather_steps(
+            self.root, self.shards, self.shard_ids[positions], self.offsets[positions], self.lengths[positions], self.dim,
+            self.max_len,
+        )
+
+    def subset(self, positions) -> SequenceReader:
+        """The reader of items ``positions`` (in that order), e.g. a training split."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return SequenceReader(
+            self.root, self.shards, self.shard_ids[positions], self.offsets[positions], self.lengths[positions], self.dim,
+            self.max_len,
+        )
+
+    def padded_nbytes(self) -> int:
+        """Bytes of every item padded to the longest: what gathering it whole would take."""
+        return len(self.lengths) * int(self.lengths.max(initial=0)) * self.dim * 4

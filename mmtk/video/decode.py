@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterator
 
-from mmtk.backbones.base import BadInput
-from mmtk.errors import first_line
+from mmtk.errors import BadInput, first_line
 
 #: Names recorded in the fingerprints of video features: change them when the decoded
 #: pixels (decoder, colour conversion, orientation) or the choice of frames changes.

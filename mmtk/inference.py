@@ -1,0 +1,86 @@
+"""Running a trained run over a dataset: what ``evaluate`` and ``predict`` share.
+
+``open_run`` loads a run (or passes a loaded one through), ``read_for_run`` reads a
+dataset with the columns the run's inputs need, and ``run_model`` gathers those inputs
+through the feature sources exactly as training did (pooling, missing-modality policy,
+standardisation: the run's ``preprocessing``) and returns the logits per task.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+
+def open_run(run_dir, device: str = "auto"):
+    """``load_run`` on the resolved device; a ``Run`` already loaded is used as it is, so
+    a caller that read the data with it (``read_for_run``) does not load the weights twice."""
+    from mmtk.device import resolve_device
+    from mmtk.runs import Run, load_run
+
+    if isinstance(run_dir, Run):
+        return run_dir
+    return load_run(run_dir, device=resolve_device(device))
+
+
+def read_for_run(
+    run, data, columns: Mapping[str, str | None] | None = None, *, require_labels: bool = False, on_error: str = "fail"
+):
+    """``data`` as a Dataset: a path is read requiring the columns the run's features
+    encode (``require_labels`` adds the label columns); a Dataset is used as it is.
+    ``on_error="skip"`` leaves out the items that lack them (``dataset.skipped``). A run
+    trained with ``--missing-modality zero|mask|skip`` accepts blank cells in those
+    columns; with ``skip`` such items are left out (and listed in ``dataset.skipped``)."""
+    from mmtk.data import Dataset, read_dataset
+    from mmtk.features import drop_incomplete, required_columns
+
+    policy = run.preprocessing["missing_modality"]
+    if not isinstance(data, Dataset):
+        needed = required_columns(run.feature_refs)
+        labels = run.label_columns if require_labels else []
+        overrides = {k: v for k, v in (columns or {}).items() if v}
+        if policy == "fail":
+            data = read_dataset(data, require=list(dict.fromkeys(needed + labels)), on_error=on_error, **overrides)
+        else:
+            data = read_dataset(data, require=labels, optional=needed, on_error=on_error, **overrides)
+    return drop_incomplete(data, run.feature_refs) if policy == "skip" else data
+
+
+def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None) -> tuple:
+    """``(dataset, skipped)``: the records of ``dataset`` that have every feature the run
+    needs, after extracting the missing ones with ``on_error`` (``"skip"`` leaves out,
+    and lists as ``BadItem``s, the items that cannot be encoded); see
+    ``mmtk.features.items_with_features``. The backbones are checked against the run's
+    fingerprints before anything is extracted."""
+    from mmtk.features import items_with_features, resolve_features
+
+    resolved = resolve_features(dataset, run.feature_refs)
+    run.check_fingerprints(resolved)
+    return items_with_features(
+        dataset, resolved, store, extract_missing=True, on_error=on_error, device=device, progress=progress
+    )
+
+
+def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None):
+    """Logits per task for every record of ``dataset`` (and gate weights with
+    ``explain``), after checking the backbones still match the run's fingerprints."""
+    from mmtk.device import resolve_device
+    from mmtk.features import GatherContext, gather_inputs, resolve_features
+    from mmtk.models.inference import cpu_threads, forward_all
+    from mmtk.training.data import hide_presence, memory_source
+    from mmtk.training.normalize import Standardizer
+
+    resolved = resolve_features(dataset, run.feature_refs)
+    run.check_fingerprints(resolved)
+    prep = run.preprocessing
+    context = GatherContext(
+        store=store, pool=prep["pool"], missing="fail" if prep["missing_modality"] in ("fail", "skip") else prep["missing_modality"],
+        extract_missing=extract_missing, device=device, progress=progress, tabular=run.tabular,
+        resolved={feature.name: feature for feature in resolved},
+    )
+    gathered = gather_inputs(dataset, run.feature_refs, context)
+    torch_device = resolve_device(device)
+    source = memory_source(gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
+    if prep["missing_modality"] == "zero":
+        hide_presence(source)
+    with cpu_threads(torch_device):
+        return forward_all(run.model, source, explain=explain)

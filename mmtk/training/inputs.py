@@ -1,0 +1,45 @@
+"""What a model is built for: one ``InputSpec`` per input, recorded in the run's
+``config.json`` (``model.inputs``) so that ``load_run`` rebuilds the same model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("vector", "sequence")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name (the feature reference), width, and whether each item
+    is one vector ``(d,)`` or a sequence ``(T, d)`` of at most ``max_len`` steps (None:
+    as long as the store holds)."""
+
+    name: str
+    dim: int
+    kind: str = "vector"
+    max_len: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"input {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
+        if int(self.dim) < 1:
+            raise ValueError(f"input {self.name!r}: dim must be positive, not {self.dim}")
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.kind == "sequence"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dim": int(self.dim), "kind": self.kind, "max_len": self.max_len}
+
+    @classmethod
+    def from_json(cls, data: dict) -> InputSpec:
+        return cls(name=str(data["name"]), dim=int(data["dim"]), kind=str(data.get("kind", "vector")), max_len=data.get("max_len"))
+
+
+def specs_from_json(model_config: dict) -> dict[str, InputSpec]:
+    """The inputs of a run's ``model`` config; runs written before ``inputs`` existed
+    recorded only ``input_dims`` (every input a pooled vector)."""
+    if "inputs" in model_config:
+        return {entry["name"]: InputSpec.from_json(entry) for entry in model_config["inputs"]}
+    return {name: InputSpec(name, int(dim)) for name, dim in model_config["input_dims"].items()}

@@ -1,0 +1,208 @@
+"""``fit``: the one training loop every trainer runs (``mmtk train`` today; distillation,
+fine-tuning and DDP plug in through its arguments, see docs/ARCHITECTURE.md).
+
+Per epoch: the train source's batches in a seeded shuffled order, the objective's
+``"total"`` backpropagated (under autocast on CUDA with ``amp``), gradients accumulated
+over ``accumulate`` batches, clipped to ``clip_norm``, one optimizer and schedule step;
+then ``validate(model)``, early stopping on ``monitor`` with the best weights kept, a
+``train_log.jsonl`` entry with every loss term, and the callbacks (progress,
+checkpoints). Nothing else happens per batch, so the in-memory path costs the model's
+arithmetic and index slices only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from mmtk.training.objectives import TOTAL
+from mmtk.training.world import SINGLE, World
+
+VAL_LOSS = "val_loss"
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How to train. ``monitor``: ``val_loss`` or a validation metric name (``accuracy``,
+    ``macro_f1``, ``rmse``...; averaged over the tasks that report it); ``patience``
+    epochs without improvement stop training."""
+
+    epochs: int
+    batch_size: int
+    patience: int
+    seed: int = 0
+    monitor: str = VAL_LOSS
+    accumulate: int = 1
+    clip_norm: float | None = None
+    amp: bool = False
+
+
+@dataclass
+class FitState:
+    """Where training stands after ``epoch`` epochs: what a checkpoint saves besides the
+    model, optimizer, schedule and shuffling generator."""
+
+    epoch: int = 0
+    best_score: float | None = None
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    best_metrics: dict = field(default_factory=dict)
+    stale: int = 0
+    log: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    trained: int = 0
+
+
+@dataclass
+class FitContext:
+    """What callbacks and ``restore`` see: the live objects of one ``fit`` call."""
+
+    model: Any
+    optimizer: Any
+    schedule: Any
+    generator: torch.Generator
+    settings: FitSettings
+    state: FitState
+    world: World
+
+
+@dataclass
+class FitResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_metrics: dict
+    log: list[dict]
+    epochs_run: int
+    samples_per_second: float
+
+
+def fit(
+    model,
+    objective,
+    train_source,
+    validate: Callable[[Any], dict],
+    optimizer,
+    schedule=None,
+    *,
+    settings: FitSettings,
+    world: World = SINGLE,
+    callbacks: Sequence[Callable[[FitContext], None]] = (),
+    restore: Callable[[FitContext], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train_source`` (a batch source, see ``mmtk.training.sources``)
+    by ``objective`` and return the best epoch's weights.
+
+    ``validate(model) -> {"terms": {name: float}, "metrics": evaluate-shaped dict}`` runs
+    after every epoch (``terms["total"]`` is the validation loss). ``schedule`` (or None)
+    steps once per optimizer step. ``restore(context)``, given, loads a checkpoint into
+    the context before the first epoch, and training continues after its epoch.
+    """
+    context = FitContext(
+        model=model, optimizer=optimizer, schedule=schedule,
+        generator=torch.Generator().manual_seed(settings.seed), settings=settings, state=FitState(), world=world,
+    )
+    if restore is not None:
+        restore(context)
+    state = context.state
+    autocast, scaler = _mixed_precision(model, settings.amp)
+    lower_is_better = _lower_is_better(settings.monitor)
+    for epoch in range(state.epoch + 1, settings.epochs + 1):
+        tick = time.perf_counter()
+        model.train()
+        sums, seen = _train_epoch(model, objective, train_source, optimizer, schedule, context, autocast, scaler)
+        state.train_seconds += time.perf_counter() - tick
+        state.trained += seen
+        checked = validate(model)
+        val_terms, metrics = checked["terms"], checked["metrics"]
+        train_terms = {name: float(value) / max(seen, 1) for name, value in world.reduce(sums).items()} if sums else {}
+        entry = {
+            "epoch": epoch, "train_loss": train_terms.get(TOTAL, float("nan")), "val_loss": val_terms[TOTAL],
+            "val_metrics": metrics, "train_terms": train_terms, "val_terms": val_terms,
+            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick,
+        }
+        state.log.append(entry)
+        score = val_terms[TOTAL] if settings.monitor == VAL_LOSS else monitored_metric(metrics, settings.monitor)
+        better = state.best_score is None or (score < state.best_score if lower_is_better else score > state.best_score)
+        if better and score == score:  # NaN is never best
+            state.best_score, state.best_epoch, state.best_metrics, state.stale = score, epoch, metrics, 0
+            state.best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        else:
+            state.stale += 1
+        state.epoch = epoch
+        for callback in callbacks:
+            callback(context)
+        if state.stale >= settings.patience:
+            break
+    if state.best_state is None:
+        raise FloatingPointError("validation loss was never finite: training diverged")
+    return FitResult(
+        best_state=state.best_state, best_epoch=state.best_epoch, best_metrics=state.best_metrics, log=state.log,
+        epochs_run=len(state.log), samples_per_second=state.trained / max(state.train_seconds, 1e-9),
+    )
+
+
+def _train_epoch(model, objective, source, optimizer, schedule, context: FitContext, autocast, scaler):
+    """One pass over ``source``; returns ``({term: item-weighted sum}, items seen)``."""
+    settings = context.settings
+    accumulate = max(1, settings.accumulate)
+    batches = source.num_batches(settings.batch_size, context.world)
+    sums: dict[str, torch.Tensor] = {}
+    seen = 0
+    for i, batch in enumerate(source.batches(settings.batch_size, generator=context.generator, world=context.world)):
+        with autocast():
+            terms = objective(model, batch)
+        loss = terms[TOTAL] if accumulate == 1 else terms[TOTAL] / accumulate
+        if i % accumulate == 0:
+            optimizer.zero_grad(set_to_none=True)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if (i + 1) % accumulate == 0 or i + 1 == batches:
+            _step(model, optimizer, scaler, settings.clip_norm)
+            if schedule is not None:
+                schedule.step()
+        n = len(batch)
+        seen += n
+        for name, value in terms.items():
+            weighted = value.detach() * n
+            sums[name] = weighted if name not in sums else sums[name] + weighted
+    return sums, seen
+
+
+def _step(model, optimizer, scaler, clip_norm) -> None:
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if clip_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def _mixed_precision(model, amp: bool):
+    """``(autocast context factory, GradScaler or None)``: bfloat16 autocast where the GPU
+    has it (no scaling needed), float16 with a scaler otherwise; nothing on CPU."""
+    device = next(model.parameters()).device
+    if not amp or device.type != "cuda":
+        return contextlib.nullcontext, None
+    if torch.cuda.is_bf16_supported():
+        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
+    return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+
+
+def _lower_is_better(monitor: str) -> bool:
+    from mmtk.metrics import LOWER_IS_BETTER
+
+    return monitor == VAL_LOSS or monitor in LOWER_IS_BETTER
+
+
+def monitored_metric(metrics: dict, name: str) -> float:
+    """Metric ``name`` of an evaluate-shaped result, averaged over the tasks reporting it
+    (NaN when none does: such an epoch is never the best)."""
+    per_task = metrics["tasks"].values() if "tasks" in metrics else [metrics]
+    values = [entry["metrics"][name] for entry in per_task if name in entry["metrics"]]
+    return sum(values) / len(values) if values else float("nan")

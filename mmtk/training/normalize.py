@@ -1,0 +1,104 @@
+"""Per-feature standardisation fitted on the training part, saved in the run and applied
+by evaluate and predict: ``(x - mean) / std`` per input dimension.
+
+Why: the models' only other normalisation is a per-item LayerNorm, which cannot undo
+dimensions on very different scales (MFCC's c0 is hundreds of times the other
+coefficients); standardised inputs let the default learning rate train every dimension.
+Sequences are standardised over their valid steps and padding stays zero. Absent items
+(``present`` False) are left out of the statistics and stay zero (the training mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_STD = 1e-6  # a constant dimension is centred, not divided by ~0
+READ_CHUNK = 512  # items per read when fitting on sequences left in the store
+
+
+@dataclass
+class Standardizer:
+    """``stats``: input name -> ``(mean, std)`` float32 arrays of the input's width."""
+
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def fit(cls, gathered: dict) -> Standardizer:
+        """Statistics of every input of ``gathered`` (``mmtk.features.Gathered``, the
+        training part only)."""
+        return cls({name: _moments(item) for name, item in gathered.items()})
+
+    def apply_arrays(self, name: str, values: np.ndarray, lengths: np.ndarray | None = None, present=None) -> np.ndarray:
+        """``values`` (``(N, d)`` or ``(N, T, d)``) standardised, as a new float32 array."""
+        if name not in self.stats:
+            return values
+        mean, std = self.stats[name]
+        out = (values - mean) / std
+        if lengths is not None:
+            out *= (np.arange(values.shape[1])[None, :] < lengths[:, None])[:, :, None]
+        if present is not None:
+            out[~present] = 0.0
+        return out.astype(np.float32, copy=False)
+
+    def apply_tensors(self, features: dict, masks: dict, present: dict | None = None) -> None:
+        """Standardise a batch's tensors in place of the dict entries (the store-backed
+        source's per-batch transform)."""
+        import torch
+
+        for name, (mean, std) in self.stats.items():
+            if name not in features:
+                continue
+            x = (features[name] - torch.from_numpy(mean)) / torch.from_numpy(std)
+            if name in masks:
+                x = x * masks[name][..., None]
+            if present and name in present:
+                x = x * present[name].view(-1, *([1] * (x.dim() - 1)))
+            features[name] = x
+
+    def to_json(self) -> dict:
+        return {name: {"mean": mean.tolist(), "std": std.tolist()} for name, (mean, std) in self.stats.items()}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> Standardizer | None:
+        if not data:
+            return None
+        return cls({
+            name: (np.asarray(entry["mean"], dtype=np.float32), np.asarray(entry["std"], dtype=np.float32))
+            for name, entry in data.items()
+        })
+
+
+def _moments(item) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std over the valid rows (vectors) or valid steps (sequences) of present items."""
+    total = sq = None
+    count = 0
+    for rows in _valid_rows(item):
+        rows = rows.astype(np.float64)
+        total = rows.sum(axis=0) if total is None else total + rows.sum(axis=0)
+        sq = (rows * rows).sum(axis=0) if sq is None else sq + (rows * rows).sum(axis=0)
+        count += len(rows)
+    if not count:
+        dim = item.dim
+        return np.zeros(dim, dtype=np.float32), np.ones(dim, dtype=np.float32)
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
+    return mean.astype(np.float32), np.where(std > MIN_STD, std, 1.0).astype(np.float32)
+
+
+def _valid_rows(item):
+    """The feature rows statistics are taken over, in chunks."""
+    present = item.present
+    if item.values is not None and item.lengths is None:
+        yield item.values if present is None else item.values[present]
+        return
+    n = len(item.lengths) if item.values is not None else len(item.reader)
+    for start in range(0, n, READ_CHUNK):
+        positions = np.arange(start, min(n, start + READ_CHUNK))
+        if item.values is not None:
+            steps, lengths = item.values[positions], item.lengths[positions]
+        else:
+            steps, lengths = item.reader.read(positions)
+        valid = np.arange(steps.shape[1])[None, :] < lengths[:, None]
+        yield steps[valid]
