@@ -11,7 +11,10 @@ from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import Json
 
-EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json"
+EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json\n\n  mmtk list models --json"
+
+
+CAPABILITIES = {"explains": "--explain", "sequences": "takes sequences", "missing": "--missing-modality mask"}
 
 
 class RegistryName(str, Enum):
@@ -33,10 +36,19 @@ def list_command(
     which: Annotated[Optional[RegistryName], typer.Argument(help="Which registry (default: all).")] = None,
     json_out: Json = False,
 ) -> None:
-    """List the registered backbones, models and OCR engines with a line of help each."""
+    """List the registered backbones, models and OCR engines with a line of help each.
+
+    Models also show their --model-arg parameters with defaults and their capabilities
+    (in --json: "model_params" and "model_capabilities" beside "models")."""
+    from mmtk.models import MODELS, model_params
+
     chosen = {name: reg for name, reg in registries().items() if which is None or name == which.value}
     described = {name: reg.describe() for name, reg in chosen.items()}
+    params = {name: model_params(name) for name in MODELS.names()} if "models" in chosen else {}
     if json_out:
+        if params:
+            described["model_params"] = params
+            described["model_capabilities"] = {name: MODELS.capabilities(name) for name in MODELS.names()}
         output.print_json(described)
         return
     console = output.stdout()
@@ -45,3 +57,7 @@ def list_command(
         width = max(len(n) for n in entries) if entries else 0
         for entry, help_text in entries.items():
             console.print(f"  {entry:<{width}}  {help_text}", highlight=False, markup=False)
+            if name == "models":
+                args = " ".join(f"{key}={value}" for key, value in params[entry].items())
+                able = [CAPABILITIES.get(cap, cap) for cap, on in MODELS.capabilities(entry).items() if on]
+                console.print(f"  {'':<{width}}  --model-arg {args}; {', '.join(able)}", highlight=False, markup=False)

@@ -10,10 +10,13 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    AllowOutsidePaths, Data, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
+    AllowOutsidePaths, DeviceOpt, Fps, Frames, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
     column_overrides, feature_options, open_store,
 )
 from mmtk.errors import UsageError
+
+TRAIN_CHOICES = {"schedule": ("constant", "linear", "cosine"), "pool": ("mean", "mean-std", "max"),
+                 "missing_modality": ("fail", "skip", "zero", "mask")}
 
 EXAMPLE = """Examples:
 
@@ -24,6 +27,10 @@ EXAMPLE = """Examples:
   mmtk train listings.csv --features minilm@description,tabular --cat-cols type,city --num-cols age,fee --scaling quantile --model gmu --task price:regression --out runs/price
 
   mmtk train reviews.csv --features "minilm@Review Text,tabular" --columns column_info.json --model concat --out runs/reviews
+
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --model-arg hidden=128 --standardize --schedule cosine --warmup 0.05 --missing-modality mask --task label --out runs/gmu-mask
+
+  mmtk train memotion.csv --features clip,clip@text --model gmu --task sentiment --task humour --task-weight sentiment=0.6 --out runs/mt
 """
 
 
@@ -34,15 +41,39 @@ def split_features(value: str) -> list[str]:
     return refs
 
 
+def split_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (repeatable) as a dict; a malformed one is a usage error."""
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, equals, text = value.partition("=")
+        if not equals or not key.strip() or not text.strip():
+            raise UsageError(f"{option} {value!r} is not KEY=VALUE", f"write e.g. {option} hidden=128")
+        pairs[key.strip()] = text.strip()
+    return pairs
+
+
+def task_weights(values: list[str] | None) -> dict[str, float]:
+    weights = {}
+    for task, text in split_pairs(values, "--task-weight").items():
+        try:
+            weights[task] = float(text)
+        except ValueError:
+            raise UsageError(f"--task-weight {task}={text}: the weight is not a number", "write e.g. --task-weight sentiment=0.4") from None
+    return weights
+
+
 @handle_errors
 def train_command(
-    data: Data,
+    data: Annotated[
+        Optional[str],
+        typer.Argument(help="Dataset: a .csv or .jsonl file, a folder, or - for JSONL on stdin (not with --resume).", show_default=False),
+    ] = None,
     features: Annotated[
-        str,
-        typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN].", show_default=False),
-    ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `mmtk list models`).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.", show_default=False)],
+        Optional[str],
+        typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN], tabular or run:PATH.", show_default=False),
+    ] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `mmtk list models`).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write.", show_default=False)] = None,
     task: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -57,13 +88,47 @@ def train_command(
     val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA).")] = None,
     val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 100,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-3,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate (the peak, with a schedule).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 1e-2,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")] = 64,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without validation improvement before stopping.")] = 10,
     class_weights: Annotated[bool, typer.Option("--class-weights", help="Weight the loss by inverse class frequency.")] = False,
-    hidden: Annotated[int, typer.Option("--hidden", min=1, help="Hidden width of the fusion model.")] = 256,
-    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.95, help="Dropout rate.")] = 0.2,
+    hidden: Annotated[
+        Optional[int], typer.Option("--hidden", min=1, help="Hidden width (same as --model-arg hidden=N). Default: the model's.", show_default=False)
+    ] = None,
+    dropout: Annotated[
+        Optional[float], typer.Option("--dropout", min=0.0, max=0.95, help="Dropout rate (same as --model-arg dropout=P). Default: the model's.", show_default=False)
+    ] = None,
+    model_arg: Annotated[
+        Optional[list[str]],
+        typer.Option("--model-arg", help="KEY=VALUE model parameter, repeatable; `mmtk list models` shows each model's.", show_default=False),
+    ] = None,
+    task_weight: Annotated[
+        Optional[list[str]], typer.Option("--task-weight", help="TASK=WEIGHT of that task's loss in the total (default 1), repeatable.", show_default=False)
+    ] = None,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99, help="Label smoothing of classification losses.")] = 0.0,
+    schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule after warm-up: constant | linear | cosine.")] = "constant",
+    warmup: Annotated[float, typer.Option("--warmup", min=0.0, max=0.99, help="Linear warm-up, as a fraction of the planned steps.")] = 0.0,
+    clip_norm: Annotated[
+        Optional[float], typer.Option("--clip-norm", min=0.0, help="Clip the gradient norm to this value.", show_default=False)
+    ] = None,
+    accumulate: Annotated[int, typer.Option("--accumulate", min=1, help="Batches whose gradients are summed per optimizer step.")] = 1,
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bfloat16 where supported).")] = True,
+    monitor: Annotated[str, typer.Option("--monitor", help="Early stopping on val_loss or a validation metric (accuracy, macro_f1, rmse, ...).")] = "val_loss",
+    missing_modality: Annotated[
+        str, typer.Option("--missing-modality", help="Items lacking a modality: fail (refuse) | skip (drop) | zero (zero-fill) | mask (model ignores it).")
+    ] = "fail",
+    pool: Annotated[str, typer.Option("--pool", help="How sequences become vectors for vector models: mean | mean-std | max.")] = "mean",
+    standardize: Annotated[
+        bool, typer.Option("--standardize/--no-standardize", help="Standardise each input dimension with statistics of the training part.")
+    ] = False,
+    max_memory: Annotated[
+        Optional[str], typer.Option("--max-memory", help="Inputs larger than this (e.g. 2G) are read from the store per batch. Default: half the available memory.", show_default=False)
+    ] = None,
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", min=0.0, help="Seconds between checkpoints (0: every epoch).")] = 10.0,
+    resume: Annotated[
+        Optional[Path], typer.Option("--resume", help="Continue the killed run OUT from its last checkpoint, with its settings.", show_default=False)
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
     cat_cols: Annotated[
         Optional[str], typer.Option("--cat-cols", help="Categorical columns of the tabular feature (one-hot), comma-separated.")
@@ -94,60 +159,40 @@ def train_command(
     """Train a model on features already in the store (run `mmtk extract-features` first).
 
     The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
+    A killed run continues with `mmtk train --resume OUT`.
     """
-    from mmtk.data import read_dataset
-    from mmtk.features import items_with_features, parse_feature_refs, required_columns, resolve_features
-    from mmtk.tabular import column_spec
-    from mmtk.train import train
-
     output.set_quiet(quiet)
-    # The run records these options with each feature, so evaluate/predict match them.
-    refs = parse_feature_refs(split_features(features), feature_options(max_length, fps, frames))
-    tabular = column_spec(cat_cols=cat_cols, num_cols=num_cols, columns_file=columns_file, scaling=scaling)
-    has_tabular = any(ref.is_tabular for ref in refs)
-    if tabular is not None and not has_tabular and (cat_cols or num_cols or scaling):
-        raise UsageError("--cat-cols/--num-cols/--scaling describe the tabular feature, but --features does not list it", "add it, e.g. --features minilm,tabular")
-    tasks = task or ([tabular.label_col] if tabular is not None and tabular.label_col else [])
-    if not tasks:
-        raise UsageError("no task given", "name the label column with --task COLUMN[:KIND], or give label_col in the --columns file")
-    columns = column_overrides(id_column, image_column, text_column, allow_outside_paths)
-    needed = required_columns(refs)
-    dataset = read_dataset(data, require=needed, on_error=on_error.value, **columns)
-    val_dataset = read_dataset(val, require=needed, on_error=on_error.value, **columns) if val else None
-    output.warn_skipped(dataset.skipped + (val_dataset.skipped if val_dataset else []))
-    features_store = open_store(store)
-    if on_error is OnError.skip:
-        # Items skipped at extraction have no features: leave them out too, listed.
-        dataset, skipped = items_with_features(dataset, resolve_features(dataset, refs), features_store, on_error="skip")
-        if val_dataset is not None:
-            val_dataset, val_skipped = items_with_features(
-                val_dataset, resolve_features(val_dataset, refs), features_store, on_error="skip"
-            )
-            skipped += val_skipped
-        output.warn_skipped(skipped)
-    with output.progress_bar("training") as progress:
-        report = train(
-            dataset,
-            features=refs,
-            model=model,
-            tasks=tasks,
-            out=out,
-            store=features_store,
-            val_dataset=val_dataset,
-            val_split=val_split,
-            epochs=epochs,
-            lr=lr,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            patience=patience,
-            class_weights=class_weights,
-            seed=seed,
-            hidden=hidden,
-            dropout=dropout,
-            device=device.value,
-            progress=progress,
-            tabular=tabular if has_tabular else None,
-        )
+    if resume is not None:
+        from mmtk.training.checkpoint import read_record
+
+        call = read_record(resume).get("call")
+        if not call:
+            raise UsageError(f"--resume {resume}: the checkpoint was not written by `mmtk train`", "resume it from Python with train(..., resume=True)")
+        report = _train(call, resume=True)
+    else:
+        missing = [name for name, value in (("DATA", data), ("--features", features), ("--model", model), ("--out", out)) if value is None]
+        if missing:
+            raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
+        for option, choices in TRAIN_CHOICES.items():
+            if locals()[option] not in choices:
+                raise UsageError(f"--{option.replace('_', '-')} {locals()[option]!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
+        call = {
+            "data": data, "features": features, "model": model, "out": str(out), "task": task, "val": val,
+            "val_split": val_split, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+            "patience": patience, "class_weights": class_weights, "hidden": hidden, "dropout": dropout,
+            "model_args": split_pairs(model_arg, "--model-arg"), "task_weights": task_weights(task_weight),
+            "label_smoothing": label_smoothing, "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm,
+            "accumulate": accumulate, "amp": amp, "monitor": monitor, "missing_modality": missing_modality, "pool": pool,
+            "standardize": standardize, "max_memory": max_memory, "checkpoint_every": checkpoint_every, "seed": seed,
+            "cat_cols": cat_cols, "num_cols": num_cols, "columns_file": None if columns_file is None else str(columns_file),
+            "scaling": scaling, "max_length": max_length, "fps": fps, "frames": frames,
+            "store": None if store is None else str(store), "device": device.value, "id_column": id_column,
+            "image_column": image_column, "text_column": text_column, "allow_outside_paths": allow_outside_paths,
+            "on_error": on_error.value,
+        }
+        if data == "-":
+            call["data"] = None  # stdin cannot be read again on --resume
+        report = _train(call, resume=False, stdin=data == "-")
     summary = report.to_json()
     if json_out:
         output.print_json(summary)
@@ -156,9 +201,57 @@ def train_command(
     console.print(f"run written to {summary['run']}", highlight=False)
     console.print(
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
-        f"{summary['train_items']} training / {summary['val_items']} validation items, {summary['seconds']:.1f} s",
+        f"{summary['train_items']} training / {summary['val_items']} validation items, {summary['seconds']:.1f} s, "
+        f"batches {'read from the store' if summary['batch_source'] == 'store' else 'in memory'}",
         highlight=False,
     )
     from mmtk.cli.tables import metrics_table
 
     console.print(metrics_table(summary["val_metrics"], title="validation metrics (best epoch)"))
+
+
+def _train(call: dict, *, resume: bool, stdin: bool = False):
+    """Read the data and train as ``call`` (the command's arguments, JSON) says; the same
+    ``call`` is kept in the checkpoint so that ``--resume`` can start it again."""
+    from mmtk.data import read_dataset
+    from mmtk.features import items_with_features, parse_feature_refs, required_columns, resolve_features
+    from mmtk.tabular import column_spec
+    from mmtk.train import train
+
+    if resume and call["data"] is None:
+        raise UsageError("--resume: the run read its data from stdin, which cannot be read again", "train it afresh")
+    # The run records these options with each feature, so evaluate/predict match them.
+    refs = parse_feature_refs(split_features(call["features"]), feature_options(call["max_length"], call["fps"], call["frames"]))
+    tabular = column_spec(cat_cols=call["cat_cols"], num_cols=call["num_cols"], columns_file=call["columns_file"], scaling=call["scaling"])
+    has_tabular = any(ref.source == "tabular" for ref in refs)
+    if tabular is not None and not has_tabular and (call["cat_cols"] or call["num_cols"] or call["scaling"]):
+        raise UsageError("--cat-cols/--num-cols/--scaling describe the tabular feature, but --features does not list it", "add it, e.g. --features minilm,tabular")
+    tasks = call["task"] or ([tabular.label_col] if tabular is not None and tabular.label_col else [])
+    if not tasks:
+        raise UsageError("no task given", "name the label column with --task COLUMN[:KIND], or give label_col in the --columns file")
+    columns = column_overrides(call["id_column"], call["image_column"], call["text_column"], call.get("allow_outside_paths", False))
+    needed = required_columns(refs)
+    # With a missing-modality policy the feature columns must exist but may be blank.
+    read = {"require": needed} if call["missing_modality"] == "fail" else {"optional": needed}
+    dataset = read_dataset("-" if stdin else call["data"], on_error=call["on_error"], **read, **columns)
+    val_dataset = read_dataset(call["val"], on_error=call["on_error"], **read, **columns) if call["val"] else None
+    output.warn_skipped(dataset.skipped + (val_dataset.skipped if val_dataset else []))
+    features_store = open_store(call["store"])
+    if call["on_error"] == "skip":
+        # Items skipped at extraction have no features: leave them out too, listed.
+        dataset, skipped = items_with_features(dataset, resolve_features(dataset, refs), features_store, on_error="skip")
+        if val_dataset is not None:
+            val_dataset, val_skipped = items_with_features(val_dataset, resolve_features(val_dataset, refs), features_store, on_error="skip")
+            skipped += val_skipped
+        output.warn_skipped(skipped)
+    options = {key: call[key] for key in (
+        "val_split", "epochs", "lr", "weight_decay", "batch_size", "patience", "class_weights", "seed", "hidden", "dropout",
+        "model_args", "task_weights", "label_smoothing", "schedule", "warmup", "clip_norm", "accumulate", "amp", "monitor",
+        "missing_modality", "pool", "standardize", "max_memory", "checkpoint_every",
+    )}
+    with output.progress_bar("training") as progress:
+        return train(
+            dataset, features=refs, model=call["model"], tasks=tasks, out=call["out"], store=features_store,
+            val_dataset=val_dataset, device=call["device"], progress=progress, tabular=tabular if has_tabular else None,
+            resume=resume, record=call, **options,
+        )

@@ -1,0 +1,102 @@
+"""fit: shuffled batches, accumulation, clipping, schedules, early stopping on a chosen
+metric, callbacks, and the log with every term."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmtk.training import FitSettings, InMemorySource, SupervisedObjective, TaskLoss, adamw, fit, make_schedule
+from mmtk.training.loop import monitored_metric
+
+
+class Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def forward(self, batch):
+        return {"y": self.layer(batch.features["x"])}
+
+
+def problem(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 2, generator=g)
+    return InMemorySource({"x": x}, {"y": (x[:, 0] > 0).float()})
+
+
+def validate_with(source, objective, scores):
+    def validate(model):
+        model.eval()
+        with torch.no_grad():
+            terms = {k: float(v) for k, v in objective(model, next(source.batches(len(source)))).items()}
+        model.train()
+        return {"terms": terms, "metrics": {"task": "y", "n": len(source), "metrics": {"accuracy": scores.pop(0)}}}
+
+    return validate
+
+
+def run(settings, *, scores=None, schedule=None, lr=0.1):
+    torch.manual_seed(0)
+    model, source = Linear(), problem()
+    objective = SupervisedObjective({"y": TaskLoss("binary")})
+    optimizer = adamw(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = make_schedule(optimizer, schedule, total_steps=settings.epochs * source.num_batches(settings.batch_size), warmup_steps=2) if schedule else None
+    scores = list(scores or [0.5] * settings.epochs)
+    seen = []
+    result = fit(model, objective, source, validate_with(source, objective, scores), optimizer, sched, settings=settings,
+                 callbacks=[lambda ctx: seen.append(ctx.state.epoch)])
+    return result, seen, optimizer
+
+
+def test_training_lowers_the_loss_and_logs_every_term():
+    result, seen, _ = run(FitSettings(epochs=5, batch_size=16, patience=10))
+    assert seen == [1, 2, 3, 4, 5] and result.epochs_run == 5
+    log = result.log
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert set(log[0]["train_terms"]) == {"task.y", "total"} and log[0]["val_terms"]["total"] == log[0]["val_loss"]
+
+
+def test_early_stopping_on_a_metric_keeps_the_best_epoch():
+    scores = [0.5, 0.7, 0.6, 0.65, 0.6, 0.9]
+    result, _, _ = run(FitSettings(epochs=6, batch_size=16, patience=3, monitor="accuracy"), scores=scores)
+    assert result.best_epoch == 2 and result.epochs_run == 5  # three epochs without beating 0.7
+
+
+def test_accumulation_steps_once_per_group_of_batches():
+    _, _, optimizer = run(FitSettings(epochs=1, batch_size=16, patience=1, accumulate=3))
+    state = next(iter(optimizer.state.values()))
+    assert int(state["step"]) == 2  # 4 batches: one step after 3, one for the last
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch():
+    whole, _, _ = run(FitSettings(epochs=1, batch_size=64, patience=1))
+    halves, _, _ = run(FitSettings(epochs=1, batch_size=32, patience=1, accumulate=2))
+    for name in whole.best_state:
+        assert torch.allclose(whole.best_state[name], halves.best_state[name], atol=1e-6)
+
+
+def test_clipping_bounds_the_update():
+    free, _, _ = run(FitSettings(epochs=1, batch_size=64, patience=1), lr=10.0)
+    clipped, _, _ = run(FitSettings(epochs=1, batch_size=64, patience=1, clip_norm=1e-3), lr=10.0)
+    assert not torch.allclose(free.best_state["layer.weight"], clipped.best_state["layer.weight"])
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_schedules_warm_up_then_decay_to_zero(kind):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = make_schedule(optimizer, kind, total_steps=10, warmup_steps=2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[2] == 1.0 and lrs[-1] < 0.2
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+    assert make_schedule(optimizer, "constant", total_steps=10) is None
+
+
+def test_a_metric_is_averaged_over_the_tasks_that_report_it():
+    metrics = {"n": 3, "tasks": {"a": {"metrics": {"accuracy": 0.5}}, "b": {"metrics": {"accuracy": 1.0}}, "c": {"metrics": {"rmse": 2.0}}}}
+    assert monitored_metric(metrics, "accuracy") == 0.75 and monitored_metric(metrics, "rmse") == 2.0
+    assert monitored_metric(metrics, "macro_f1") != monitored_metric(metrics, "macro_f1")  # NaN: never best
