@@ -21,7 +21,7 @@ import numpy as np
 
 from mmtk.backbones.base import FeatureOptions
 from mmtk.backbones.registry import absolute_spec
-from mmtk.errors import DataError, StoreError, UsageError
+from mmtk.errors import DataError, StoreError, UsageError, where
 from mmtk.registry import Registry
 
 SEQUENCE_MARK = ":seq"
@@ -320,9 +320,17 @@ class StoredFeatures:
         feature = ref if isinstance(ref, ResolvedFeature) else context.resolved.get(ref.name) or resolve_features(dataset, [ref])[0]
         config, store = feature.backbone, context.store
         values = dataset.values(feature.column)
-        present = None
-        if context.missing != "fail":
-            present = np.array([has_value(v, config.modality) for v in values], dtype=bool)
+        present = np.array([has_value(v, config.modality) for v in values], dtype=bool)
+        if context.missing == "fail" and not present.all():
+            record = dataset.records[int(np.flatnonzero(~present)[0])]
+            raise DataError(
+                f"{where(dataset.source, record.line, record.id)}: no {feature.column} value for feature {feature.name} "
+                f"({int((~present).sum())} such items)",
+                "fill it in, or train with --missing-modality skip|zero|mask",
+            )
+        if context.missing == "fail":
+            present = None
+        else:
             values = [v for v, there in zip(values, present) if there]
         keys = content_keys(values, config.modality)
         missing = store.missing(config.fingerprint, keys)
@@ -395,9 +403,7 @@ def drop_incomplete(dataset, refs):
             keep.append(i)
     if not dropped:
         return dataset
-    subset = dataset.subset(keep)
-    subset.skipped = list(dataset.skipped) + dropped
-    return subset
+    return replace(dataset.subset(keep), skipped=list(dataset.skipped) + dropped)
 
 
 class TabularFeatures:
