@@ -43,7 +43,7 @@ needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not i
 @needs_bash
 def test_bash_completes_commands_options_and_registry_names():
     assert "extract-features" in _bash_complete("mmtk ext")
-    assert _bash_complete("mmtk train --mo") == ["--model"]
+    assert _bash_complete("mmtk train --mode") == ["--model", "--model-arg"]
     assert {"concat", "gmu"} <= set(_bash_complete("mmtk train --model "))
     assert "efficientnet-lite0" in _bash_complete("mmtk extract-features x --backbone eff")
     assert {"ls", "info", "verify", "gc", "repair", "rm"} == set(_bash_complete("mmtk store "))
