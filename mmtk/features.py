@@ -507,9 +507,12 @@ def items_with_features(
     on_error: str = "fail",
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    absent_ok: bool = False,
 ) -> tuple:
     """``(dataset, skipped)``: ``dataset`` narrowed to the records whose features are all
-    stored, and a ``BadItem`` for each record left out, in dataset order.
+    stored, and a ``BadItem`` for each record left out, in dataset order. With
+    ``absent_ok`` (a run with a ``--missing-modality`` policy) a record without a value
+    for a feature's column needs no feature there.
 
     With ``extract_missing`` the missing features are extracted first, with ``on_error``
     passed on, so an item that cannot be encoded is named with the reason. Without it
@@ -525,14 +528,17 @@ def items_with_features(
     first_feature = None  # the feature that left out record 0
     for feature in resolved:
         config = feature.backbone
-        keys = content_keys(dataset.values(feature.column), config.modality)
+        values = dataset.values(feature.column)
+        rows = [i for i, value in enumerate(values) if not absent_ok or has_value(value, config.modality)]
+        part = dataset if len(rows) == len(values) else dataset.subset(rows)
+        keys = content_keys([values[i] for i in rows], config.modality)
         missing = set(store.missing(config.fingerprint, keys))
         reasons: dict[tuple[int, str], BadItem] = {}
         if missing and extract_missing:
             from mmtk.extract import extract_features
 
             report = extract_features(
-                dataset, feature.ref.backbone, store=store, column=feature.column, sequence=feature.ref.sequence,
+                part, feature.ref.backbone, store=store, column=feature.column, sequence=feature.ref.sequence,
                 options=feature.ref.options, device=device, on_error=on_error, progress=progress,
             )
             reasons = {(bad.line, bad.item): bad for bad in report.skipped}
@@ -541,7 +547,8 @@ def items_with_features(
             continue
         if on_error == "fail" or (not extract_missing and missing == set(keys)):
             raise _not_stored(dataset, feature, store, sorted(missing), keys, f"{config.spec} ({config.modality}) features")
-        for row, (record, key) in enumerate(zip(dataset.records, keys)):
+        for row, key in zip(rows, keys):
+            record = dataset.records[row]
             if key in missing and row not in left_out:
                 first_feature = feature if row == 0 else first_feature
                 left_out[row] = reasons.get((record.line, record.id)) or BadItem(

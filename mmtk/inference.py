@@ -56,7 +56,8 @@ def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
     return items_with_features(
-        dataset, resolved, store, extract_missing=True, on_error=on_error, device=device, progress=progress
+        dataset, resolved, store, extract_missing=True, on_error=on_error, device=device, progress=progress,
+        absent_ok=run.preprocessing["missing_modality"] != "fail",
     )
 
 

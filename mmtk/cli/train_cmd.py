@@ -239,9 +239,12 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     features_store = open_store(call["store"])
     if call["on_error"] == "skip":
         # Items skipped at extraction have no features: leave them out too, listed.
-        dataset, skipped = items_with_features(dataset, resolve_features(dataset, refs), features_store, on_error="skip")
+        absent_ok = call["missing_modality"] != "fail"
+        dataset, skipped = items_with_features(dataset, resolve_features(dataset, refs), features_store, on_error="skip", absent_ok=absent_ok)
         if val_dataset is not None:
-            val_dataset, val_skipped = items_with_features(val_dataset, resolve_features(val_dataset, refs), features_store, on_error="skip")
+            val_dataset, val_skipped = items_with_features(
+                val_dataset, resolve_features(val_dataset, refs), features_store, on_error="skip", absent_ok=absent_ok
+            )
             skipped += val_skipped
         output.warn_skipped(skipped)
     options = {key: call[key] for key in (

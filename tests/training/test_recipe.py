@@ -106,3 +106,24 @@ def test_standardisation_is_saved_and_applied_at_prediction(tmp_path, store):
     assert set(stats) == set(FEATURES) and len(stats["minilm"]["mean"]) == 8
     # Evaluation on the validation set reproduces the best epoch's validation metrics.
     assert evaluate(report.run, test_ds, store=store, device="cpu")["metrics"] == pytest.approx(report.val_metrics["metrics"])
+
+
+def test_the_cli_trains_and_predicts_items_without_a_modality(tmp_path, store):
+    import subprocess
+    import sys
+
+    sequence_dataset(tmp_path, store, n=60, blank_texts=10)
+    common = ["--store", str(tmp_path / "store"), "--device", "cpu", "--quiet"]
+    data = str(tmp_path / "data.jsonl")
+    refused = subprocess.run([sys.executable, "-m", "mmtk", "train", data, "--features", ",".join(SEQ_FEATURES), "--model", "gmu",
+                              "--task", "label", "--out", str(tmp_path / "r0"), *common], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "empty text" in refused.stderr
+    trained = subprocess.run([sys.executable, "-m", "mmtk", "train", data, "--features", ",".join(SEQ_FEATURES), "--model", "gmu",
+                              "--task", "label", "--out", str(tmp_path / "run"), "--missing-modality", "mask", "--epochs", "2",
+                              *common], capture_output=True, text=True, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    predicted = subprocess.run([sys.executable, "-m", "mmtk", "predict", str(tmp_path / "run"), data, "--explain", *common],
+                               capture_output=True, text=True, timeout=120)
+    assert predicted.returncode == 0, predicted.stderr
+    records = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert len(records) == 60 and records[0]["explain"]["minilm:seq"] == 0.0
