@@ -14,6 +14,15 @@ samples/s of the training loop alone (from the train report, validation excluded
 
     .venv/bin/python benchmarks/bench_train.py [--items 10000] [--epochs 10]
     MMTK_TORCH_THREADS=2 .venv/bin/python benchmarks/bench_train.py   # both cores
+
+``--loops`` then times the training loop alone, side by side in the same process on the
+same tensors and initial weights: the loop of the commit before the training layer (its
+``mmtk/train.py``, written by ``git show REV:mmtk/train.py`` to a temporary directory and
+imported from there; REV is found as the parent of the commit that removed ``_fit``, or
+given with ``--previous``) against ``mmtk.training.fit`` with the default schedule
+(cosine with 5 % warm-up) and with none. Rounds alternate old and new; reported per
+loop are the median CPU seconds per epoch (training + validation) and the ratio to the
+old loop.
 """
 
 from __future__ import annotations
@@ -59,6 +68,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000, help="items trained on per epoch")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--models", default="gmu,concat")
+    parser.add_argument("--loops", action="store_true", help="also time the previous loop against the new one")
+    parser.add_argument("--previous", help="commit whose mmtk/train.py holds the previous loop")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --loops")
     args = parser.parse_args()
 
     import torch
@@ -90,6 +102,104 @@ def main() -> None:
             cpu = statistics.median(cpus)
             print(f"{model:<8} {cpu:>12.3f} {min(walls):>15.3f} {statistics.median(walls):>14.3f} "
                   f"{report.train_items / cpu:>10.0f} {report.samples_per_second:>15.0f}")
+        if args.loops:
+            compare_loops(dataset, store, args, folder)
+
+
+def previous_loop(rev: str | None, folder: Path):
+    """The ``mmtk/train.py`` module of ``rev`` (default: before the training layer), imported
+    from a temporary copy."""
+    import importlib.util
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if rev is None:
+        removed = subprocess.run(["git", "log", "-1", "--format=%H", "-S", "def _fit(", "--", "mmtk/train.py"],
+                                 cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        rev = f"{removed}^"
+    source = subprocess.run(["git", "show", f"{rev}:mmtk/train.py"], cwd=root, capture_output=True, text=True, check=True).stdout
+    path = folder / "previous_train.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("previous_train", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    label = subprocess.run(["git", "rev-parse", "--short", rev], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    return module, label
+
+
+class _LegacyLoss:
+    """The previous loop calls ``objective.loss(logits, target)``."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+
+def compare_loops(dataset, store, args, folder: Path) -> None:
+    import torch
+
+    from mmtk.data import fit_label_encoder, parse_task
+    from mmtk.features import load_features
+    from mmtk.models import MODELS
+    from mmtk.models.inference import as_tensors, cpu_threads
+    from mmtk.models.objectives import target_tensor
+    from mmtk.train import _validate, split_indices
+    from mmtk.training import FitSettings, InMemorySource, SupervisedObjective, TaskLoss, adamw, fit, make_schedule
+    from mmtk.training.data import input_specs
+    from mmtk.features import Gathered
+
+    old, label = previous_loop(args.previous, folder)
+    features = ["efficientnet-lite0", "minilm"]
+    train_idx, val_idx = split_indices([None] * len(dataset), VAL_SPLIT, 0)
+    arrays = load_features(dataset, features, store)
+    train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
+    encoder = fit_label_encoder(parse_task("label"), train_ds)
+    kinds, encoders = {"label": encoder.task.kind}, {"label": encoder}
+    train_y, val_y = {"label": encoder.encode(train_ds)}, {"label": encoder.encode(val_ds)}
+    tx = as_tensors({n: a[train_idx] for n, a in arrays.items()}, "cpu")
+    vx = as_tensors({n: a[val_idx] for n, a in arrays.items()}, "cpu")
+    ty = {"label": target_tensor(kinds["label"], train_y["label"])}
+    vy = {"label": target_tensor(kinds["label"], val_y["label"])}
+    inputs = input_specs({n: Gathered(a[:1]) for n, a in arrays.items()})
+    heads = {"label": 1}
+
+    def timed(run) -> list[float]:
+        stamps = [time.thread_time()]
+        run(lambda *_: stamps.append(time.thread_time()))
+        return [b - a for a, b in zip(stamps, stamps[1:])]
+
+    def run_old(model, tick):
+        torch.manual_seed(0)
+        net = MODELS.get(model)(inputs, heads)
+        old._fit(net, {"label": _LegacyLoss(TaskLoss(kinds["label"]))}, kinds, {}, encoders, train=(tx, ty), val=(vx, vy),
+                 val_labels=val_y, epochs=args.epochs, lr=1e-3, weight_decay=1e-2, batch_size=64, patience=args.epochs,
+                 seed=0, progress=tick)
+
+    def run_new(model, tick, schedule):
+        torch.manual_seed(0)
+        net = MODELS.get(model)(inputs, heads)
+        objective = SupervisedObjective({"label": TaskLoss(kinds["label"])})
+        source, val_source = InMemorySource(tx, ty), InMemorySource(vx, vy)
+        optimizer = adamw(net.parameters(), lr=1e-3, weight_decay=1e-2)
+        steps = args.epochs * source.num_batches(64)
+        lr_schedule = make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(0.05 * steps) if schedule != "constant" else 0)
+        fit(net, objective, source, lambda m: _validate(m, objective, val_source, val_y, kinds, {}, encoders), optimizer, lr_schedule,
+            settings=FitSettings(epochs=args.epochs, batch_size=64, patience=args.epochs), callbacks=[tick])
+
+    loops = {f"previous ({label})": run_old, "fit, cosine": lambda m, t: run_new(m, t, "cosine"),
+             "fit, constant": lambda m, t: run_new(m, t, "constant")}
+    print(f"\nloops side by side ({args.rounds} alternating rounds of {args.epochs} epochs, CPU s per epoch, median)")
+    print(f"{'model':<8} {'loop':<22} {'CPU s/epoch':>12} {'vs previous':>12}")
+    with cpu_threads("cpu"):
+        for model in args.models.split(","):
+            epochs = {name: [] for name in loops}
+            for _ in range(args.rounds):
+                for name, run in loops.items():
+                    epochs[name] += timed(lambda tick: run(model, tick))
+            base = statistics.median(epochs[next(iter(loops))])
+            for name, times in epochs.items():
+                cpu = statistics.median(times)
+                print(f"{model:<8} {name:<22} {cpu:>12.3f} {cpu / base:>12.3f}")
 
 
 if __name__ == "__main__":

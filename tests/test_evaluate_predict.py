@@ -1,4 +1,4 @@
-"""evaluate and predict on a trained run: the JSON shapes scripts rely on (DESIGN.md §3),
+"""evaluate and predict on a trained run: the JSON shapes scripts rely on (docs/ARCHITECTURE.md, "Evaluate and predict"),
 plots, explain, CSV output, round trips through the run directory, and refusals."""
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def forward_all(model, source, *, explain: bool = False) -> tuple[dict, dict | N
     model.eval()
     logits: dict[str, list[torch.Tensor]] = {}
     weights: dict[str, list[torch.Tensor]] = {}
-    for chunk in source.batches(CHUNK):
+    # A store-backed source reads each chunk from disk: it says how many items fit.
+    for chunk in source.batches(getattr(source, "eval_batch", CHUNK)):
         for task, out in model(chunk).items():
             logits.setdefault(task, []).append(out)
         if explain:

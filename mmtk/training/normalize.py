@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_STD = 1e-6  # a constant dimension is centred, not divided by ~0
-READ_CHUNK = 512  # items per read when fitting on sequences left in the store
+READ_CHUNK = 64  # items per read when fitting on sequences left in the store (bounds memory)
 
 
 @dataclass
