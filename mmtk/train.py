@@ -36,6 +36,7 @@ class TrainReport:
     samples_per_second: float
     log: list[dict] = field(default_factory=list, repr=False)
     batch_source: str = "memory"
+    skipped: list = field(default_factory=list, repr=False)  # items left out by --missing-modality skip
 
     def to_json(self) -> dict:
         return {
@@ -61,7 +62,7 @@ def train(
     store,
     val_dataset=None,
     val_split: float = 0.2,
-    epochs: int = 100,
+    epochs: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 1e-2,
     batch_size: int = 64,
@@ -76,15 +77,15 @@ def train(
     model_args: dict | None = None,
     task_weights: dict[str, float] | None = None,
     label_smoothing: float = 0.0,
-    schedule: str = "constant",
-    warmup: float = 0.0,
+    schedule: str = "cosine",
+    warmup: float = 0.05,
     clip_norm: float | None = None,
     accumulate: int = 1,
     amp: bool = True,
     monitor: str = "val_loss",
     missing_modality: str = "fail",
-    pool: str = "mean",
-    standardize: bool = False,
+    pool: str = "mean-std",
+    standardize: bool = True,
     max_memory: int | str | None = None,
     resume: bool = False,
     checkpoint_every: float = 10.0,
@@ -103,7 +104,7 @@ def train(
     lack a modality are refused, dropped, zero-filled or masked (``missing_modality``).
 
     The loop (``mmtk.training.fit``): AdamW, ``schedule`` with ``warmup`` (a fraction of
-    the planned steps), ``clip_norm``, ``accumulate`` batches per step, AMP on CUDA,
+    the planned steps; ``epochs`` None plans ``auto_epochs``), ``clip_norm``, ``accumulate`` batches per step, AMP on CUDA,
     early stopping on ``monitor`` after ``patience`` epochs without improvement, keeping
     the best epoch's weights. ``class_weights`` weights the loss by inverse label
     frequency, ``task_weights`` each task's loss in the total. Inputs larger than
@@ -134,7 +135,7 @@ def train(
     specs = _parse_tasks(tasks, parse_task)
     if not resume:
         check_run_target(out)
-    _check_settings(epochs=epochs, batch_size=batch_size, patience=patience, val_split=val_split, has_val=val_dataset is not None)
+    _check_settings(epochs=epochs or 1, batch_size=batch_size, patience=patience, val_split=val_split, has_val=val_dataset is not None)
     _check_options(model, capabilities, missing_modality, pool, task_weights, specs, accumulate, label_smoothing, schedule, warmup)
     budget = default_memory_budget() if max_memory is None else _memory(max_memory, parse_memory)
     torch_device = resolve_device(device)
@@ -144,8 +145,12 @@ def train(
     if missing_modality == "skip":
         from mmtk.features import drop_incomplete
 
+        known = (len(dataset.skipped), len(val_dataset.skipped) if val_dataset is not None else 0)
         dataset = drop_incomplete(dataset, refs)
         val_dataset = drop_incomplete(val_dataset, refs) if val_dataset is not None else None
+        dropped = dataset.skipped[known[0]:] + (val_dataset.skipped[known[1]:] if val_dataset is not None else [])
+    else:
+        dropped = []
     sequences = bool(capabilities.get("sequences"))
     context = GatherContext(
         store=store, pool=None if sequences else pool, lazy=sequences,
@@ -199,7 +204,9 @@ def train(
         hide_presence(train_source)
         hide_presence(val_source)
     optimizer = adamw(net.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * -(-train_source.num_batches(batch_size) // accumulate)
+    steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
+    epochs = epochs or auto_epochs(steps_per_epoch)
+    steps = epochs * steps_per_epoch
     lr_schedule = make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
     settings = FitSettings(
         epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, monitor=monitor,
@@ -247,7 +254,7 @@ def train(
     return TrainReport(
         run=run, best_epoch=result.best_epoch, epochs_run=result.epochs_run, train_items=len(train_ds),
         val_items=len(val_ds), seconds=time.perf_counter() - started, val_metrics=result.best_metrics,
-        samples_per_second=result.samples_per_second, log=result.log, batch_source=train_source.kind,
+        samples_per_second=result.samples_per_second, log=result.log, batch_source=train_source.kind, skipped=dropped,
     )
 
 
@@ -287,6 +294,18 @@ def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, traini
         "training": training,
         "preprocessing": preprocessing,
     }
+
+
+#: The default epoch cap is relative to optimizer steps, not epochs: at least this many
+#: steps (a small set has few steps per epoch: 800 items at 64 a batch make 13, so 100
+#: epochs were 1,300 steps, too few to converge), within ``EPOCH_RANGE``.
+MIN_STEPS = 3000
+EPOCH_RANGE = (100, 1000)
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """The default ``--epochs``: enough for ``MIN_STEPS`` optimizer steps, within ``EPOCH_RANGE``."""
+    return min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], -(-MIN_STEPS // max(1, steps_per_epoch))))
 
 
 def _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, device):

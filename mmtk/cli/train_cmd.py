@@ -87,7 +87,10 @@ def train_command(
     ] = None,
     val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA).")] = None,
     val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 100,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option("--epochs", min=1, help="Maximum epochs. Default: enough for 3,000 optimizer steps, from 100 to 1,000.", show_default=False),
+    ] = None,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate (the peak, with a schedule).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 1e-2,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")] = 64,
@@ -107,8 +110,8 @@ def train_command(
         Optional[list[str]], typer.Option("--task-weight", help="TASK=WEIGHT of that task's loss in the total (default 1), repeatable.", show_default=False)
     ] = None,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99, help="Label smoothing of classification losses.")] = 0.0,
-    schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule after warm-up: constant | linear | cosine.")] = "constant",
-    warmup: Annotated[float, typer.Option("--warmup", min=0.0, max=0.99, help="Linear warm-up, as a fraction of the planned steps.")] = 0.0,
+    schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule after warm-up: constant | linear | cosine.")] = "cosine",
+    warmup: Annotated[float, typer.Option("--warmup", min=0.0, max=0.99, help="Linear warm-up, as a fraction of the planned steps.")] = 0.05,
     clip_norm: Annotated[
         Optional[float], typer.Option("--clip-norm", min=0.0, help="Clip the gradient norm to this value.", show_default=False)
     ] = None,
@@ -118,10 +121,10 @@ def train_command(
     missing_modality: Annotated[
         str, typer.Option("--missing-modality", help="Items lacking a modality: fail (refuse) | skip (drop) | zero (zero-fill) | mask (model ignores it).")
     ] = "fail",
-    pool: Annotated[str, typer.Option("--pool", help="How sequences become vectors for vector models: mean | mean-std | max.")] = "mean",
+    pool: Annotated[str, typer.Option("--pool", help="How sequences become vectors for vector models: mean | mean-std (statistics pooling) | max.")] = "mean-std",
     standardize: Annotated[
         bool, typer.Option("--standardize/--no-standardize", help="Standardise each input dimension with statistics of the training part.")
-    ] = False,
+    ] = True,
     max_memory: Annotated[
         Optional[str], typer.Option("--max-memory", help="Inputs larger than this (e.g. 2G) are read from the store per batch. Default: half the available memory.", show_default=False)
     ] = None,
@@ -193,6 +196,7 @@ def train_command(
         if data == "-":
             call["data"] = None  # stdin cannot be read again on --resume
         report = _train(call, resume=False, stdin=data == "-")
+    output.warn_skipped(report.skipped)
     summary = report.to_json()
     if json_out:
         output.print_json(summary)

@@ -100,3 +100,16 @@ def test_a_metric_is_averaged_over_the_tasks_that_report_it():
     metrics = {"n": 3, "tasks": {"a": {"metrics": {"accuracy": 0.5}}, "b": {"metrics": {"accuracy": 1.0}}, "c": {"metrics": {"rmse": 2.0}}}}
     assert monitored_metric(metrics, "accuracy") == 0.75 and monitored_metric(metrics, "rmse") == 2.0
     assert monitored_metric(metrics, "macro_f1") != monitored_metric(metrics, "macro_f1")  # NaN: never best
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mixed_precision_on_cuda_trains():
+    torch.manual_seed(0)
+    model, source = Linear().cuda(), problem()
+    source = InMemorySource({"x": source.features["x"].cuda()}, {"y": source.targets["y"].cuda()})
+    objective = SupervisedObjective({"y": TaskLoss("binary")})
+    optimizer = adamw(model.parameters(), lr=0.1, weight_decay=0.0)
+    result = fit(model, objective, source, validate_with(source, objective, [0.5] * 5), optimizer,
+                 settings=FitSettings(epochs=5, batch_size=16, patience=10, amp=True))
+    assert result.log[-1]["train_loss"] < result.log[0]["train_loss"]
