@@ -42,20 +42,17 @@ class Standardizer:
             out[~present] = 0.0
         return out.astype(np.float32, copy=False)
 
-    def apply_tensors(self, features: dict, masks: dict, present: dict | None = None) -> None:
-        """Standardise a batch's tensors in place of the dict entries (the store-backed
-        source's per-batch transform)."""
+    def apply_tensors(self, features: dict, masks: dict) -> None:
+        """Standardise a batch's freshly read tensors in place (the store-backed source's
+        per-batch transform: no temporaries the size of the batch)."""
         import torch
 
         for name, (mean, std) in self.stats.items():
             if name not in features:
                 continue
-            x = (features[name] - torch.from_numpy(mean)) / torch.from_numpy(std)
+            x = features[name].sub_(torch.from_numpy(mean)).div_(torch.from_numpy(std))
             if name in masks:
-                x = x * masks[name][..., None]
-            if present and name in present:
-                x = x * present[name].view(-1, *([1] * (x.dim() - 1)))
-            features[name] = x
+                x.mul_(masks[name][..., None])
 
     def to_json(self) -> dict:
         return {name: {"mean": mean.tolist(), "std": std.tolist()} for name, (mean, std) in self.stats.items()}

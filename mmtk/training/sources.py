@@ -104,7 +104,7 @@ class StoreSource:
     device: str = "cpu"
 
     kind = "store"
-    eval_batch = 256  # items per validation/prediction chunk: read, padded and held at once
+    eval_batch = 64  # items per validation/prediction chunk: read, padded and held at once
 
     def __len__(self) -> int:
         return len(next(iter(self.sequences.values())).lengths)
