@@ -41,5 +41,9 @@ def specs_from_json(model_config: dict) -> dict[str, InputSpec]:
     """The inputs of a run's ``model`` config; runs written before ``inputs`` existed
     recorded only ``input_dims`` (every input a pooled vector)."""
     if "inputs" in model_config:
-        return {entry["name"]: InputSpec.from_json(entry) for entry in model_config["inputs"]}
+        # input_dims stays the record of widths (readers of older runs use it): the two agree
+        # in every run mmtk writes, and an edited one fails at load as a size mismatch.
+        dims = model_config.get("input_dims", {})
+        specs = [InputSpec.from_json(entry) for entry in model_config["inputs"]]
+        return {spec.name: InputSpec(spec.name, int(dims.get(spec.name, spec.dim)), spec.kind, spec.max_len) for spec in specs}
     return {name: InputSpec(name, int(dim)) for name, dim in model_config["input_dims"].items()}

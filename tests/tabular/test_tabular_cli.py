@@ -70,7 +70,8 @@ def test_columns_file_names_roles_and_label(listings):
     run = work / "from-file"
     result = mmtk(
         "train", str(train), "--features", "minilm,tabular", "--columns", str(info), "--model", "gmu",
-        "--out", str(run), "--epochs", "80", "--lr", "0.01", "--hidden", "32", "--json", store=store,
+        "--out", str(run), "--epochs", "80", "--lr", "0.01", "--hidden", "32", "--json",
+        "--no-standardize", store=store,  # near-constant listing texts: see the test above
     )
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
