@@ -85,7 +85,7 @@ def train(
     monitor: str = "val_loss",
     missing_modality: str = "fail",
     pool: str = "mean-std",
-    standardize: bool = True,
+    standardize: bool | str = "auto",
     max_memory: int | str | None = None,
     resume: bool = False,
     checkpoint_every: float = 10.0,
@@ -97,8 +97,10 @@ def train(
     Features come from the feature sources of ``mmtk.features``: stored backbone
     features, ``tabular`` (built from the columns ``tabular``, a ``TabularSpec``, names,
     by preprocessors fitted on the training part) and ``run:PATH`` outputs. Sequences
-    are pooled by ``pool`` unless the model takes sequences. ``standardize`` fits
-    per-feature statistics on the training part (saved in the run). Label encoders are
+    are pooled by ``pool`` unless the model takes sequences. ``standardize`` ("auto",
+    "all", "none"; True/False for all/none) fits per-feature statistics on the training
+    part (saved in the run); "auto" only for inputs whose dimensions differ widely in
+    scale (``mmtk.training.normalize``). Label encoders are
     fitted on the training part only. Without ``val_dataset`` a seeded split stratified
     on the first classification task holds out ``val_split`` of the items. Items that
     lack a modality are refused, dropped, zero-filled or masked (``missing_modality``).
@@ -137,6 +139,8 @@ def train(
         check_run_target(out)
     _check_settings(epochs=epochs or 1, batch_size=batch_size, patience=patience, val_split=val_split, has_val=val_dataset is not None)
     _check_options(model, capabilities, missing_modality, pool, task_weights, specs, accumulate, label_smoothing, schedule, warmup)
+    if standardize not in (True, False, "auto", "all", "none"):
+        raise UsageError(f"unknown --standardize {standardize!r}", "choose one of: auto, all, none")
     budget = default_memory_budget() if max_memory is None else _memory(max_memory, parse_memory)
     torch_device = resolve_device(device)
     seed_everything(seed)
@@ -179,7 +183,9 @@ def train(
         context.resolved = {feature.name: feature for feature in val_resolved}
         val_x = gather_inputs(val_ds, refs, context)
     _check_some_modality(train_x, train_ds)
-    standardizer = Standardizer.fit(train_x) if standardize else None
+    standardizer = Standardizer.fit(
+        train_x, {True: "all", False: "none"}.get(standardize, standardize), scaled=tuple(r.name for r in refs if r.source == "tabular")
+    )
 
     encoders = {spec.name: fit_label_encoder(spec, train_ds) for spec in specs}
     train_y = {name: enc.encode(train_ds) for name, enc in encoders.items()}
@@ -246,7 +252,7 @@ def train(
     }
     preprocessing = {
         "pool": None if sequences else pool, "missing_modality": missing_modality,
-        "standardize": standardizer.to_json() if standardizer is not None else None,
+        "standardize": standardizer.to_json() if standardizer is not None else None, "standardize_mode": standardize,
     }
     config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing)
     run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)

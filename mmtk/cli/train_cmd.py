@@ -16,7 +16,7 @@ from mmtk.cli.options import (
 from mmtk.errors import UsageError
 
 TRAIN_CHOICES = {"schedule": ("constant", "linear", "cosine"), "pool": ("mean", "mean-std", "max"),
-                 "missing_modality": ("fail", "skip", "zero", "mask")}
+                 "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none")}
 
 EXAMPLE = """Examples:
 
@@ -28,7 +28,7 @@ EXAMPLE = """Examples:
 
   mmtk train reviews.csv --features "minilm@Review Text,tabular" --columns column_info.json --model concat --out runs/reviews
 
-  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --model-arg hidden=128 --standardize --schedule cosine --warmup 0.05 --missing-modality mask --task label --out runs/gmu-mask
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --model-arg hidden=128 --standardize all --schedule cosine --warmup 0.05 --missing-modality mask --task label --out runs/gmu-mask
 
   mmtk train memotion.csv --features clip,clip@text --model gmu --task sentiment --task humour --task-weight sentiment=0.6 --out runs/mt
 """
@@ -123,8 +123,9 @@ def train_command(
     ] = "fail",
     pool: Annotated[str, typer.Option("--pool", help="How sequences become vectors for vector models: mean | mean-std (statistics pooling) | max.")] = "mean-std",
     standardize: Annotated[
-        bool, typer.Option("--standardize/--no-standardize", help="Standardise each input dimension with statistics of the training part.")
-    ] = True,
+        str,
+        typer.Option("--standardize", help="Standardise input dimensions with training statistics: auto (inputs whose dimensions differ widely in scale, e.g. MFCC) | all | none."),
+    ] = "auto",
     max_memory: Annotated[
         Optional[str], typer.Option("--max-memory", help="Inputs larger than this (e.g. 2G) are read from the store per batch. Default: half the available memory.", show_default=False)
     ] = None,

@@ -4,6 +4,11 @@ by evaluate and predict: ``(x - mean) / std`` per input dimension.
 Why: the models' only other normalisation is a per-item LayerNorm, which cannot undo
 dimensions on very different scales (MFCC's c0 is hundreds of times the other
 coefficients); standardised inputs let the default learning rate train every dimension.
+``auto`` (the default) standardises only such inputs: those whose largest per-dimension
+standard deviation is over ``SCALE_SPREAD`` times the median one (pooled MFCC: 53-74).
+Embeddings whose dimensions share one scale (MiniLM: 1.3) are left to the LayerNorm:
+standardising them measured worse (Clothing, fused gmu: accuracy 0.912 against 0.931),
+since it inflates dimensions that barely vary into unit-variance noise.
 Sequences are standardised over their valid steps and padding stays zero. Absent items
 (``present`` False) are left out of the statistics and stay zero (the training mean).
 """
@@ -14,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MIN_STD = 1e-6  # a constant dimension is centred, not divided by ~0
+MIN_STD = 1e-6
+SCALE_SPREAD = 10.0
+MODES = ("auto", "all", "none")
 READ_CHUNK = 64  # items per read when fitting on sequences left in the store (bounds memory)
 
 
@@ -25,10 +32,24 @@ class Standardizer:
     stats: dict[str, tuple[np.ndarray, np.ndarray]]
 
     @classmethod
-    def fit(cls, gathered: dict) -> Standardizer:
-        """Statistics of every input of ``gathered`` (``mmtk.features.Gathered``, the
-        training part only)."""
-        return cls({name: _moments(item) for name, item in gathered.items()})
+    def fit(cls, gathered: dict, mode: str = "all", scaled: tuple = ()) -> Standardizer | None:
+        """Statistics of the inputs of ``gathered`` (``mmtk.features.Gathered``, the
+        training part only) that ``mode`` standardises (None when none). ``auto`` leaves
+        out the inputs named in ``scaled`` (already scaled by their source: ``tabular``,
+        whose 0/1 columns and missing flags would otherwise look widely spread)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown standardisation {mode!r}; choose one of {', '.join(MODES)}")
+        if mode == "none":
+            return None
+        stats = {name: _moments(item) for name, item in gathered.items()}
+        if mode == "auto":
+            stats = {
+                name: (mean, std) for name, (mean, std) in stats.items()
+                if name not in scaled and std.max() > SCALE_SPREAD * np.median(std)
+            }
+        # A constant dimension is centred, not divided by ~0.
+        stats = {name: (mean, np.where(std > MIN_STD, std, 1.0).astype(np.float32)) for name, (mean, std) in stats.items()}
+        return cls(stats) if stats else None
 
     def apply_arrays(self, name: str, values: np.ndarray, lengths: np.ndarray | None = None, present=None) -> np.ndarray:
         """``values`` (``(N, d)`` or ``(N, T, d)``) standardised, as a new float32 array."""
@@ -51,7 +72,7 @@ class Standardizer:
             if name not in features:
                 continue
             x = features[name].sub_(torch.from_numpy(mean)).div_(torch.from_numpy(std))
-            if name in masks:
+            if name in masks and not bool(masks[name].all()):  # padding goes back to zero
                 x.mul_(masks[name][..., None])
 
     def to_json(self) -> dict:
@@ -68,7 +89,8 @@ class Standardizer:
 
 
 def _moments(item) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over the valid rows (vectors) or valid steps (sequences) of present items."""
+    """Mean and std (unfloored) over the valid rows (vectors) or valid steps (sequences) of
+    present items."""
     total = sq = None
     count = 0
     for rows in _valid_rows(item):
@@ -81,7 +103,7 @@ def _moments(item) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(dim, dtype=np.float32), np.ones(dim, dtype=np.float32)
     mean = total / count
     std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
-    return mean.astype(np.float32), np.where(std > MIN_STD, std, 1.0).astype(np.float32)
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def _valid_rows(item):
