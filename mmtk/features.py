@@ -67,7 +67,8 @@ class FeatureRef:
         if body.startswith(RUN_PREFIX):
             if not body[len(RUN_PREFIX):].strip():
                 raise UsageError(f"feature reference {text!r} names no run directory", "write run:PATH, e.g. run:runs/text")
-            return cls(backbone=RUN_PREFIX + body[len(RUN_PREFIX):].strip())
+            # Absolute, like backbone paths: the run that records it may be used from elsewhere.
+            return cls(backbone=RUN_PREFIX + str(Path(body[len(RUN_PREFIX):].strip()).absolute()))
         column = None
         head, at, tail = body.rpartition("@")
         if at and tail and _is_backbone_spec(head.removesuffix(SEQUENCE_MARK)):
@@ -448,7 +449,7 @@ class RunOutputs:
 
     def gather(self, dataset, ref, context: GatherContext) -> Gathered:
         from mmtk.models.objectives import to_outputs
-        from mmtk.predict import open_run, run_model
+        from mmtk.inference import open_run, run_model
 
         run = open_run(ref.backbone[len(RUN_PREFIX):], "cpu")
         logits, _ = run_model(run, dataset, context.store, device="cpu", extract_missing=context.extract_missing)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmtk.models.common import TaskHeads, check_dims
+from mmtk.models.common import TaskHeads, check_dims, item_norm
 from mmtk.training.batch import as_batch
 
 
@@ -22,7 +22,7 @@ class AttentionPool(nn.Module):
         dims = {name: int(getattr(spec, "dim", spec)) for name, spec in inputs.items()}
         check_dims(dims, heads)
         self.names = list(dims)
-        self.norms = nn.ModuleList(nn.LayerNorm(dims[n], elementwise_affine=False) for n in self.names)
+        self.norms = nn.ModuleList(item_norm(dims[n]) for n in self.names)
         self.projections = nn.ModuleList(nn.Linear(dims[n], hidden) for n in self.names)
         self.scores = nn.ModuleList(nn.Linear(hidden, 1) for _ in self.names)
         self.body = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * len(self.names), hidden), nn.ReLU(), nn.Dropout(dropout))

@@ -22,6 +22,12 @@ def check_dims(input_dims: dict[str, int], heads: dict[str, int]) -> None:
         raise ValueError(f"dimensions must be positive: {bad}")
 
 
+def item_norm(dim: int) -> nn.Module:
+    """A LayerNorm without parameters over an input's ``dim`` features; none for a single
+    feature (a run's p(positive), one tabular column), which a LayerNorm turns into 0."""
+    return nn.LayerNorm(int(dim), elementwise_affine=False) if int(dim) > 1 else nn.Identity()
+
+
 class ModalityNorms(nn.Module):
     """One LayerNorm per modality: backbones emit vectors on very different scales
     (CLIP embeddings are unit-norm, EfficientNet pooled activations are not)."""
@@ -29,7 +35,7 @@ class ModalityNorms(nn.Module):
     def __init__(self, input_dims: dict[str, int]):
         super().__init__()
         self.names = list(input_dims)
-        self.norms = nn.ModuleList(nn.LayerNorm(int(input_dims[n]), elementwise_affine=False) for n in self.names)
+        self.norms = nn.ModuleList(item_norm(input_dims[n]) for n in self.names)
 
     def forward(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         missing = [n for n in self.names if n not in features]

@@ -129,3 +129,16 @@ def test_the_cli_trains_and_predicts_items_without_a_modality(tmp_path, store):
     assert predicted.returncode == 0, predicted.stderr
     records = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert len(records) == 60 and records[0]["explain"]["minilm:seq"] == 0.0
+
+
+def test_a_runs_outputs_are_a_feature_source(tmp_path, store):
+    train_ds, test_ds = xor_split(tmp_path, store, n_train=200, n_test=60)
+    member = train(train_ds, features=FEATURES, model="gmu", tasks=["label"], out=tmp_path / "member", store=store,
+                   val_dataset=test_ds, epochs=40, hidden=16, lr=1e-2, patience=40)
+    ref = f"run:{member.run}"
+    stacked = train(train_ds, features=[ref], model="concat", tasks=["label"], out=tmp_path / "stacked", store=store,
+                    val_dataset=test_ds, epochs=20, hidden=8, lr=1e-2)
+    config = json.loads((stacked.run / "config.json").read_text())
+    assert config["features"][0]["modality"] == "run" and config["model"]["input_dims"] == {ref: 1}  # p(positive)
+    result = evaluate(stacked.run, test_ds, store=store, device="cpu")
+    assert result["metrics"]["accuracy"] >= member.val_metrics["metrics"]["accuracy"] - 0.05
