@@ -118,7 +118,10 @@ def fit(
         state.trained += seen
         checked = validate(model)
         val_terms, metrics = checked["terms"], checked["metrics"]
-        train_terms = {name: float(value) / max(seen, 1) for name, value in world.reduce(sums).items()} if sums else {}
+        if world.size > 1:  # every rank logs the terms over all ranks' items
+            sums = {name: world.reduce(value) for name, value in sums.items()}
+            seen = int(world.reduce(torch.tensor(seen)))
+        train_terms = {name: float(value) / max(seen, 1) for name, value in sums.items()}
         entry = {
             "epoch": epoch, "train_loss": train_terms.get(TOTAL, float("nan")), "val_loss": val_terms[TOTAL],
             "val_metrics": metrics, "train_terms": train_terms, "val_terms": val_terms,
