@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from mmtk.errors import DataError
 from mmtk.training.objectives import TOTAL
 from mmtk.training.world import SINGLE, World
 
@@ -141,7 +142,12 @@ def fit(
         if state.stale >= settings.patience:
             break
     if state.best_state is None:
-        raise FloatingPointError("validation loss was never finite: training diverged")
+        # A user can fix this (a smaller learning rate, clipping), so it is one line and
+        # exit 2, not an internal error.
+        raise DataError(
+            f"training diverged: the validation loss was never finite in {len(state.log)} epoch(s)",
+            "lower --lr (e.g. by 10x) or pass --clip-norm 1.0",
+        )
     return FitResult(
         best_state=state.best_state, best_epoch=state.best_epoch, best_metrics=state.best_metrics, log=state.log,
         epochs_run=len(state.log), samples_per_second=state.trained / max(state.train_seconds, 1e-9),

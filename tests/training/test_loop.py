@@ -113,3 +113,17 @@ def test_mixed_precision_on_cuda_trains():
     result = fit(model, objective, source, validate_with(source, objective, [0.5] * 5), optimizer,
                  settings=FitSettings(epochs=5, batch_size=16, patience=10, amp=True))
     assert result.log[-1]["train_loss"] < result.log[0]["train_loss"]
+
+
+def test_a_run_whose_validation_loss_is_never_finite_is_a_one_line_user_error():
+    from mmtk.errors import DataError
+
+    model, source = Linear(), problem()
+    objective = SupervisedObjective({"y": TaskLoss("binary")})
+
+    def validate(model):
+        return {"terms": {"total": float("nan")}, "metrics": {"task": "y", "n": len(source), "metrics": {}}}
+
+    with pytest.raises(DataError, match=r"training diverged.*2 epoch.*lower --lr"):
+        fit(model, objective, source, validate, adamw(model.parameters(), lr=0.1, weight_decay=0.0), None,
+            settings=FitSettings(epochs=2, batch_size=16, patience=10))
