@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import threading
+import tokenize
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ import numpy as np
 from mmtk.errors import StoreError
 
 SHARD_DIR = "shards"
+# What NumPy raises on a damaged ``.npy`` file. A damaged header dict (one byte flipped)
+# fails in Python's tokenizer, whose TokenError is no ValueError.
+UNREADABLE = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError)
 SHARD_SUFFIX = ".npy"
 TEMP_SUFFIX = ".tmp"
 DTYPE = np.dtype("<f4")
@@ -210,12 +214,15 @@ def read_header(path: Path) -> ShardHeader:
     """Parse a shard's ``.npy`` header without reading its data (``ValueError`` if bad)."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
+        try:
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (SyntaxError, tokenize.TokenError) as exc:
+            raise ValueError(f"its header cannot be parsed: {exc}") from exc
         if fortran:
             raise ValueError("shard is stored in Fortran order")
         return ShardHeader(tuple(shape), np.dtype(dtype), f.tell(), os.fstat(f.fileno()).st_size)
@@ -241,7 +248,7 @@ def open_shard(root: Path, relpath: str) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
+    except UNREADABLE as exc:
         raise StoreError(f"shard {path} cannot be read ({exc})", hint=f"run: {repair_command(root)}") from exc
 
 
