@@ -463,3 +463,112 @@ def test_gc_keeps_young_orphans_and_the_folders_of_registered_sets(small):
     assert (report["orphans"], report["temp_files"], report["bytes_freed"]) == ([f"shards/{VEC[:16]}/old.npy"], [], 20)
     assert young.exists() and not old.exists() and registered_empty.is_dir()
     assert small.gc(compact=False, min_age_s=0)["orphans"] == [f"shards/{VEC[:16]}/young.npy"]
+
+
+# --------------------------------------------------------------------------- writers racing
+
+
+def test_a_store_locked_by_another_writer_says_so_after_the_wait(small, monkeypatch):
+    from mmtk.store import index
+
+    monkeypatch.setattr(index, "BUSY_TIMEOUT_S", 0.2)
+    other = sqlite3.connect(small.root / "index.sqlite", isolation_level=None)
+    fresh = FeatureStore(small.root)  # opened under the short wait
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError) as error:
+            fresh.put(VEC, ["x"], [np.ones(3)])
+        assert error.value.message == f"the feature store index {small.root / 'index.sqlite'} stayed locked for 0.2 s (database is locked)"
+        assert error.value.hint == "another mmtk process is writing to this store; retry when it is done"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # Nothing was indexed and no shard was left behind; once free, the write goes through.
+    assert fresh.verify() == {**fresh.verify(), "ok": True, "orphans": []}
+    assert fresh.put(VEC, ["x"], [np.ones(3)]) == 1
+    fresh.close()
+
+
+def test_a_set_removed_while_writing_is_refused_and_its_shard_removed(small, monkeypatch):
+    from mmtk.store import feature_store
+
+    real = feature_store.write_shard
+
+    def write_then_remove(root, fingerprint, rows):
+        shard = real(root, fingerprint, rows)
+        _sql(small, "DELETE FROM feature_sets WHERE fingerprint = ?", (fingerprint,))
+        return shard
+
+    monkeypatch.setattr(feature_store, "write_shard", write_then_remove)
+    files = sorted((small.root / "shards").rglob("*.npy"))
+    with pytest.raises(StoreError) as error:
+        small.put(VEC, ["x"], [np.ones(3)])
+    assert error.value.message == f"feature set {VEC[:12]} was removed from store {small.root} while writing"
+    assert error.value.hint == "run the command again"
+    assert sorted((small.root / "shards").rglob("*.npy")) == files
+    assert _sql(small, "SELECT COUNT(*) FROM items WHERE key = 'x'") == [(0,)]
+
+
+def test_a_shard_deleted_before_it_was_indexed_is_refused(small, monkeypatch):
+    from mmtk.store import feature_store
+
+    real = feature_store.write_shard
+
+    def write_then_lose(root, fingerprint, rows):
+        shard = real(root, fingerprint, rows)
+        (root / shard.relpath).unlink()  # what a gc with --min-age 0 may do
+        return shard
+
+    monkeypatch.setattr(feature_store, "write_shard", write_then_lose)
+    with pytest.raises(StoreError) as error:
+        small.put(VEC, ["x"], [np.ones(3)])
+    assert error.value.message.startswith(f"shard {small.root / 'shards' / VEC[:16]}/") and error.value.message.endswith(
+        ".npy vanished before it was indexed"
+    )
+    assert error.value.hint == "run the command again"
+    assert small.missing(VEC, ["x"]) == ["x"] and small.verify()["ok"]
+
+
+def test_items_another_writer_stored_first_keep_its_values_and_leave_no_shard(small, monkeypatch):
+    from mmtk.store import feature_store
+
+    real = feature_store.write_shard
+    rival = FeatureStore(small.root)
+    rival_items: list = []
+
+    def rival_first(root, fingerprint, rows):
+        shard = real(root, fingerprint, rows)
+        if rival_items:  # the rival's own put (the module is shared) writes plainly
+            keys, values = rival_items.pop(), rival_items.pop()
+            rival.put(fingerprint, keys, values)
+        return shard
+
+    monkeypatch.setattr(feature_store, "write_shard", rival_first)
+    files = sorted((small.root / "shards").rglob("*.npy"))
+    rival_items[:] = [[np.full(3, 7.0), np.full(3, 8.0)], ["x", "y"]]
+    assert small.put(VEC, ["x", "y"], [np.zeros(3), np.zeros(3)]) == 0
+    assert len(sorted((small.root / "shards").rglob("*.npy"))) == len(files) + 1  # the rival's only
+    np.testing.assert_array_equal(small.gather(VEC, ["y", "x"]), [[8.0] * 3, [7.0] * 3])
+    assert small.verify()["shards"] == 4 and small.verify()["ok"]
+    # A rival that stored one of two items: the other is new, and the shard is kept.
+    rival_items[:] = [[np.full(3, 9.0)], ["p"]]
+    assert small.put(VEC, ["p", "q"], [np.zeros(3), np.full(3, 4.0)]) == 1
+    np.testing.assert_array_equal(small.gather(VEC, ["p", "q"]), [[9.0] * 3, [4.0] * 3])
+    assert small.verify()["ok"] and small.verify()["orphans"] == [] and small.verify()["shards"] == 6
+    rival.close()
+
+
+def test_a_store_whose_index_is_a_folder_cannot_be_opened(tmp_path):
+    (tmp_path / "index.sqlite").mkdir()
+    store = FeatureStore(tmp_path)
+    with pytest.raises(StoreError) as error:
+        store.register(VEC, {"backbone": "vec", "modality": "image", "kind": "vector", "dim": 3})
+    assert error.value.message == f"cannot open the feature store index {tmp_path / 'index.sqlite'} (unable to open database file)"
+    assert error.value.hint == "point --store (or $MMTK_STORE) at an mmtk store directory"
+
+
+def test_thousands_of_keys_are_looked_up_in_bounded_chunks(small):
+    keys = [f"n{i}" for i in range(2000)]
+    assert small.put(VEC, keys[::2], [np.full(3, float(i)) for i in range(0, 2000, 2)]) == 1000
+    assert small.missing(VEC, keys) == keys[1::2]
+    np.testing.assert_array_equal(small.gather(VEC, keys[-2::-2])[:, 0], np.arange(1998, -1, -2, dtype=np.float32))
