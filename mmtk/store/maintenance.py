@@ -199,7 +199,11 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
             why, keys = bad
             problems.append(f"{len(keys)} items {why} (first: {keys[0]})")
     known = {root / row.path for row in shards.values()}
-    orphans = [p.relative_to(root).as_posix() for p in list_shard_files(root) if p not in known]
+    unknown = [p for p in list_shard_files(root) if p not in known]
+    if unknown:
+        # A shard another process wrote or compacted after the snapshot is indexed now.
+        known |= {root / path for path in index.shard_paths()}
+    orphans = [p.relative_to(root).as_posix() for p in unknown if p not in known]
     report.update(
         ok=not problems,
         problems=problems,
