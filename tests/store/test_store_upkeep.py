@@ -327,3 +327,31 @@ def test_groups_hold_consecutive_shards_up_to_the_cap(shards, cap, groups):
 
     rows = [SimpleNamespace(id=i, bytes=maintenance.MAX_SHARD_BYTES // cap) for i in range(shards)]
     assert [[r.id for r in g] for g in maintenance._groups(rows)] == groups
+
+
+def test_index_damage_sqlite_finds_beside_readable_entries_fails_verify(tmp_path):
+    """A byte of the index header changed (its free-page count): every entry still
+    reads, but SQLite's check finds the damage, so verify fails and names the index."""
+    store = _vectors(tmp_path, shards=1)
+    store.register(SEQ, {"backbone": "seq", "modality": "text", "kind": "sequence", "dim": 2})
+    store.put(SEQ, [f"s{i}" for i in range(3000)], [np.zeros((0, 2))] * 3000)
+    store.remove("seq")  # frees index pages
+    store.close()
+    index = store.root / "index.sqlite"
+    data = bytearray(index.read_bytes())
+    free = int.from_bytes(data[36:40], "big")
+    assert free > 0
+    data[36:40] = (free + 5).to_bytes(4, "big")
+    index.write_bytes(bytes(data))
+    store = FeatureStore(store.root)
+    assert store.verify() == {
+        "ok": False,
+        "index_damaged": True,
+        "problems": [f"index {index}: *** in database main ***\nMain freelist: size is {free} but should be {free + 5}"],
+        "orphans": [],
+        "feature_sets": 1,
+        "shards": 1,
+        "items": 2,
+    }
+    np.testing.assert_array_equal(store.gather(VEC, ["k0-1"]), [[1.0] * 3])
+    store.close()
