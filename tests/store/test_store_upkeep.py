@@ -93,6 +93,8 @@ def test_the_digest_is_read_again_when_gc_compacts_meanwhile(tmp_path, monkeypat
     from mmtk.store import maintenance
 
     store = _vectors(tmp_path)
+    store.register(SEQ, {"backbone": "seq", "modality": "text", "kind": "sequence", "dim": 2})
+    store.put(SEQ, ["s"], [np.ones((2, 2))])  # another set, in the store but not in the digest
     before = store.info("vec")["digest"]
     other = FeatureStore(store.root)
     real = maintenance.open_shard
@@ -106,7 +108,7 @@ def test_the_digest_is_read_again_when_gc_compacts_meanwhile(tmp_path, monkeypat
 
     monkeypatch.setattr(maintenance, "open_shard", compact_first)
     assert store.info("vec")["digest"] == before
-    assert compacted[0]["compacted_shards"] == 3 and store.verify()["shards"] == 1
+    assert compacted[0]["compacted_shards"] == 3 and store.verify()["shards"] == 2
     other.close()
     store.close()
 
@@ -354,4 +356,32 @@ def test_index_damage_sqlite_finds_beside_readable_entries_fails_verify(tmp_path
         "items": 2,
     }
     np.testing.assert_array_equal(store.gather(VEC, ["k0-1"]), [[1.0] * 3])
+    store.close()
+
+
+def test_compaction_that_another_gc_did_first_changes_nothing_more(tmp_path, monkeypatch):
+    """Two gc runs compact the same shards at once: the one that indexes its new shard
+    second finds the old rows gone, removes its own new shard and reports nothing."""
+    from mmtk.store import maintenance
+
+    store = _vectors(tmp_path)
+    other = FeatureStore(store.root)
+    real = maintenance.commit_memmap
+    raced: list = []
+
+    def other_gc_first(root, array, temp, final):
+        written = real(root, array, temp, final)
+        if not raced:  # the other gc commits through here too
+            raced.append(None)
+            raced[0] = other.gc(compact_min_shards=2)
+        return written
+
+    monkeypatch.setattr(maintenance, "commit_memmap", other_gc_first)
+    report = store.gc(compact_min_shards=2)
+    assert (raced[0]["compacted_shards"], raced[0]["new_shards"]) == (3, 1)
+    assert (report["compacted_shards"], report["new_shards"], report["dropped_items"], report["bytes_freed"]) == (0, 0, 0, 0)
+    assert len(list((store.root / "shards").rglob("*.npy"))) == 1
+    assert store.verify() == {"ok": True, "index_damaged": False, "problems": [], "orphans": [], "feature_sets": 1, "shards": 1, "items": 6}
+    np.testing.assert_array_equal(store.gather(VEC, ["k2-1", "k0-0"]), [[21.0] * 3, [0.0] * 3])
+    other.close()
     store.close()
