@@ -572,3 +572,20 @@ def test_thousands_of_keys_are_looked_up_in_bounded_chunks(small):
     assert small.put(VEC, keys[::2], [np.full(3, float(i)) for i in range(0, 2000, 2)]) == 1000
     assert small.missing(VEC, keys) == keys[1::2]
     np.testing.assert_array_equal(small.gather(VEC, keys[-2::-2])[:, 0], np.arange(1998, -1, -2, dtype=np.float32))
+
+
+def test_the_index_and_shards_follow_the_umask_so_a_group_can_share_a_store(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o002)
+    try:
+        store = FeatureStore(tmp_path / "store")
+        store.register(VEC, {"backbone": "vec", "modality": "image", "kind": "vector", "dim": 3})
+        store.put(VEC, ["k"], [np.ones(3)])
+        store.close()
+    finally:
+        os.umask(old)
+    (shard,) = (store.root / "shards").rglob("*.npy")
+    for path in (store.root / "index.sqlite", shard):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664, path
