@@ -589,3 +589,30 @@ def test_the_index_and_shards_follow_the_umask_so_a_group_can_share_a_store(tmp_
     (shard,) = (store.root / "shards").rglob("*.npy")
     for path in (store.root / "index.sqlite", shard):
         assert stat.S_IMODE(path.stat().st_mode) == 0o664, path
+
+
+def test_remove_drops_a_set_whose_shard_file_is_gone_already(small):
+    path = _shard_path(small, "k3")
+    path.unlink()
+    assert small.remove("vec") == {"fingerprint": VEC, "backbone": "vec", "items": 3, "shards": 2}
+    assert not list((small.root / "shards" / VEC[:16]).glob("*.npy")) and small.verify()["ok"]
+    assert repr(small) == f"FeatureStore({str(small.root)!r})"
+
+
+def test_a_full_disk_when_creating_the_compacted_shard_is_one_line(small, monkeypatch):
+    import errno
+    import os
+
+    real = np.lib.format.open_memmap
+
+    def no_space(filename, mode="r+", **kwargs):
+        if mode == "w+":  # a new file; reads of shards pass
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(filename, mode=mode, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", no_space)  # fails before creating the file
+    with pytest.raises(StoreError) as error:
+        small.gc(compact_min_shards=2)
+    assert error.value.message.startswith(f"no space left on the disk holding {small.root / 'shards' / VEC[:16]}/")
+    assert error.value.message.endswith(".npy.tmp (No space left on device)")
+    assert not list((small.root / "shards").rglob("*.tmp")) and small.verify()["ok"]

@@ -87,7 +87,18 @@ def test_a_reader_refuses_what_gather_refuses(store):
     assert error.value.message == f"2 of 2 items have no features for backbone fingerprint {'c' * 12} in store {store.root}"
     with pytest.raises(UsageError) as error:
         store.sequence_reader(VEC, ["v"])
-    assert error.value.message == "vec features are stored as vectors, not sequences"
+    assert (error.value.message, error.value.hint) == (
+        "vec features are stored as vectors, not sequences",
+        "use gather() (a feature ref without ':seq')",
+    )
+
+
+def test_absent_items_beside_items_of_one_later_shard(store):
+    reader = store.sequence_reader(SEQ, [None, "s5", None])
+    steps, lengths = reader.read([2, 1, 0])
+    assert lengths.tolist() == [0, 4, 0]
+    np.testing.assert_array_equal(steps[1], _steps(5, 4))
+    assert not steps[[0, 2]].any()
 
 
 def test_a_damaged_shard_is_refused_when_read(store):

@@ -385,3 +385,24 @@ def test_compaction_that_another_gc_did_first_changes_nothing_more(tmp_path, mon
     np.testing.assert_array_equal(store.gather(VEC, ["k2-1", "k0-0"]), [[21.0] * 3, [0.0] * 3])
     other.close()
     store.close()
+
+
+def test_a_set_removed_while_gc_compacts_it_leaves_no_file(tmp_path, monkeypatch):
+    from mmtk.store import maintenance
+
+    store = _vectors(tmp_path)
+    other = FeatureStore(store.root)
+    real = maintenance.commit_memmap
+
+    def remove_meanwhile(root, array, temp, final):
+        written = real(root, array, temp, final)
+        other.remove("vec")
+        return written
+
+    monkeypatch.setattr(maintenance, "commit_memmap", remove_meanwhile)
+    report = store.gc(compact_min_shards=2)
+    assert (report["compacted_shards"], report["new_shards"], report["bytes_freed"]) == (0, 0, 0)
+    assert not list((store.root / "shards").rglob("*.npy"))
+    assert store.verify() == {"ok": True, "index_damaged": False, "problems": [], "orphans": [], "feature_sets": 0, "shards": 0, "items": 0}
+    other.close()
+    store.close()
