@@ -616,3 +616,56 @@ def test_a_full_disk_when_creating_the_compacted_shard_is_one_line(small, monkey
     assert error.value.message.startswith(f"no space left on the disk holding {small.root / 'shards' / VEC[:16]}/")
     assert error.value.message.endswith(".npy.tmp (No space left on device)")
     assert not list((small.root / "shards").rglob("*.tmp")) and small.verify()["ok"]
+
+
+def test_created_is_utc_whatever_the_local_zone(tmp_path, monkeypatch):
+    import time
+    from datetime import datetime, timezone
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30, no daylight saving
+    time.tzset()
+    try:
+        store = FeatureStore(tmp_path / "store")
+        before = datetime.now(timezone.utc).replace(microsecond=0)
+        store.register(VEC, {"backbone": "vec", "modality": "image", "kind": "vector", "dim": 3, "pooling": "cls"})
+        after = datetime.now(timezone.utc)
+        created = store.feature_sets()[0]["created"]
+        info = store.info("vec")
+        store.close()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    stamp = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert before <= stamp <= after
+    # Meta beyond the listed fields (how the features were made) is part of info.
+    assert info["pooling"] == "cls" and info["created"] == created and info["variant"] == ""
+
+
+def test_sequences_read_without_checks_when_asked_and_refuse_nan_naming_the_item(small):
+    from mmtk.store.shards import checksum_rows
+
+    path = _shard_path(small, "s3", SEQ)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    unchecked = FeatureStore(small.root, verify_reads=False)
+    assert unchecked.gather_sequences(SEQ, ["s3", "s1"])[1].tolist() == [3, 2]
+    unchecked.close()
+    with pytest.raises(StoreError, match="does not match its checksum"):
+        small.gather_sequences(SEQ, ["s3"])
+    array = np.load(path)
+    array[3, 1] = np.nan  # s3's second step
+    np.save(path, array)
+    _sql(small, "UPDATE shards SET checksum = ? WHERE id = ?", (checksum_rows(array), _shard_id(small, "s3", SEQ)))
+    with pytest.raises(StoreError) as error:
+        small.gather_sequences(SEQ, ["s1", "s2", "s3"])
+    assert error.value.message == f"item 's3' has non-finite seq features (NaN or inf) in store {small.root}"
+    assert small.gather_sequences(SEQ, ["s3"], max_len=1)[1].tolist() == [1]  # the NaN step is cut
+
+
+def test_repair_drops_every_item_when_no_set_is_registered(small):
+    _sql(small, "DELETE FROM feature_sets")
+    report = small.repair()
+    assert report["dropped_items"] == 6 and [s["backbone"] for s in report["feature_sets"]] == ["(unregistered)"] * 2
+    assert _sql(small, "SELECT COUNT(*) FROM items") == [(0,)]
+    assert small.verify()["ok"]

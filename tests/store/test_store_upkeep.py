@@ -183,6 +183,24 @@ def test_a_shard_left_without_items_is_no_problem_and_gc_takes_it(tmp_path):
     store.close()
 
 
+def test_repair_lists_a_missing_shard_no_item_points_at_with_no_items(tmp_path):
+    store = _vectors(tmp_path, per_shard=1)
+    _set_value(store, "k1-0", 1, np.nan)
+    _, path = _shard(store, "k1-0")
+    assert store.repair()["dropped_items"] == 1
+    path.unlink()
+    report = store.repair()
+    assert report == {
+        "dry_run": False,
+        "damaged_shards": [{"path": path.relative_to(store.root).as_posix(), "problem": f"shard {path} is missing", "items": 0}],
+        "dropped_items": 0,
+        "feature_sets": [],
+        "bytes_freed": 0,
+    }
+    assert store.verify()["ok"] and store.verify()["shards"] == 2
+    store.close()
+
+
 def test_gc_counts_every_unreferenced_shard_and_a_missing_file_as_nothing(tmp_path):
     store = _vectors(tmp_path, per_shard=1)
     for key in ("k0-0", "k1-0", "k2-0"):
