@@ -78,3 +78,36 @@ def test_masked_losses_of_every_kind(kind):
         target = (target > 0.5).float()
     mask = torch.tensor([True, False, True, True])
     assert torch.allclose(TaskLoss(kind)(logits, target, mask), TaskLoss(kind)(logits[mask], target[mask]))
+
+
+def test_class_weights_and_pos_weight_weigh_each_item_s_loss():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5], [1.0, 1.0, 3.0]])
+    target = torch.tensor([0, 1, 2])
+    weight = torch.tensor([1.0, 2.0, 5.0])
+    picked = torch.log_softmax(logits, dim=1)[torch.arange(3), target]
+    expected = -(weight[target] * picked).sum() / weight[target].sum()  # weighted mean over items
+    assert torch.allclose(TaskLoss("multiclass", weight=weight)(logits, target), expected)
+
+    flags_logits, flags = torch.tensor([[1.5], [-0.5], [0.2]]), torch.tensor([1.0, 0.0, 1.0])
+    p = torch.sigmoid(flags_logits[:, 0])
+    expected = -(3.0 * flags * torch.log(p) + (1 - flags) * torch.log(1 - p)).mean()  # positives count 3x
+    assert torch.allclose(TaskLoss("binary", weight=torch.tensor([3.0]))(flags_logits, flags), expected)
+
+
+def test_binary_label_smoothing_moves_each_target_by_half_the_smoothing():
+    logits, flags = torch.tensor([[2.0], [-1.0], [0.3]]), torch.tensor([1.0, 0.0, 1.0])
+    smoothed = flags * 0.8 + 0.1  # s = 0.2: 1 -> 0.9, 0 -> 0.1
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], smoothed)
+    assert torch.allclose(TaskLoss("binary", label_smoothing=0.2)(logits, flags), expected)
+
+
+def test_a_task_s_target_mask_reaches_its_loss_through_the_objective():
+    torch.manual_seed(0)
+    model, b = TwoHeads(), batch()
+    mask = torch.tensor([True, False, True, True, False, True])
+    masked = Batch(features=b.features, targets=b.targets, target_masks={"flag": mask})
+    objective = SupervisedObjective({"kind": TaskLoss("multiclass"), "flag": TaskLoss("binary")})
+    terms = objective(model, masked)
+    outputs = model(b)
+    assert torch.allclose(terms["task.flag"], TaskLoss("binary")(outputs["flag"][mask], b.targets["flag"][mask]))
+    assert torch.allclose(terms["task.kind"], TaskLoss("multiclass")(outputs["kind"], b.targets["kind"]))
