@@ -35,10 +35,10 @@ def open_rgb(path: str, draft_size: int | None = None):
     """
     from PIL import Image, UnidentifiedImageError
 
-    _silence_pil_bomb_warning()
+    silence_pil_bomb_warning()
     try:
         image = Image.open(path)
-        _check_pixel_limit(path, image.size)
+        check_pixel_limit(path, image.size)
         if draft_size is not None:
             image.draft("RGB", (draft_size, draft_size))
         image.load()
@@ -61,7 +61,9 @@ def open_rgb(path: str, draft_size: int | None = None):
     return image
 
 
-def _check_pixel_limit(path: str, size: tuple[int, int]) -> None:
+def check_pixel_limit(path: str, size: tuple[int, int]) -> None:
+    """Refuse an image over PIL's pixel limit from its header size, before decoding
+    (extraction and OCR share it, so both refuse the same images in the same words)."""
     from PIL import Image
 
     limit = Image.MAX_IMAGE_PIXELS
@@ -70,8 +72,8 @@ def _check_pixel_limit(path: str, size: tuple[int, int]) -> None:
         raise BadInput(f"image {path} is {width}x{height} ({width * height:,} pixels), over the {limit:,}-pixel limit")
 
 
-def _silence_pil_bomb_warning() -> None:
-    """PIL warns for images over its limit before ``_check_pixel_limit`` refuses them,
+def silence_pil_bomb_warning() -> None:
+    """PIL warns for images over its limit before ``check_pixel_limit`` refuses them,
     so its warning would only repeat that refusal as a raw line on stderr. The filter is
     process-wide: decoder threads cannot each scope one (``catch_warnings`` is not
     thread-safe before Python 3.14). It is put back when missing, because a caller's

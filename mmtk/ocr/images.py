@@ -71,13 +71,13 @@ def check_pixel_limit(path: Path) -> None:
     lacks."""
     from PIL import Image, UnidentifiedImageError
 
-    from mmtk.backbones.base import BadInput
-    from mmtk.backbones.images import _check_pixel_limit, _silence_pil_bomb_warning
+    from mmtk.backbones.images import check_pixel_limit, silence_pil_bomb_warning
+    from mmtk.errors import BadInput
 
-    _silence_pil_bomb_warning()
+    silence_pil_bomb_warning()
     try:
         with Image.open(path) as image:
-            _check_pixel_limit(str(path), image.size)
+            check_pixel_limit(str(path), image.size)
     except BadInput as error:
         raise DataError(str(error), _TOO_LARGE) from None
     except Image.DecompressionBombError:  # over twice the limit: PIL refuses to open it

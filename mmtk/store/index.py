@@ -179,10 +179,7 @@ class StoreIndex:
         try:
             conn = self._open_read_only() if self.read_only() else self._open_read_write()
         except (OSError, sqlite3.DatabaseError) as exc:
-            known = _known_sqlite_error(exc, self.path)
-            if known is not None:
-                raise known from exc
-            raise StoreError(
+            raise _known_sqlite_error(exc, self.path) or StoreError(
                 f"cannot open the feature store index {self.path} ({exc})",
                 hint="point --store (or $MMTK_STORE) at an mmtk store directory",
             ) from exc
@@ -276,10 +273,7 @@ class StoreIndex:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
-            known = _known_sqlite_error(exc, self.path)
-            if known is not None:
-                raise known from exc
-            raise StoreError(
+            raise _known_sqlite_error(exc, self.path) or StoreError(
                 f"the feature store index {self.path} stayed locked for {BUSY_TIMEOUT_S} s ({exc})",
                 hint="another mmtk process is writing to this store; retry when it is done",
             ) from exc
