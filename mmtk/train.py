@@ -200,6 +200,10 @@ def train(
     heads = {name: head_units(kinds[name], len(enc.classes)) for name, enc in encoders.items()}
     net = builder(inputs, heads, **params).to(torch_device)
     objective = _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, torch_device)
+    if capabilities.get("auxiliary"):
+        from mmtk.training import AuxiliaryObjective
+
+        objective = AuxiliaryObjective(objective)
     train_source = pick_source(
         train_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()}, None, torch_device, standardizer, budget
     )

@@ -13,7 +13,16 @@ registry entry, so callers ask them without building anything:
 - ``missing``: it reads ``batch.present`` and ignores an absent modality
   (``--missing-modality mask``).
 
-The builders import torch only when called, so listing the models stays cheap.
+- ``auxiliary``: ``forward(batch, auxiliary=True)`` returns ``(logits, {term: loss})``
+  with extra training losses (already weighted), which ``AuxiliaryObjective`` adds to the
+  task losses as ``aux.TERM`` terms of ``train_log.jsonl``.
+
+Every model also has ``represent(batch) -> (B, width)`` (the fused representation its
+task heads read) and ``width``, so that a model can be the trunk of ``multitask-heads``
+and a distillation student whose hidden state a FitNet-style loss regresses.
+
+The builders live in ``mmtk.models.catalog`` (one module per family) and import torch
+only when called, so listing the models stays cheap.
 """
 
 from __future__ import annotations
@@ -24,40 +33,6 @@ from mmtk.errors import UsageError
 from mmtk.registry import Registry
 
 MODELS: Registry = Registry("model")
-
-
-@MODELS.register(
-    "concat", help="MLP over the concatenated modality vectors (per-modality LayerNorm, one hidden layer).",
-    explains=False, sequences=False, missing=True,
-)
-def build_concat(inputs: dict, heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
-    """Early fusion: normalise each modality, concatenate, one hidden layer, a head per task."""
-    from mmtk.models.concat import ConcatMLP
-
-    return ConcatMLP(input_dims(inputs), heads, hidden=hidden, dropout=dropout)
-
-
-@MODELS.register(
-    "gmu", help="Gated Multimodal Unit (Arevalo et al. 2017) over any number of modalities; --explain gives its gates.",
-    explains=True, sequences=False, missing=True,
-)
-def build_gmu(inputs: dict, heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
-    """Gated fusion: per-modality tanh projections mixed by learned softmax gates."""
-    from mmtk.models.gmu import GatedMultimodalUnit
-
-    return GatedMultimodalUnit(input_dims(inputs), heads, hidden=hidden, dropout=dropout)
-
-
-@MODELS.register(
-    "attention-pool", help="Masked attention pooling over each sequence's steps, then an MLP over the pooled modalities.",
-    explains=False, sequences=True, missing=True,
-)
-def build_attention_pool(inputs: dict, heads: dict[str, int], *, hidden: int = 128, dropout: float = 0.1):
-    """A small sequence model: each sequence input is projected and pooled by learned
-    attention over its valid steps (vectors are projected), then concatenated."""
-    from mmtk.models.attention_pool import AttentionPool
-
-    return AttentionPool(inputs, heads, hidden=hidden, dropout=dropout)
 
 
 def input_dims(inputs: dict) -> dict[str, int]:
@@ -108,3 +83,7 @@ def supports_explain(model) -> bool:
 def explainable_models() -> list[str]:
     """Names of the registered models that report per-modality weights."""
     return [name for name in MODELS.names() if MODELS.capabilities(name).get("explains")]
+
+
+# Registers every model family (the catalog imports MODELS and input_dims from here).
+import mmtk.models.catalog  # noqa: E402,F401

@@ -27,8 +27,13 @@ class AttentionPool(nn.Module):
         self.scores = nn.ModuleList(nn.Linear(hidden, 1) for _ in self.names)
         self.body = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * len(self.names), hidden), nn.ReLU(), nn.Dropout(dropout))
         self.heads = TaskHeads(hidden, heads)
+        self.width = hidden
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
+        return self.heads(self.represent(batch))
+
+    def represent(self, batch) -> torch.Tensor:
+        """The hidden layer ``(B, hidden)`` over the pooled inputs that the task heads read."""
         batch = as_batch(batch)
         pooled = []
         for name, norm, projection, score in zip(self.names, self.norms, self.projections, self.scores):
@@ -44,4 +49,4 @@ class AttentionPool(nn.Module):
                 x = (torch.softmax(weights, dim=1)[..., None] * x).sum(dim=1)
             present = batch.is_present(name)
             pooled.append(x if present is None else x * present[:, None])
-        return self.heads(self.body(torch.cat(pooled, dim=-1)))
+        return self.body(torch.cat(pooled, dim=-1))

@@ -45,10 +45,11 @@ class ModalityNorms(nn.Module):
 
 
 class TaskHeads(nn.Module):
-    """A linear layer per task on a shared representation."""
+    """A linear layer per task on a shared representation of ``width`` features."""
 
     def __init__(self, width: int, heads: dict[str, int]):
         super().__init__()
+        self.width = int(width)
         self.tasks = list(heads)
         self.layers = nn.ModuleList(nn.Linear(width, int(heads[t])) for t in self.tasks)
 

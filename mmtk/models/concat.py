@@ -25,10 +25,15 @@ class ConcatMLP(nn.Module):
             nn.Dropout(dropout),
         )
         self.heads = TaskHeads(hidden, heads)
+        self.width = hidden
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
+        return self.heads(self.represent(batch))
+
+    def represent(self, batch) -> torch.Tensor:
+        """The hidden layer ``(B, hidden)`` the task heads read."""
         batch = as_batch(batch)
         parts = self.norms(batch.features)
         if batch.present:
             parts = [x if batch.is_present(n) is None else x * batch.is_present(n)[:, None] for n, x in zip(self.norms.names, parts)]
-        return self.heads(self.body(torch.cat(parts, dim=-1)))
+        return self.body(torch.cat(parts, dim=-1))

@@ -43,6 +43,7 @@ class GatedMultimodalUnit(nn.Module):
         self.gate = nn.Linear(hidden * len(self.names), hidden * len(self.names))
         self.dropout = nn.Dropout(dropout)
         self.heads = TaskHeads(hidden, heads)
+        self.width = hidden
 
     def fuse(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused representation ``(B, hidden)`` and the gates ``(B, M, hidden)``."""
@@ -58,8 +59,12 @@ class GatedMultimodalUnit(nn.Module):
         return (gates * torch.tanh(torch.stack(linear, dim=1))).sum(dim=1), gates
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
+        return self.heads(self.represent(batch))
+
+    def represent(self, batch) -> torch.Tensor:
+        """The fused representation ``(B, hidden)`` (after dropout) the task heads read."""
         fused, _ = self.fuse(batch)
-        return self.heads(self.dropout(fused))
+        return self.dropout(fused)
 
     @torch.no_grad()
     def explain(self, batch) -> dict[str, torch.Tensor]:

@@ -7,7 +7,8 @@ fine-tuning and DDP next) is built from. See docs/ARCHITECTURE.md, "Training lay
   (sequences read per batch from the store's shards, prefetched on a thread).
 - ``data``: gathered inputs to a source, chosen by a memory budget.
 - ``normalize.Standardizer``: per-feature statistics fitted on the training part.
-- ``objectives``: ``TaskLoss`` and ``SupervisedObjective`` (named terms + ``total``).
+- ``objectives``: ``TaskLoss`` and ``SupervisedObjective`` (named terms + ``total``);
+  ``AuxiliaryObjective`` adds a model's own extra losses as ``aux.NAME`` terms.
 - ``schedule``: AdamW (fused where available) and warm-up + decay schedules.
 - ``loop.fit``: the loop; ``world.World``: rank and world size.
 - ``checkpoint``: checkpoints and ``--resume``.
@@ -19,12 +20,12 @@ from mmtk.training.batch import Batch, as_batch
 from mmtk.training.inputs import InputSpec
 from mmtk.training.loop import FitContext, FitResult, FitSettings, FitState, fit
 from mmtk.training.normalize import Standardizer
-from mmtk.training.objectives import TOTAL, Objective, SupervisedObjective, TaskLoss
+from mmtk.training.objectives import TOTAL, AuxiliaryObjective, Objective, SupervisedObjective, TaskLoss
 from mmtk.training.schedule import adamw, make_schedule
 from mmtk.training.sources import InMemorySource, StoreSource
 from mmtk.training.world import World
 
 __all__ = [
-    "TOTAL", "Batch", "FitContext", "FitResult", "FitSettings", "FitState", "InMemorySource", "InputSpec", "Objective",
+    "TOTAL", "AuxiliaryObjective", "Batch", "FitContext", "FitResult", "FitSettings", "FitState", "InMemorySource", "InputSpec", "Objective",
     "Standardizer", "StoreSource", "SupervisedObjective", "TaskLoss", "World", "adamw", "as_batch", "fit", "make_schedule",
 ]

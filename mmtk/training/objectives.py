@@ -82,3 +82,33 @@ class SupervisedObjective:
             total = total + (value if weight == 1.0 else weight * value)
         terms[TOTAL] = total
         return terms
+
+
+def aux_term_name(name: str) -> str:
+    """The log name of a model's auxiliary loss ``name``."""
+    return f"aux.{name}"
+
+
+@dataclass(frozen=True)
+class AuxiliaryObjective:
+    """The task losses of ``supervised`` plus the auxiliary losses a model returns from
+    ``forward(batch, auxiliary=True) -> (logits, {name: loss})`` (alignment,
+    reconstruction...; each already weighted by the model's own ``--model-arg``), one
+    ``aux.NAME`` term each, all added to ``"total"``. The call goes through the model's
+    ``__call__``, so a DDP wrapper's hooks and ``functional_call`` see it. Validation
+    scores the task losses only (``terms``), so early stopping compares like with like."""
+
+    supervised: SupervisedObjective
+
+    def __call__(self, model, batch: Batch) -> dict[str, torch.Tensor]:
+        outputs, extra = model(batch, auxiliary=True)
+        terms = self.supervised.terms(outputs, batch)
+        total = terms[TOTAL]
+        for name, value in extra.items():
+            terms[aux_term_name(name)] = value
+            total = total + value
+        terms[TOTAL] = total
+        return terms
+
+    def terms(self, outputs: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        return self.supervised.terms(outputs, batch)

@@ -111,3 +111,35 @@ def test_a_task_s_target_mask_reaches_its_loss_through_the_objective():
     outputs = model(b)
     assert torch.allclose(terms["task.flag"], TaskLoss("binary")(outputs["flag"][mask], b.targets["flag"][mask]))
     assert torch.allclose(terms["task.kind"], TaskLoss("multiclass")(outputs["kind"], b.targets["kind"]))
+
+
+class _WithAuxiliary(torch.nn.Module):
+    """Logits from one linear layer; with ``auxiliary`` also a named extra loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def forward(self, batch, auxiliary=False):
+        logits = {"y": self.layer(batch.features["x"])}
+        if not auxiliary:
+            return logits
+        return logits, {"align": 0.5 * self.layer.weight.pow(2).sum()}
+
+
+def test_auxiliary_objective_adds_the_models_extra_losses_as_named_terms():
+    from mmtk.training import AuxiliaryObjective
+
+    torch.manual_seed(0)
+    model = _WithAuxiliary()
+    batch = Batch(features={"x": torch.randn(6, 2)}, targets={"y": torch.tensor([0.0, 1, 1, 0, 1, 0])})
+    supervised = SupervisedObjective({"y": TaskLoss("binary")})
+    terms = AuxiliaryObjective(supervised)(model, batch)
+    expected_aux = 0.5 * model.layer.weight.pow(2).sum()
+    assert set(terms) == {term_name("y"), "aux.align", TOTAL}
+    assert torch.allclose(terms["aux.align"], expected_aux)
+    assert torch.allclose(terms[TOTAL], terms[term_name("y")] + expected_aux)
+    # Validation compares task losses only: terms() of outputs carries no auxiliary term.
+    validated = AuxiliaryObjective(supervised).terms(model(batch), batch)
+    assert set(validated) == {term_name("y"), TOTAL}
+    assert torch.allclose(validated[TOTAL], terms[term_name("y")])

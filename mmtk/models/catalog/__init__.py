@@ -1,0 +1,4 @@
+"""Model registrations, one module per family; importing this package registers them
+all in ``mmtk.models.MODELS``. Each builder imports its torch module when called."""
+
+from mmtk.models.catalog import fusion  # noqa: F401
