@@ -65,8 +65,20 @@ def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto
     """Logits per task for every record of ``dataset`` (and gate weights with
     ``explain``), after checking the backbones still match the run's fingerprints."""
     from mmtk.device import resolve_device
-    from mmtk.features import GatherContext, gather_inputs, resolve_features
     from mmtk.models.inference import cpu_threads, forward_all
+
+    source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
+    torch_device = resolve_device(device)
+    with cpu_threads(torch_device):
+        return forward_all(run.model, source, explain=explain)
+
+
+def run_source(run, dataset, store, *, device: str = "auto", extract_missing: bool = True, progress=None):
+    """The in-memory batch source of ``dataset``'s inputs for ``run``, gathered as
+    training gathered them (what ``run_model`` runs the model over; distillation runs
+    a teacher over it with modalities removed)."""
+    from mmtk.device import resolve_device
+    from mmtk.features import GatherContext, gather_inputs, resolve_features
     from mmtk.training.data import hide_presence, memory_source
     from mmtk.training.normalize import Standardizer
 
@@ -83,5 +95,4 @@ def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto
     source = memory_source(gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
     if prep["missing_modality"] == "zero":
         hide_presence(source)
-    with cpu_threads(torch_device):
-        return forward_all(run.model, source, explain=explain)
+    return source

@@ -1,0 +1,78 @@
+"""distill end to end on the XOR features: a teacher trained here or given, cached
+teacher outputs, the student's run and its record of the teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmtk.distill.recipe import distill
+from mmtk.distill.teacher import CACHE_DIR
+from mmtk.errors import UsageError
+from mmtk.evaluate import evaluate
+from mmtk.runs import is_run_dir
+from mmtk.store import FeatureStore
+from synthetic_features import FEATURES, xor_split
+
+FAST = {"epochs": 40, "hidden": 32, "dropout": 0.1, "lr": 1e-2, "patience": 40, "batch_size": 32}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FeatureStore(tmp_path / "store")
+
+
+@pytest.fixture
+def data(tmp_path, store):
+    return xor_split(tmp_path, store, n_train=240, n_test=120)
+
+
+def _terms(run):
+    return [json.loads(line)["train_terms"] for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_a_named_teacher_is_trained_into_the_run_and_its_outputs_are_cached(tmp_path, store, data):
+    train_ds, test_ds = data
+    out = tmp_path / "student"
+    report = distill(train_ds, teacher="gmu", student="concat", features=FEATURES, tasks=["label"], out=out, store=store,
+                     msd="importance", **FAST)
+    assert is_run_dir(out) and is_run_dir(out / "teacher")
+    assert report.teacher_trained and not report.teacher_cached
+    assert len(list((out / "teacher" / CACHE_DIR).glob("*.safetensors"))) == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["distillation"]["teacher"] == "teacher"
+    assert config["distillation"]["views"] == ["full", "only:image", "only:text"]
+    assert {"ce", "kd", "msd.image", "msd.text", "total"} <= set(_terms(out)[0])
+    assert evaluate(out / "teacher", test_ds, store=store)["metrics"]["accuracy"] > 0.8
+    assert evaluate(out, test_ds, store=store)["metrics"]["accuracy"] > 0.8
+    assert set(report.speed) >= {"teacher", "student", "speedup"}
+
+    # A second variant with the teacher run as it is reads the cached outputs.
+    again = distill(train_ds, teacher=str(out / "teacher"), student="gmu", features=FEATURES, out=tmp_path / "meta",
+                    store=store, msd="meta", **FAST)
+    assert again.teacher_cached and not again.teacher_trained
+    assert "meta" in _terms(tmp_path / "meta")[0]
+    recorded = json.loads((tmp_path / "meta" / "config.json").read_text())["distillation"]
+    assert recorded["teacher"] == str((out / "teacher").resolve()) and recorded["msd"] == "meta"
+
+
+def test_population_without_weights_picks_them_on_the_validation_split(tmp_path, store, data):
+    train_ds, _ = data
+    distill(train_ds, teacher="gmu", student="concat", features=FEATURES, tasks=["label"], out=tmp_path / "t", store=store,
+            msd="none", **{**FAST, "epochs": 5})
+    report = distill(train_ds, teacher=str(tmp_path / "t" / "teacher"), student="concat", features=FEATURES,
+                     out=tmp_path / "pop", store=store, msd="population", **{**FAST, "epochs": 5})
+    assert len(report.grid) == 4 and report.population in [entry["weights"] for entry in report.grid]
+    best = min(report.grid, key=lambda entry: entry["val_loss"])
+    assert report.population == best["weights"]
+    assert not [p for p in tmp_path.iterdir() if ".grid-" in p.name]  # the other candidates are removed
+    assert json.loads((tmp_path / "pop" / "config.json").read_text())["distillation"]["population"] == best["weights"]
+
+
+def test_a_teacher_inside_the_output_is_refused(tmp_path, store, data):
+    train_ds, _ = data
+    distill(train_ds, teacher="gmu", student="concat", features=FEATURES, tasks=["label"], out=tmp_path / "s", store=store,
+            **{**FAST, "epochs": 2})
+    with pytest.raises(UsageError, match="inside --out"):
+        distill(train_ds, teacher=str(tmp_path / "s" / "teacher"), student="concat", features=FEATURES, out=tmp_path / "s", store=store)
