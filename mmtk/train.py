@@ -213,11 +213,12 @@ def train(
     if missing_modality == "zero":
         hide_presence(train_source)
         hide_presence(val_source)
-    optimizer = adamw(net.parameters(), lr=lr, weight_decay=weight_decay)
+    whole = capabilities.get("fits") == "arrays"  # fitted by the model itself (svm, logreg): no optimizer steps
+    optimizer = None if whole else adamw(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
     epochs = epochs or auto_epochs(steps_per_epoch)
     steps = epochs * steps_per_epoch
-    lr_schedule = make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
+    lr_schedule = None if whole else make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
     settings = FitSettings(
         epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, monitor=monitor,
         accumulate=accumulate, clip_norm=clip_norm, amp=amp,
@@ -234,7 +235,10 @@ def train(
         return _validate(network, objective, val_source, val_y, kinds, stats, encoders)
 
     with cpu_threads(torch_device):
-        result = fit(net, objective, train_source, validate, optimizer, lr_schedule, settings=settings, callbacks=callbacks, restore=restore)
+        if whole:
+            result = _fit_whole(net, objective, train_source, validate, train_y, kinds, balanced=class_weights, seed=seed)
+        else:
+            result = fit(net, objective, train_source, validate, optimizer, lr_schedule, settings=settings, callbacks=callbacks, restore=restore)
     net.load_state_dict(result.best_state)
 
     training = {
@@ -316,6 +320,32 @@ EPOCH_RANGE = (100, 1000)
 def auto_epochs(steps_per_epoch: int) -> int:
     """The default ``--epochs``: enough for ``MIN_STEPS`` optimizer steps, within ``EPOCH_RANGE``."""
     return min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], -(-MIN_STEPS // max(1, steps_per_epoch))))
+
+
+def _fit_whole(net, objective, train_source, validate, encoded: dict, kinds: dict, *, balanced: bool, seed: int):
+    """Fit a model registered with ``fits="arrays"`` (the classical baselines) by its own
+    ``fit_arrays`` on the whole standardised training arrays, then validate once: the
+    result of ``fit`` with one log entry (best epoch 1; ``lr`` None, there is none)."""
+    import torch
+
+    from mmtk.models.inference import forward_all
+    from mmtk.training import TOTAL, FitResult
+
+    started = time.perf_counter()
+    net.fit_arrays(getattr(train_source, "memory", train_source).features, encoded, kinds, balanced=balanced, seed=seed)
+    fitted_in = time.perf_counter() - started
+    logits, _ = forward_all(net, train_source)
+    with torch.no_grad():
+        train_terms = {name: float(value) for name, value in objective.terms(logits, train_source.all_targets()).items()}
+    checked = validate(net)
+    entry = {
+        "epoch": 1, "train_loss": train_terms[TOTAL], "val_loss": checked["terms"][TOTAL], "val_metrics": checked["metrics"],
+        "train_terms": train_terms, "val_terms": checked["terms"], "lr": None, "seconds": time.perf_counter() - started,
+    }
+    return FitResult(
+        best_state={name: t.detach().clone() for name, t in net.state_dict().items()}, best_epoch=1,
+        best_metrics=checked["metrics"], log=[entry], epochs_run=1, samples_per_second=len(train_source) / max(fitted_in, 1e-9),
+    )
 
 
 def _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, device):

@@ -4,3 +4,4 @@ all in ``mmtk.models.MODELS``. Each builder imports its torch module when called
 from mmtk.models.catalog import fusion  # noqa: F401
 from mmtk.models.catalog import transformers  # noqa: F401
 from mmtk.models.catalog import autoencoders  # noqa: F401
+from mmtk.models.catalog import classical  # noqa: F401

@@ -1,0 +1,353 @@
+"""Classical baselines over the concatenated (pooled) features: an RBF support vector
+machine with calibrated probabilities, and a logistic regression with ``C`` chosen by
+cross-validation. scikit-learn fits them; what it fitted is kept as torch buffers.
+
+Papers: the soft-margin SVM of Cortes & Vapnik (1995, "Support-vector networks") with the
+RBF kernel at scikit-learn's ``gamma="scale"`` (``1 / (d * Var(X))``), made probabilistic
+by Platt scaling (Platt 1999, "Probabilistic outputs for support vector machines"): a
+sigmoid fitted on decision values the SVM gave items it was not trained on, here those of
+a stratified k-fold ``cross_val_predict`` (scikit-learn's ``CalibratedClassifierCV`` with
+``ensemble=False``), then one SVM refitted on all training items. Multi-class SVMs are
+scikit-learn's own: one-vs-one pairs aggregated into one score per class (votes plus
+bounded confidences), and one Platt sigmoid per class one-vs-rest on those scores,
+normalised to sum to 1. We keep its one-vs-one scheme rather than fitting K one-vs-rest
+SVMs because each pair trains on two classes only (libsvm's cost grows faster than
+linearly in the items), and because the model's output is then exactly scikit-learn's
+public ``predict_proba``, which the tests compare against. The logistic regression
+(multinomial for several classes) takes ``C`` from a grid by stratified k-fold
+cross-validated log loss, a proper scoring rule, so the chosen fit is the one whose
+probabilities are best calibrated on held-out items; a second calibrator on top of a
+model fitted by log loss would be close to the identity, so there is none.
+
+Where we differ from scikit-learn: ``gamma`` is computed once from all training items
+and used in every calibration fold (``"scale"`` would recompute it per fold), so the
+folds' decision values come from the same kernel as the final model.
+
+Why buffers: a fitted scikit-learn estimator is saved by pickle. Here each fitted model's
+arrays (support vectors, dual coefficients, intercepts, gamma, Platt parameters; the
+logistic regression's weights and biases; the standardisation's mean and scale) are
+float64 buffers of an ``nn.Module`` whose ``forward`` computes scikit-learn's decision
+function and calibrated probabilities as logits (binary: the positive class's log-odds;
+multi-class: log-probabilities, which softmax returns unchanged). A run is therefore
+config.json plus model.safetensors like any other, loading runs no code, and evaluate
+and predict need nothing special. The buffers' shapes depend on the data (how many
+support vectors), so ``load_state_dict`` builds the parts from the saved shapes.
+
+Tasks: one estimator per task; multi-label tasks one binary estimator per label;
+regression is refused (``fit_arrays`` names the models that regress).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmtk.errors import DataError, UsageError
+from mmtk.models.common import check_dims
+from mmtk.training.batch import as_batch
+
+#: Kernel entries computed at once (rows x support vectors): bounds the memory of a
+#: forward pass over a large chunk against many support vectors (4M float64 = 32 MB).
+KERNEL_BLOCK = 1 << 22
+
+
+class PlattSVC(nn.Module):
+    """One fitted RBF ``SVC`` and its Platt sigmoids, as buffers.
+
+    ``support`` (n_sv, d) support vectors, ``dual`` (C-1, n_sv) dual coefficients,
+    ``intercept`` (C(C-1)/2,), ``sv_class`` (n_sv,) each support vector's class,
+    ``gamma`` (), ``calib_a``/``calib_b`` (1,) for two classes, (C,) otherwise: the
+    sigmoid ``p = 1 / (1 + exp(a f + b))`` of each calibrated score ``f``.
+    """
+
+    BUFFERS = ("support", "dual", "intercept", "sv_class", "gamma", "calib_a", "calib_b")
+
+    def __init__(self, support, dual, intercept, sv_class, gamma, calib_a, calib_b):
+        super().__init__()
+        for name, value in zip(self.BUFFERS, (support, dual, intercept, sv_class, gamma, calib_a, calib_b)):
+            dtype = torch.int64 if name == "sv_class" else torch.float64
+            self.register_buffer(name, torch.as_tensor(value).to(dtype).clone())
+        classes = self.dual.shape[0] + 1
+        n_sv = self.support.shape[0]
+        calibrated = 1 if classes == 2 else classes
+        if (self.dual.shape[1], self.sv_class.shape, self.intercept.shape, self.calib_a.shape, self.calib_b.shape, self.gamma.ndim) != (
+            n_sv, (n_sv,), (classes * (classes - 1) // 2,), (calibrated,), (calibrated,), 0,
+        ):
+            raise RuntimeError(f"SVM buffers of inconsistent shapes: {[tuple(b.shape) for b in self.buffers()]}")
+
+    @classmethod
+    def from_sklearn(cls, calibrated) -> PlattSVC:
+        """From a fitted ``CalibratedClassifierCV(SVC(kernel="rbf"), method="sigmoid",
+        ensemble=False)`` (one refitted SVC, one sigmoid per calibrated score)."""
+        (fitted,) = calibrated.calibrated_classifiers_
+        svc = fitted.estimator
+        sv_class = np.repeat(np.arange(len(svc.n_support_)), svc.n_support_)
+        return cls(
+            svc.support_vectors_, svc.dual_coef_, svc.intercept_, sv_class, float(svc.gamma),
+            [c.a_ for c in fitted.calibrators], [c.b_ for c in fitted.calibrators],
+        )
+
+    @property
+    def classes(self) -> int:
+        return self.dual.shape[0] + 1
+
+    @property
+    def outputs(self) -> int:
+        """Logits this part gives: one for two classes, one per class otherwise."""
+        return 1 if self.classes == 2 else self.classes
+
+    def kernel(self, x: torch.Tensor) -> torch.Tensor:
+        """RBF kernel ``(B, n_sv)`` between float64 ``x`` and the support vectors, by
+        libsvm's formula ``exp(-gamma (|x|^2 + |s|^2 - 2 x.s))``."""
+        squared = (self.support * self.support).sum(dim=1)
+        distance = (x * x).sum(dim=1, keepdim=True) + squared[None, :] - 2.0 * x @ self.support.T
+        return torch.exp(-self.gamma * distance.clamp_min(0.0))
+
+    def decision(self, x: torch.Tensor) -> torch.Tensor:
+        """scikit-learn's ``decision_function``: ``(B,)`` for two classes (positive: the
+        second), else the one-vs-one scores aggregated one-vs-rest, ``(B, C)``."""
+        rows = max(1, KERNEL_BLOCK // max(1, self.support.shape[0]))
+        return torch.cat([self._decision(x[start:start + rows]) for start in range(0, len(x), rows)]) if len(x) else self._decision(x)
+
+    def _decision(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel(x)
+        if self.classes == 2:  # scikit-learn's public dual_coef_/intercept_ are already signed for class 1
+            return k @ self.dual[0] + self.intercept[0]
+        first, second = torch.triu_indices(self.classes, self.classes, offset=1, device=x.device)
+        # Pair (i, j): libsvm keeps the coefficients of class i's support vectors in row
+        # j - 1 and those of class j's in row i; a positive score votes for i.
+        cls = self.sv_class[None, :]
+        coef = self.dual[second - 1] * (cls == first[:, None]) + self.dual[first] * (cls == second[:, None])
+        pairwise = k @ coef.T + self.intercept
+        onehot_first = nn.functional.one_hot(first, self.classes).to(x.dtype)
+        onehot_second = nn.functional.one_hot(second, self.classes).to(x.dtype)
+        votes = (pairwise >= 0).to(x.dtype) @ onehot_first + (pairwise < 0).to(x.dtype) @ onehot_second
+        confidence = pairwise @ (onehot_first - onehot_second)
+        return votes + confidence / (3.0 * (confidence.abs() + 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, outputs)``: the positive class's calibrated log-odds for two
+        classes, else each class's log calibrated one-vs-rest probability (softmax
+        divides them by their sum, as scikit-learn does)."""
+        score = self.decision(x)
+        if self.classes == 2:
+            return -(self.calib_a * score[:, None] + self.calib_b)
+        return nn.functional.logsigmoid(-(self.calib_a * score + self.calib_b))
+
+
+class LinearLogits(nn.Module):
+    """A fitted ``LogisticRegression`` as buffers: ``weight`` (1, d) for two classes (the
+    positive class's log-odds), (C, d) multinomial logits otherwise; ``bias`` likewise."""
+
+    BUFFERS = ("weight", "bias")
+
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.register_buffer("weight", torch.as_tensor(weight).to(torch.float64).clone())
+        self.register_buffer("bias", torch.as_tensor(bias).to(torch.float64).clone())
+        if self.weight.ndim != 2 or self.bias.shape != self.weight.shape[:1]:
+            raise RuntimeError(f"logistic regression buffers of inconsistent shapes: {tuple(self.weight.shape)}, {tuple(self.bias.shape)}")
+
+    @classmethod
+    def from_sklearn(cls, model) -> LinearLogits:
+        return cls(model.coef_, model.intercept_)
+
+    @property
+    def outputs(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.T + self.bias
+
+
+PARTS = (PlattSVC, LinearLogits)
+
+
+def fit_svm(x: np.ndarray, y: np.ndarray, *, C: float, folds: int, balanced: bool, seed: int):
+    """A ``CalibratedClassifierCV`` over an RBF ``SVC`` fitted on ``x`` (float64) and class
+    indices ``y``: Platt sigmoids on ``folds``-fold cross-validated decision values, one
+    SVC refitted on everything."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import SVC
+
+    variance = float(x.var())
+    gamma = 1.0 / (x.shape[1] * variance) if variance > 0 else 1.0  # scikit-learn's "scale"
+    svc = SVC(C=C, kernel="rbf", gamma=gamma, class_weight="balanced" if balanced else None)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return CalibratedClassifierCV(svc, method="sigmoid", cv=cv, ensemble=False).fit(x, y)
+
+
+def fit_logreg(x: np.ndarray, y: np.ndarray, *, grid: tuple[float, ...], folds: int, max_iter: int, balanced: bool, seed: int):
+    """A ``LogisticRegression`` refitted on everything with the ``C`` of ``grid`` whose
+    ``folds``-fold stratified cross-validated log loss is lowest."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    search = GridSearchCV(
+        LogisticRegression(max_iter=max_iter, class_weight="balanced" if balanced else None),
+        {"C": list(grid)}, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring="neg_log_loss", n_jobs=1,
+    )
+    return search.fit(x, y).best_estimator_
+
+
+def svm_part(x: np.ndarray, y: np.ndarray, *, C: float, folds: int, balanced: bool, seed: int) -> PlattSVC:
+    """``fit_svm`` as a ``PlattSVC``."""
+    return PlattSVC.from_sklearn(fit_svm(x, y, C=C, folds=folds, balanced=balanced, seed=seed))
+
+
+def logreg_part(x: np.ndarray, y: np.ndarray, *, grid: tuple[float, ...], folds: int, max_iter: int, balanced: bool, seed: int) -> LinearLogits:
+    """``fit_logreg`` as a ``LinearLogits``."""
+    return LinearLogits.from_sklearn(fit_logreg(x, y, grid=grid, folds=folds, max_iter=max_iter, balanced=balanced, seed=seed))
+
+
+def parse_grid(grid: str) -> tuple[float, ...]:
+    """``"0.01,0.1,1"`` -> ``(0.01, 0.1, 1.0)``; anything but positive numbers is a ``UsageError``."""
+    try:
+        values = tuple(float(v) for v in grid.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(v > 0 for v in values):
+        raise UsageError(f"--model-arg grid={grid!r} is not a list of positive Cs", "e.g. --model-arg grid=0.01,0.1,1,10")
+    return values
+
+
+class ClassicalModel(nn.Module):
+    """A scikit-learn model per task over the standardised concatenation of the inputs
+    (in name order), fitted whole by ``fit_arrays`` and run as torch buffers.
+
+    ``fitter(x, y, folds=, balanced=, seed=) -> part`` fits one part (a ``PlattSVC``
+    or ``LinearLogits``) on float64 ``x`` and class indices ``y`` with ``folds``-fold
+    cross-validation (fewer where the rarest class has fewer items); the builders in
+    ``mmtk.models.catalog.classical`` give ``svm_part`` or ``logreg_part`` with their
+    settings bound. The model has no parameters
+    and gets no gradient steps; ``forward(batch)`` gives ``{task: logits}`` as every
+    model does, ``represent(batch)`` the standardised concatenation ``(B, width)``.
+    """
+
+    def __init__(self, input_dims: dict[str, int], heads: dict[str, int], fitter: Callable, *, folds: int = 5, family: str = "classical"):
+        super().__init__()
+        check_dims(input_dims, heads)
+        if folds < 2:
+            raise UsageError(f"--model-arg folds={folds} must be at least 2", "e.g. --model-arg folds=5")
+        self.names = list(input_dims)
+        self.dims = [int(input_dims[n]) for n in self.names]
+        self.tasks = list(heads)
+        self.units = [int(heads[t]) for t in self.tasks]
+        self.width = sum(self.dims)
+        self.fitter = fitter
+        self.folds = int(folds)
+        self.family = family
+        self.register_buffer("mean", torch.zeros(self.width, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(self.width, dtype=torch.float64))
+        self.parts = nn.ModuleList(nn.ModuleList() for _ in self.tasks)
+
+    @property
+    def fitted(self) -> bool:
+        return all(len(parts) for parts in self.parts)
+
+    def fit_arrays(self, features: dict, targets: dict[str, np.ndarray], kinds: dict[str, str], *, balanced: bool = False, seed: int = 0) -> ClassicalModel:
+        """Fit on whole arrays: ``features`` {input: (N, d)}, ``targets`` {task: encoded
+        labels} (class indices; multi-label (N, L) 0/1), ``kinds`` {task: kind}.
+        ``balanced`` weights classes by inverse frequency (``--class-weights``)."""
+        from sklearn.preprocessing import StandardScaler
+
+        missing = [n for n in self.names if n not in features]
+        if missing:
+            raise KeyError(f"model input lacks the features {missing}; it was built for {self.names}")
+        x = np.concatenate([np.asarray(_numpy(features[n]), dtype=np.float64).reshape(len(features[n]), -1) for n in self.names], axis=1)
+        scaler = StandardScaler().fit(x)
+        x = scaler.transform(x)
+        fitted = []
+        for task, units in zip(self.tasks, self.units):
+            kind = kinds[task]
+            if kind == "regression":
+                from mmtk.models import MODELS
+
+                able = [name for name in MODELS.names() if MODELS.capabilities(name).get("regression", True)]
+                raise UsageError(
+                    f"model {self.family!r} classifies, but task {task!r} is a regression",
+                    f"train it with one of: {', '.join(able)}",
+                )
+            y = np.asarray(targets[task])
+            if kind == "multilabel":
+                columns = [y[:, label].astype(np.int64) for label in range(y.shape[1])]
+                fitted.append([self._fit_one(x, column, 2, f"{task} label {label}", balanced, seed) for label, column in enumerate(columns)])
+            else:
+                fitted.append([self._fit_one(x, y.astype(np.int64), max(units, 2), task, balanced, seed)])
+        device = self.mean.device
+        self.mean.copy_(torch.as_tensor(scaler.mean_))
+        self.scale.copy_(torch.as_tensor(scaler.scale_))
+        for holder, parts in zip(self.parts, fitted):
+            holder.extend(part.to(device) for part in parts)
+        self._check_outputs()
+        return self
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray, classes: int, what: str, balanced: bool, seed: int):
+        """One part on class indices ``y`` of ``classes`` classes, with as many folds as the
+        rarest class allows (each training fold must hold every class)."""
+        counts = np.bincount(y, minlength=classes)
+        rarest = int(np.argmin(counts))
+        if counts[rarest] < 2:
+            raise DataError(
+                f"task {what}: class {rarest} has {counts[rarest]} training item(s); {self.family} fits on cross-validation folds",
+                "give it at least 2 training items per class (better 5), or leave that class or label out",
+            )
+        return self.fitter(x, y, folds=min(self.folds, int(counts[rarest])), balanced=balanced, seed=seed)
+
+    def _check_outputs(self) -> None:
+        for task, units, parts in zip(self.tasks, self.units, self.parts):
+            given = sum(part.outputs for part in parts)
+            if given != units:
+                raise RuntimeError(f"task {task!r}: the fitted parts give {given} outputs, its head has {units}")
+
+    def represent(self, batch) -> torch.Tensor:
+        """The standardised concatenated inputs ``(B, width)`` the estimators read."""
+        return self._scaled(batch).to(torch.float32)
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        if not self.fitted:
+            raise RuntimeError(f"the {self.family} model is not fitted: call fit_arrays (mmtk train does) or load a run")
+        x = self._scaled(batch)
+        return {task: torch.cat([part(x) for part in parts], dim=1).to(torch.float32) for task, parts in zip(self.tasks, self.parts)}
+
+    def _scaled(self, batch) -> torch.Tensor:
+        features = as_batch(batch).features
+        missing = [n for n in self.names if n not in features]
+        if missing:
+            raise KeyError(f"model input lacks the features {missing}; it was built for {self.names}")
+        x = torch.cat([features[n].reshape(len(features[n]), -1).to(torch.float64) for n in self.names], dim=1)
+        return (x - self.mean) / self.scale
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Build each task's parts from the saved buffers' shapes (they depend on the
+        data the model was fitted on), then load them as any module does."""
+        rebuilt = []
+        for t, _ in enumerate(self.tasks):
+            prefix = f"parts.{t}."
+            indices = sorted({int(key[len(prefix):].split(".")[0]) for key in state_dict if key.startswith(prefix)})
+            if indices != list(range(len(indices))):
+                raise RuntimeError(f"saved parts of task {self.tasks[t]!r} are not numbered 0..n-1: {indices}")
+            rebuilt.append([self._part_from(state_dict, f"{prefix}{p}.") for p in indices])
+        device = self.mean.device
+        for holder, parts in zip(self.parts, rebuilt):
+            del holder[:]
+            holder.extend(part.to(device) for part in parts)
+        self._check_outputs()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @staticmethod
+    def _part_from(state_dict, prefix: str):
+        names = {key[len(prefix):] for key in state_dict if key.startswith(prefix)}
+        for kind in PARTS:
+            if names == set(kind.BUFFERS):
+                return kind(*(state_dict[prefix + name] for name in kind.BUFFERS))
+        raise RuntimeError(f"saved part {prefix.rstrip('.')} has buffers {sorted(names)}, which no classical model part has")
+
+
+def _numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
