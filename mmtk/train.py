@@ -90,6 +90,8 @@ def train(
     resume: bool = False,
     checkpoint_every: float = 10.0,
     record: dict | None = None,
+    perturb: str | None = None,
+    perturb_eps: float = 0.0,
 ) -> TrainReport:
     """Train ``model`` on the ``features`` of ``dataset`` for ``tasks`` and write the run
     directory ``out``.
@@ -113,8 +115,10 @@ def train(
     ``max_memory`` (bytes or "2G"; default: half the available memory) are read from the
     store per batch. A checkpoint is written beside ``out`` at most every
     ``checkpoint_every`` seconds; ``resume`` continues from it (``record``: what the CLI
-    needs to start the same run again). Seeds python, numpy and torch; on CPU two runs
-    with the same inputs give identical weights.
+    needs to start the same run again). ``perturb="fgsm"`` trains on clean and
+    FGSM-perturbed inputs (step ``perturb_eps``; ``mmtk.training.perturb``), validation
+    stays clean. Seeds python, numpy and torch; on CPU two runs with the same inputs give
+    identical weights.
     """
     from mmtk.data import fit_label_encoder, parse_task
     from mmtk.device import resolve_device
@@ -126,6 +130,7 @@ def train(
     from mmtk.training import FitSettings, Standardizer, adamw, fit, make_schedule
     from mmtk.training.checkpoint import Checkpointer
     from mmtk.training.data import hide_presence, input_specs, pick_source
+    from mmtk.training.perturb import check_perturbation, perturbed_objective
     from mmtk.training.sources import default_memory_budget, parse_memory
 
     started = time.perf_counter()
@@ -139,6 +144,7 @@ def train(
         check_run_target(out)
     _check_settings(epochs=epochs or 1, batch_size=batch_size, patience=patience, val_split=val_split, has_val=val_dataset is not None)
     _check_options(model, capabilities, missing_modality, pool, task_weights, specs, accumulate, label_smoothing, schedule, warmup)
+    perturbation = check_perturbation(perturb, perturb_eps)
     if standardize not in (True, False, "auto", "all", "none"):
         raise UsageError(f"unknown --standardize {standardize!r}", "choose one of: auto, all, none")
     budget = default_memory_budget() if max_memory is None else _memory(max_memory, parse_memory)
@@ -204,6 +210,7 @@ def train(
         from mmtk.training import AuxiliaryObjective
 
         objective = AuxiliaryObjective(objective)
+    objective = perturbed_objective(objective, perturb, perturb_eps)
     train_source = pick_source(
         train_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()}, None, torch_device, standardizer, budget
     )
@@ -226,6 +233,7 @@ def train(
     signature = {
         "model": model, "params": params, "features": [ref.name for ref in refs], "tasks": [s.name for s in specs],
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "train_items": len(train_ds),
+        **({"perturb": perturbation} if perturbation else {}),  # absent otherwise: older checkpoints still resume
     }
     checkpointer = Checkpointer(out, {"call": record, "signature": signature}, every_s=checkpoint_every)
     callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else [])
@@ -251,7 +259,7 @@ def train(
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
         "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm, "accumulate": accumulate, "amp": amp,
         "monitor": monitor, "label_smoothing": label_smoothing, "task_weights": dict(task_weights or {}),
-        "missing_modality": missing_modality, "batch_source": train_source.kind,
+        "missing_modality": missing_modality, "batch_source": train_source.kind, "perturb": perturbation,
     }
     model_config = {
         "name": model, "params": params, "hyperparameters": params,

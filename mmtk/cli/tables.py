@@ -24,3 +24,35 @@ def metrics_table(result: dict[str, Any], title: str = "metrics"):
             cells.append("-" if value is None else f"{value:.4f}")
         table.add_row(metric, *cells)
     return table
+
+
+def comparison_table(rows: list[dict], title: str = "comparison"):
+    """One row per model of ``mmtk.compare.Comparison.rows()``: parameters, training
+    samples/s, seconds and the headline metrics ``COMPARED`` (``-`` where a model has
+    none, ``failed`` for a model that did not train); the CSV and ``--json`` have all."""
+    from rich import box
+    from rich.table import Table
+
+    from mmtk.compare import LEADING
+
+    metrics = [
+        key for key in dict.fromkeys(key for row in rows for key in row if key not in LEADING and key != "error")
+        if key.rpartition(".")[2] in COMPARED
+    ]
+    # No column rules and one space between columns: three headline metrics fit 80 columns.
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("model", no_wrap=True)
+    for header in ("parameters", "samples/s", "seconds", *metrics):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        if row["status"] != "ok":
+            table.add_row(row["model"], "failed", *["-"] * (2 + len(metrics)))
+            continue
+        cells = [f"{row['parameters']:,}", f"{row['samples_per_second']:,.0f}", f"{row['seconds']:.1f}"]
+        cells += ["-" if row.get(m) is None else f"{row[m]:.4f}" for m in metrics]
+        table.add_row(row["model"], *cells)
+    return table
+
+
+#: The metrics a comparison table shows (of those a task reports), to fit 80 columns.
+COMPARED = ("accuracy", "macro_f1", "roc_auc", "micro_ap", "rmse", "mae")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +17,7 @@ from mmtk.cli.options import (
 from mmtk.errors import UsageError
 
 TRAIN_CHOICES = {"schedule": ("constant", "linear", "cosine"), "pool": ("mean", "mean-std", "max"),
-                 "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none")}
+                 "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none"), "perturb": ("none", "fgsm")}
 
 EXAMPLE = """Examples:
 
@@ -31,6 +32,10 @@ EXAMPLE = """Examples:
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --model-arg hidden=128 --standardize all --schedule cosine --warmup 0.05 --missing-modality mask --task label --out runs/gmu-mask
 
   mmtk train memotion.csv --features clip,clip@text --model gmu --task sentiment --task humour --task-weight sentiment=0.6 --out runs/mt
+
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model concat,gmu --task label:binary --out runs/cmp
+
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --perturb fgsm --perturb-eps 0.05 --task label:binary --out runs/gmu-fgsm
 """
 
 
@@ -72,7 +77,10 @@ def train_command(
         Optional[str],
         typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN], tabular or run:PATH.", show_default=False),
     ] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `mmtk list models`).", show_default=False)] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="Model name (see `mmtk list models`); several, comma-separated, train each into OUT/NAME and print a comparison.", show_default=False),
+    ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write.", show_default=False)] = None,
     task: Annotated[
         Optional[list[str]],
@@ -134,6 +142,10 @@ def train_command(
         Optional[Path], typer.Option("--resume", help="Continue the killed run OUT from its last checkpoint, with its settings.", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
+    perturb: Annotated[str, typer.Option("--perturb", help="Adversarial input perturbation while training: none | fgsm (loss: clean and perturbed averaged).")] = "none",
+    perturb_eps: Annotated[
+        Optional[float], typer.Option("--perturb-eps", min=0.0, help="FGSM step size, in the units the model sees (after --standardize).", show_default=False)
+    ] = None,
     cat_cols: Annotated[
         Optional[str], typer.Option("--cat-cols", help="Categorical columns of the tabular feature (one-hot), comma-separated.")
     ] = None,
@@ -177,6 +189,8 @@ def train_command(
         missing = [name for name, value in (("DATA", data), ("--features", features), ("--model", model), ("--out", out)) if value is None]
         if missing:
             raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
+        if perturb == "fgsm" and perturb_eps is None:
+            raise UsageError("--perturb fgsm needs a step size", "add --perturb-eps, e.g. --perturb-eps 0.05")
         for option, choices in TRAIN_CHOICES.items():
             if locals()[option] not in choices:
                 raise UsageError(f"--{option.replace('_', '-')} {locals()[option]!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
@@ -192,11 +206,14 @@ def train_command(
             "scaling": scaling, "max_length": max_length, "fps": fps, "frames": frames,
             "store": None if store is None else str(store), "device": device.value, "id_column": id_column,
             "image_column": image_column, "text_column": text_column, "allow_outside_paths": allow_outside_paths,
-            "on_error": on_error.value,
+            "on_error": on_error.value, "perturb": perturb, "perturb_eps": perturb_eps or 0.0,
         }
         if data == "-":
             call["data"] = None  # stdin cannot be read again on --resume
         report = _train(call, resume=False, stdin=data == "-")
+    if "," in call["model"]:
+        _print_comparison(report, json_out)
+        return
     output.warn_skipped(report.skipped)
     summary = report.to_json()
     if json_out:
@@ -257,9 +274,33 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
         "model_args", "task_weights", "label_smoothing", "schedule", "warmup", "clip_norm", "accumulate", "amp", "monitor",
         "missing_modality", "pool", "standardize", "max_memory", "checkpoint_every",
     )}
+    options.update(perturb=call.get("perturb"), perturb_eps=call.get("perturb_eps", 0.0))  # absent in older checkpoints
+    common = dict(
+        features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
+        tabular=tabular if has_tabular else None, record=call, **options,
+    )
+    if "," in call["model"]:
+        from mmtk.compare import compare_models
+
+        return compare_models(dataset, models=call["model"], out=call["out"], progress=output.progress_bar, **common)
     with output.progress_bar("training") as progress:
-        return train(
-            dataset, features=refs, model=call["model"], tasks=tasks, out=call["out"], store=features_store,
-            val_dataset=val_dataset, device=call["device"], progress=progress, tabular=tabular if has_tabular else None,
-            resume=resume, record=call, **options,
-        )
+        return train(dataset, model=call["model"], out=call["out"], progress=progress, resume=resume, **common)
+
+
+def _print_comparison(comparison, json_out: bool) -> None:
+    """The comparison's table (or JSON document) on stdout, one ``error:`` line per model
+    that failed on stderr, and exit 2 when any did."""
+    ok = [r for r in comparison.results if r.ok]
+    output.warn_skipped(ok[0].report.skipped if ok else [])
+    if json_out:
+        output.print_json(comparison.to_json())
+    else:
+        from mmtk.cli.tables import comparison_table
+
+        console = output.stdout()
+        console.print(comparison_table(comparison.rows(), title="validation metrics (best epoch)"))
+        console.print(f"runs in {comparison.out}/MODEL, table in {comparison.csv}", highlight=False)
+    for result in comparison.failed:
+        print(f"error: model {result.model}: {result.error.one_line()}", file=sys.stderr)
+    if comparison.exit_code:
+        raise typer.Exit(comparison.exit_code)
