@@ -35,11 +35,12 @@ def evaluate(
     from mmtk.models.objectives import to_outputs
     from mmtk.inference import open_run, read_for_run, run_model
     from mmtk.metrics import task_result
+    from mmtk.models.derived import task_labels
 
     run = open_run(run_dir, device)
     dataset = read_for_run(run, data, columns)
     _check_labels(run, dataset)
-    labels = {task: run.encoders[task].encode(dataset) for task in run.tasks}
+    labels = task_labels(run, dataset)  # a derived task's from its column, else from its fine task's
     logits, _ = run_model(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
     per_task, plotted = {}, []
     for task in run.tasks:

@@ -175,8 +175,9 @@ class Run:
 
     @property
     def label_columns(self) -> list[str]:
-        """Every column holding labels of some task, in task order."""
-        return [column for task in self.config["tasks"] for column in task["encoder"]["task"]["columns"]]
+        """Every column holding labels of some trained task, in task order (a derived task's
+        labels may come from its fine task's, ``mmtk.models.derived``)."""
+        return [column for task in self.config["tasks"] if "derived" not in task for column in task["encoder"]["task"]["columns"]]
 
     def check_fingerprints(self, resolved) -> None:
         """Refuse features whose backbone fingerprint differs from training: different

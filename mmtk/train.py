@@ -123,7 +123,7 @@ def train(
     from mmtk.data import fit_label_encoder, parse_task
     from mmtk.device import resolve_device
     from mmtk.features import GatherContext, gather_inputs, parse_feature_refs, resolve_features
-    from mmtk.models import MODELS, check_model_params, model_params
+    from mmtk.models import MODELS, check_model_params, model_capabilities, model_params
     from mmtk.models.inference import cpu_threads
     from mmtk.models.objectives import head_units, target_tensor
     from mmtk.runs import check_run_target, save_run
@@ -135,9 +135,9 @@ def train(
 
     started = time.perf_counter()
     builder = MODELS.get(model)
-    capabilities = MODELS.capabilities(model)
     given = {**({"hidden": hidden} if hidden is not None else {}), **({"dropout": dropout} if dropout is not None else {})}
     params = {**model_params(model), **check_model_params(model, {**given, **(model_args or {})})}
+    capabilities = model_capabilities(model, params)
     refs = parse_feature_refs(features)
     specs = _parse_tasks(tasks, parse_task)
     if not resume:
@@ -205,6 +205,7 @@ def train(
     inputs = input_specs(train_x)
     heads = {name: head_units(kinds[name], len(enc.classes)) for name, enc in encoders.items()}
     net = builder(inputs, heads, **params).to(torch_device)
+    task_weights, derived = _planned_tasks(net, encoders, task_weights)
     objective = _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, torch_device)
     if capabilities.get("auxiliary"):
         from mmtk.training import AuxiliaryObjective
@@ -271,6 +272,7 @@ def train(
         "standardize": standardizer.to_json() if standardizer is not None else None, "standardize_mode": standardize,
     }
     config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing)
+    config["tasks"] += derived
     run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)
     checkpointer.remove()
     return TrainReport(
@@ -354,6 +356,18 @@ def _fit_whole(net, objective, train_source, validate, encoded: dict, kinds: dic
         best_state={name: t.detach().clone() for name, t in net.state_dict().items()}, best_epoch=1,
         best_metrics=checked["metrics"], log=[entry], epochs_run=1, samples_per_second=len(train_source) / max(fitted_in, 1e-9),
     )
+
+
+def _planned_tasks(net, encoders: dict, task_weights: dict | None) -> tuple[dict, list]:
+    """The task weights to train with and the derived tasks to record, for a model that
+    plans its tasks (``task_plan``, e.g. multitask-heads): its default weights, each
+    overridden by ``--task-weight``, and the ``config.json`` entries of the tasks its
+    forward derives (``mmtk.models.derived``). Other models: the given weights, none derived."""
+    plan = getattr(net, "task_plan", None)
+    if plan is None:
+        return dict(task_weights or {}), []
+    planned = plan({name: (enc.task.kind, list(enc.classes)) for name, enc in encoders.items()})
+    return {**planned["weights"], **(task_weights or {})}, planned["derived"]
 
 
 def _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, device):

@@ -16,6 +16,9 @@ registry entry, so callers ask them without building anything:
 - ``auxiliary``: ``forward(batch, auxiliary=True)`` returns ``(logits, {term: loss})``
   with extra training losses (already weighted), which ``AuxiliaryObjective`` adds to the
   task losses as ``aux.TERM`` terms of ``train_log.jsonl``.
+- ``fits="arrays"``: the model has no parameters; ``fit_arrays(features, targets,
+  kinds, balanced=, seed=)`` fits it whole (``svm``, ``logreg``), which ``train`` calls
+  instead of the gradient loop (tests that need gradients skip such models).
 
 Every model also has ``represent(batch) -> (B, width)`` (the fused representation its
 task heads read) and ``width``, so that a model can be the trunk of ``multitask-heads``
@@ -73,6 +76,17 @@ def _convert(model: str, key: str, value, default):
             f"--model-arg {key}={value}: model {model!r} wants a {type(default).__name__} for {key}",
             f"e.g. --model-arg {key}={default!r}",
         ) from None
+
+
+def model_capabilities(name: str, params: dict | None = None) -> dict:
+    """The capabilities of model ``name`` built with ``params``: the registry entry's,
+    refined by its builder's ``capabilities_for(params)`` where it has one (a model whose
+    abilities are its trunk's, such as ``multitask-heads``)."""
+    capabilities = MODELS.capabilities(name)
+    refine = getattr(MODELS.get(name), "capabilities_for", None)
+    if params is not None and callable(refine):
+        capabilities.update(refine(params))
+    return capabilities
 
 
 def supports_explain(model) -> bool:
