@@ -14,7 +14,7 @@ from mmtk.cli.options import Json
 EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json\n\n  mmtk list models --json"
 
 
-CAPABILITIES = {"explains": "--explain", "sequences": "takes sequences", "missing": "--missing-modality mask"}
+CAPABILITIES = {"explains": "--explain", "sequences": "takes sequences", "missing": "--missing-modality mask", "fits": "fitted whole, no epochs"}
 
 
 class RegistryName(str, Enum):

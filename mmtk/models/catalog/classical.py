@@ -8,11 +8,13 @@ from mmtk.models import MODELS, input_dims
 # instead of the gradient loop (the model has no parameters), validates once and saves.
 # regression=False: fit_arrays refuses regression tasks, naming the models that take them.
 CLASSICAL = dict(explains=False, sequences=False, missing=False, fits="arrays", regression=False)
+# interactions=False (logreg): a linear model cannot learn a label that needs two
+# modalities together (the contract test holds it to linearly separable tasks only).
 
 
 @MODELS.register(
     "svm", help="RBF support vector machine (scikit-learn SVC, gamma 'scale', --model-arg C) over the standardised "
-    "concatenated features, probabilities Platt-calibrated on cross-validated decision values; fitted whole, no epochs.",
+    "concatenated features, probabilities Platt-calibrated on cross-validated decision values.",
     **CLASSICAL,
 )
 def build_svm(inputs: dict, heads: dict[str, int], *, C: float = 1.0, folds: int = 5):
@@ -29,8 +31,8 @@ def build_svm(inputs: dict, heads: dict[str, int], *, C: float = 1.0, folds: int
 
 @MODELS.register(
     "logreg", help="Logistic regression (scikit-learn, multinomial for several classes) over the standardised "
-    "concatenated features, C chosen from --model-arg grid by cross-validated log loss; fitted whole, no epochs.",
-    **CLASSICAL,
+    "concatenated features, C chosen from --model-arg grid by cross-validated log loss.",
+    **CLASSICAL, interactions=False,
 )
 def build_logreg(inputs: dict, heads: dict[str, int], *, grid: str = "0.001,0.01,0.1,1,10", folds: int = 5, max_iter: int = 3000):
     """A logistic regression per task (per label for multi-label tasks); ``grid``: the Cs
