@@ -253,8 +253,13 @@ def test_any_registry_trunk_carries_the_heads_and_every_parameter_learns(trunk, 
     model = MODELS.get(NAME)(specs, heads, trunk=trunk, design=design, stages="humour:humour_level").train()
     objective = SupervisedObjective({"sentiment": TaskLoss("multiclass"), "humour": TaskLoss("binary"), "humour_level": TaskLoss("multiclass")})
     objective(model, batch)["total"].backward()
-    unused = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
-    assert not unused, unused
+    # Every parameter is reached (the trunk's own heads are gone, not left unused); the
+    # heads' gradients are non-zero. (Whether the trunk's are is the zoo contract's check
+    # of the trunk itself: a score bias before a softmax gets only rounding noise.)
+    unreached = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unreached, unreached
+    zero = [n for n, p in model.named_parameters() if not n.startswith("trunk.") and not bool(p.grad.abs().sum() > 0)]
+    assert not zero, zero
     assert model.represent(batch).shape == (len(batch), model.width)
 
 
