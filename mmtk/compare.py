@@ -112,14 +112,16 @@ def flat_row(result: ModelResult) -> dict:
 
 def count_parameters(run: Path) -> int:
     """Trainable parameters of the run's model, rebuilt from its registry entry; for a
-    model that is not a torch module, the values stored in its weights file."""
+    model fitted whole (``svm``, ``logreg``: arrays kept as buffers, nothing trainable),
+    the values stored in its weights file."""
+    from safetensors import safe_open
+
     from mmtk.runs import WEIGHTS, load_run
 
     model = load_run(run).model
-    if hasattr(model, "parameters"):
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-    from safetensors import safe_open
-
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if hasattr(model, "parameters") else 0
+    if trainable:
+        return trainable
     with safe_open(str(Path(run) / WEIGHTS), framework="numpy") as weights:
         return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
 

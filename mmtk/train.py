@@ -145,6 +145,9 @@ def train(
     _check_settings(epochs=epochs or 1, batch_size=batch_size, patience=patience, val_split=val_split, has_val=val_dataset is not None)
     _check_options(model, capabilities, missing_modality, pool, task_weights, specs, accumulate, label_smoothing, schedule, warmup)
     perturbation = check_perturbation(perturb, perturb_eps)
+    if perturbation and capabilities.get("fits") == "arrays":
+        raise UsageError(f"model {model!r} is fitted whole, not by gradient steps: --perturb does not apply to it",
+                         "drop --perturb, or choose a model trained by gradient steps (e.g. gmu)")
     if standardize not in (True, False, "auto", "all", "none"):
         raise UsageError(f"unknown --standardize {standardize!r}", "choose one of: auto, all, none")
     budget = default_memory_budget() if max_memory is None else _memory(max_memory, parse_memory)

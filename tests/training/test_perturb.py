@@ -158,3 +158,11 @@ def test_train_records_the_perturbation_and_eps_zero_trains_the_same_weights(tmp
     with pytest.raises(UsageError, match="--perturb-eps"):
         train(train_ds, features=FEATURES, model="gmu", tasks=["label"], out=tmp_path / "bad", store=store,
               perturb="fgsm", perturb_eps=-1.0, **SETTINGS)
+
+
+def test_a_model_fitted_whole_refuses_perturbation(tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    train_ds, _ = xor_split(tmp_path, store, n_train=40, n_test=4)
+    with pytest.raises(UsageError, match="'logreg' is fitted whole, not by gradient steps: --perturb does not apply"):
+        train(train_ds, features=FEATURES, model="logreg", tasks=["label"], out=tmp_path / "lr", store=store,
+              perturb="fgsm", perturb_eps=0.1, device="cpu")
