@@ -111,18 +111,48 @@ def _mlp(width: int, hidden: int, units: int, dropout: float) -> nn.Sequential:
 
 
 def remove_task_heads(trunk: nn.Module) -> int:
-    """Replace every ``TaskHeads`` inside ``trunk`` by a module without parameters that
-    refuses to run (its ``represent`` is what is read); returns how many were removed."""
+    """Replace every ``TaskHeads`` inside ``trunk`` by a pass-through without parameters,
+    so that the trunk's ``forward`` gives the representation its heads would have read
+    (with its auxiliary losses, for a trunk that has them); returns how many it replaced."""
     found = [name for name, module in trunk.named_modules() if isinstance(module, TaskHeads)]
     for name in found:
         parent_name, _, attribute = name.rpartition(".")
-        setattr(trunk.get_submodule(parent_name) if parent_name else trunk, attribute, _RemovedHeads())
+        setattr(trunk.get_submodule(parent_name) if parent_name else trunk, attribute, _PassThrough())
     return len(found)
 
 
-class _RemovedHeads(nn.Module):
-    def forward(self, shared):
-        raise RuntimeError("this trunk's task heads were removed: multitask-heads reads its represent(batch)")
+class _PassThrough(nn.Module):
+    def forward(self, shared: torch.Tensor) -> torch.Tensor:
+        return shared
+
+
+class DesignHeads(nn.Module):
+    """The heads of one ``design`` on a representation of ``width`` features:
+    ``forward(shared) -> {task: logits}`` for every task of ``heads``. ``fed`` maps an
+    intensity task to the presence task whose probabilities join its input (the two-stage
+    designs; a presence task is never itself fed)."""
+
+    def __init__(self, width: int, heads: dict[str, int], *, design: str, fed: dict[str, str], hidden: int, dropout: float):
+        super().__init__()
+        self.design = design
+        self.tasks = list(heads)
+        self.fed = dict(fed)
+        if design == "shared":
+            self.shared = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout))
+            self.outputs = nn.ModuleList(nn.Linear(hidden, int(heads[t])) for t in self.tasks)
+        else:
+            extra = {t: int(heads[self.fed[t]]) if t in self.fed else 0 for t in self.tasks}
+            self.outputs = nn.ModuleList(_mlp(width + extra[t], hidden, int(heads[t]), dropout) for t in self.tasks)
+
+    def forward(self, shared: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.design == "shared":
+            hidden = self.shared(shared)
+            return {task: layer(hidden) for task, layer in zip(self.tasks, self.outputs)}
+        layers = dict(zip(self.tasks, self.outputs))
+        logits = {task: layers[task](shared) for task in self.tasks if task not in self.fed}
+        for task, presence in self.fed.items():
+            logits[task] = layers[task](torch.cat([shared, torch.sigmoid(logits[presence])], dim=-1))
+        return {task: logits[task] for task in self.tasks}
 
 
 class MultitaskHeads(nn.Module):
@@ -132,9 +162,9 @@ class MultitaskHeads(nn.Module):
     ``stages`` lists ``(presence, intensity)`` task pairs. With the two-stage designs
     every presence task is a head (binary for ``two-stage``; one shared multi-label task
     for ``two-stage-multilabel``); with ``separate``/``shared`` a presence task that is
-    not a head is derived from its intensity task. ``absent[intensity]`` is the bool mask
-    of the intensity's "not" classes (buffers, set by ``set_absent`` from class names
-    when training and saved with the weights); it starts as class 0."""
+    not a head is derived from its intensity task. Buffer ``absent_<i>`` is the bool mask
+    of the ``i``-th derived task's "not" classes: class 0 until ``task_plan`` sets it from
+    the class names, and saved with the weights."""
 
     def __init__(
         self, trunk: nn.Module, heads: dict[str, int], *, design: str, stages: list[tuple[str, str]],
@@ -146,28 +176,23 @@ class MultitaskHeads(nn.Module):
         self.design = design
         self.tasks = list(heads)
         self.stages = list(stages)
-        self.fed = {intensity: presence for presence, intensity in self.stages if design.startswith("two-stage")}
+        fed = {intensity: presence for presence, intensity in self.stages if design.startswith("two-stage")}
+        self.heads = DesignHeads(self.width, heads, design=design, fed=fed, hidden=hidden, dropout=dropout)
         self.derived = {presence: intensity for presence, intensity in self.stages if presence not in heads}
-        self.absent_names = tuple(absent)
-        if design == "shared":
-            self.shared = nn.Sequential(nn.Linear(self.width, hidden), nn.ReLU(), nn.Dropout(dropout))
-            self.outputs = nn.ModuleList(nn.Linear(hidden, int(heads[t])) for t in self.tasks)
-        else:
-            extra = {t: int(heads[self.fed[t]]) if t in self.fed else 0 for t in self.tasks}
-            self.outputs = nn.ModuleList(_mlp(self.width + extra[t], hidden, int(heads[t]), dropout) for t in self.tasks)
         self.derived_order = list(self.derived)
+        self.absent_names = tuple(absent)
         for i, presence in enumerate(self.derived_order):
-            absent = torch.zeros(int(heads[self.derived[presence]]), dtype=torch.bool)
-            absent[0] = True
-            self.register_buffer(f"absent_{i}", absent)
+            mask = torch.zeros(int(heads[self.derived[presence]]), dtype=torch.bool)
+            mask[0] = True
+            self.register_buffer(f"absent_{i}", mask)
         if callable(getattr(trunk, "explain", None)):
             self.explain = trunk.explain  # the trunk's per-modality weights are the model's
 
     def task_plan(self, tasks: dict[str, tuple[str, list]]) -> dict:
         """What the recipe asks before training, given each task's ``(kind, classes)``:
         checks the kinds the design needs, sets each derived task's "not" classes (those
-        named in ``absent``, else class 0), and returns ``{"weights": default task
-        weights, "derived": [config.json entries of the derived tasks]}``."""
+        named in ``absent``, else class 0 of integer levels), and returns ``{"weights":
+        default task weights, "derived": [config.json entries of the derived tasks]}``."""
         from mmtk.models.derived import derived_task_entry
 
         check_kinds(self.design, self.stages, {task: kind for task, (kind, _) in tasks.items()})
@@ -179,27 +204,23 @@ class MultitaskHeads(nn.Module):
                 f"the intensity tasks' classes are: {', '.join(sorted(named)) or 'none'}",
             )
         derived = []
-        for presence in self.derived_order:
+        for i, presence in enumerate(self.derived_order):
             source = self.derived[presence]
             classes = tasks[source][1]
             mask = absent_mask(source, classes, self.absent_names)
-            getattr(self, f"absent_{self.derived_order.index(presence)}").copy_(mask)
+            getattr(self, f"absent_{i}").copy_(mask)
             derived.append(derived_task_entry(presence, source, [c for c, off in zip(classes, mask.tolist()) if off]))
         return {"weights": default_weights(self.tasks, self.stages), "derived": derived}
 
-    def forward(self, batch) -> dict[str, torch.Tensor]:
-        shared = self.represent(batch)
-        if self.design == "shared":
-            hidden = self.shared(shared)
-            logits = {task: layer(hidden) for task, layer in zip(self.tasks, self.outputs)}
-        else:
-            layers = dict(zip(self.tasks, self.outputs))
-            logits = {task: layers[task](shared) for task in self.tasks if task not in self.fed}
-            for task in self.tasks:
-                if task in self.fed:  # a presence head is never itself fed, so it is computed above
-                    probabilities = torch.sigmoid(logits[self.fed[task]])
-                    logits[task] = layers[task](torch.cat([shared, probabilities], dim=-1))
-            logits = {task: logits[task] for task in self.tasks}
+    def forward(self, batch, auxiliary: bool = False):
+        """Logits per task; with ``auxiliary`` (a trunk that has auxiliary losses, such as
+        ``mmae``'s reconstruction) ``(logits, the trunk's loss terms)``, from one trunk pass."""
+        if not auxiliary:
+            return self._with_derived(self.heads(self.represent(batch)))
+        shared, terms = self.trunk(batch, auxiliary=True)  # its heads pass the representation through
+        return self._with_derived(self.heads(shared)), terms
+
+    def _with_derived(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for i, presence in enumerate(self.derived_order):
             logits[presence] = presence_logit(logits[self.derived[presence]], getattr(self, f"absent_{i}"))
         return logits

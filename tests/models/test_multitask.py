@@ -54,7 +54,7 @@ def test_each_design_gives_one_logit_row_per_item_and_task(design, heads, stages
 
 
 def _presence_layers(model, presence: str):
-    return [p for name, p in model.named_parameters() if name.startswith(f"outputs.{model.tasks.index(presence)}.")]
+    return [p for name, p in model.named_parameters() if name.startswith(f"heads.outputs.{model.tasks.index(presence)}.")]
 
 
 @pytest.mark.parametrize(
@@ -91,15 +91,15 @@ def test_the_fed_probability_is_the_presence_heads_sigmoid():
     x = features()
     logits = model(x)
     shared = model.represent(x)
-    layer = model.outputs[model.tasks.index("humour_level")]
+    layer = model.heads.outputs[model.tasks.index("humour_level")]
     expected = layer(torch.cat([shared, torch.sigmoid(logits["humour"])], dim=-1))
     torch.testing.assert_close(logits["humour_level"], expected)
 
 
 def test_shared_design_has_one_hidden_layer_for_every_task():
     model = build(design="shared", stages=STAGES)
-    assert isinstance(model.shared[0], torch.nn.Linear) and model.shared[0].out_features == 8
-    assert all(isinstance(layer, torch.nn.Linear) and layer.in_features == 8 for layer in model.outputs)
+    assert isinstance(model.heads.shared[0], torch.nn.Linear) and model.heads.shared[0].out_features == 8
+    assert all(isinstance(layer, torch.nn.Linear) and layer.in_features == 8 for layer in model.heads.outputs)
 
 
 def test_presence_logit_is_the_log_odds_of_the_classes_above_not():
@@ -240,18 +240,31 @@ def trunk_batch(trunk: str, n: int = 6) -> tuple[dict, Batch]:
     return specs, Batch(features=feats, masks=masks, targets=targets)
 
 
+def has_task_heads(trunk: str, specs: dict) -> bool:
+    from mmtk.models.common import TaskHeads
+
+    built = MODELS.get(trunk)(specs, {"sentiment": 3})
+    return any(isinstance(module, TaskHeads) for module in built.modules())
+
+
 @pytest.mark.parametrize("trunk", TRUNKS)
 @pytest.mark.parametrize("design", ["separate", "two-stage"])
 def test_any_registry_trunk_carries_the_heads_and_every_parameter_learns(trunk, design):
-    from mmtk.training import SupervisedObjective, TaskLoss
+    from mmtk.training import AuxiliaryObjective, SupervisedObjective, TaskLoss
 
     if MODELS.capabilities(trunk).get("tokens"):
         pytest.skip(f"{trunk} reads word pieces into a pretrained checkpoint, which tests cannot download")
     specs, batch = trunk_batch(trunk)
     heads = {"sentiment": 3, "humour": 1, "humour_level": 4}
+    if not has_task_heads(trunk, specs):  # a classifier of its own: refused, by its structure
+        with pytest.raises(UsageError, match="classifies with its own heads"):
+            MODELS.get(NAME)(specs, heads, trunk=trunk, design=design, stages="humour:humour_level")
+        return
     torch.manual_seed(0)
     model = MODELS.get(NAME)(specs, heads, trunk=trunk, design=design, stages="humour:humour_level").train()
     objective = SupervisedObjective({"sentiment": TaskLoss("multiclass"), "humour": TaskLoss("binary"), "humour_level": TaskLoss("multiclass")})
+    if model_capabilities(NAME, {**model_params(NAME), "trunk": trunk}).get("auxiliary"):
+        objective = AuxiliaryObjective(objective)
     objective(model, batch)["total"].backward()
     # Every parameter is reached (the trunk's own heads are gone, not left unused); the
     # heads' gradients are non-zero. (Whether the trunk's are is the zoo contract's check
@@ -261,6 +274,24 @@ def test_any_registry_trunk_carries_the_heads_and_every_parameter_learns(trunk, 
     zero = [n for n, p in model.named_parameters() if not n.startswith("trunk.") and not bool(p.grad.abs().sum() > 0)]
     assert not zero, zero
     assert model.represent(batch).shape == (len(batch), model.width)
+
+
+def test_a_trunk_with_auxiliary_losses_keeps_them():
+    if "mmae" not in MODELS:
+        pytest.skip("mmae is not registered")
+    specs, batch = trunk_batch("mmae")
+    heads = {"sentiment": 3, "humour": 1, "humour_level": 4}
+    assert model_capabilities(NAME, {**model_params(NAME), "trunk": "mmae"})["auxiliary"] is True
+    torch.manual_seed(0)
+    alone = MODELS.get("mmae")(specs, heads).eval()
+    torch.manual_seed(0)  # the trunk is built first, so it starts with the same weights
+    model = MODELS.get(NAME)(specs, heads, trunk="mmae", stages="humour:humour_level").eval()
+    logits, terms = model(batch, auxiliary=True)
+    _, expected = alone(batch, auxiliary=True)
+    assert terms.keys() == expected.keys() and terms
+    for name in terms:
+        torch.testing.assert_close(terms[name], expected[name])
+    torch.testing.assert_close(logits["humour_level"], model(batch)["humour_level"])
 
 
 @pytest.mark.parametrize("trunk", REFUSED or ["none"])

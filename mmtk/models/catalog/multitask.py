@@ -74,16 +74,18 @@ def trunk_of(trunk: str, trunk_args: str) -> tuple[str, dict]:
     capabilities = MODELS.capabilities(trunk)
     usable = [name for name in MODELS.names() if name != NAME and _can_be_trunk(MODELS.capabilities(name))]
     if trunk == NAME or not _can_be_trunk(capabilities):
-        why = "adds auxiliary losses of its own, which the heads do not carry" if capabilities.get("auxiliary") else "has no trained representation"
-        raise UsageError(f"--model-arg trunk={trunk}: {trunk!r} cannot be the trunk of {NAME} ({why})", f"choose one of: {', '.join(usable)}")
+        raise UsageError(
+            f"--model-arg trunk={trunk}: {trunk!r} cannot be the trunk of {NAME} (it has no representation trained by gradients)",
+            f"choose one of: {', '.join(usable)}",
+        )
     params = {**model_params(trunk), **check_model_params(trunk, parse_pairs(trunk_args, "trunk_args"))}
     return trunk, params
 
 
 def _can_be_trunk(capabilities: dict) -> bool:
-    # A trunk must learn by gradient through represent(); auxiliary losses are computed in
-    # a trunk's forward, which the heads replace.
-    return capabilities.get("gradient", True) and not capabilities.get("fits") and not capabilities.get("auxiliary")
+    # The heads learn through the trunk's representation: a model fitted whole (svm,
+    # logreg) has none that gradients reach.
+    return bool(capabilities.get("gradient", True)) and not capabilities.get("fits")
 
 
 def trunk_capabilities(params: dict) -> dict:
@@ -130,7 +132,13 @@ def build_multitask_heads(
     name, params = trunk_of(trunk, trunk_args)
     body = MODELS.get(name)(inputs, heads, **params)
     if not remove_task_heads(body):
-        raise UsageError(f"--model-arg trunk={trunk}: its heads are not TaskHeads, so they cannot be replaced", "choose another trunk")
+        # Its classifier is its own (mm-transformer's class queries, whose contrastive loss
+        # reads them): replacing it would change the model rather than reuse its trunk.
+        raise UsageError(
+            f"--model-arg trunk={trunk}: {trunk!r} classifies with its own heads, not TaskHeads over its representation, "
+            "so multitask-heads cannot replace them",
+            "choose another trunk (mmtk list models)",
+        )
     names = tuple(filter(None, (part.strip() for part in absent.split(","))))
     return MultitaskHeads(body, heads, design=design, stages=pairs, absent=names, hidden=hidden, dropout=dropout)
 
