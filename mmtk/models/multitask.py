@@ -19,8 +19,9 @@ Where this differs from the paper, and why:
 
 - The trunk is any model of the registry (``represent(batch)``), not the paper's
   CLIP-based network, so the heads can be compared on the same features as every other
-  fusion model. The trunk's own task heads are removed (they would be parameters that
-  never learn).
+  fusion model. The trunk's own task heads become a pass-through (left in place they
+  would be parameters that never learn); a trunk's auxiliary losses (``mmae``'s
+  reconstruction) are kept.
 - The presence probability entering an intensity classifier is not detached: the
   intensity loss also teaches the presence classifier, the "interaction" the designs
   are meant to add.

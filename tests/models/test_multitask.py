@@ -433,3 +433,19 @@ def test_string_levels_without_a_named_not_class_exit_2(tmp_path, memotion):
     assert result.exit_code == 2
     assert "absent=not_funny" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_sequence_trunk_gets_its_sequences_unpooled(tmp_path):
+    from mmtk.evaluate import evaluate
+    from mmtk.store import FeatureStore
+    from mmtk.train import train
+    from training.sequence_data import SEQ_FEATURES, sequence_dataset
+
+    store = FeatureStore(tmp_path / "store")
+    dataset = sequence_dataset(tmp_path, store, n=160)
+    report = train(dataset.subset(range(120)), features=SEQ_FEATURES, model=NAME, tasks=["label"], out=tmp_path / "run", store=store,
+                   val_dataset=dataset.subset(range(120, 160)), model_args={"trunk": "attention-pool"}, epochs=30, lr=3e-3, device="cpu")
+    config = json.loads((report.run / "config.json").read_text())
+    assert config["preprocessing"]["pool"] is None  # the trunk pools them itself
+    assert [spec["kind"] for spec in config["model"]["inputs"]] == ["sequence", "vector"]
+    assert evaluate(report.run, dataset.subset(range(120, 160)), store=store, device="cpu")["metrics"]["accuracy"] > 0.75
