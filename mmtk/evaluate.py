@@ -54,6 +54,10 @@ def evaluate(
             prefix = "" if len(run.tasks) == 1 else f"{task}_"
             plotted += plot_task(kind, labels[task], outputs, classes, Path(plots_dir), prefix=prefix, title=task)
     result = task_result(per_task)
+    if "distillation" in run.config:  # a student run: how closely it follows its teacher
+        from mmtk.distill.report import distillation_report
+
+        result["distillation"] = distillation_report(run, dataset, store, device=device, student_logits=logits)
     if plots_dir is not None:
         result["plots"] = [str(path) for path in plotted]
     return result

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from mmtk import __version__
-from mmtk.cli import errors, extract_cmd, evaluate_cmd, list_cmd, ocr_cmd, planned_cmd, predict_cmd, store_cmd, train_cmd
+from mmtk.cli import distill_cmd, errors, extract_cmd, evaluate_cmd, list_cmd, ocr_cmd, predict_cmd, store_cmd, train_cmd
 from mmtk.cli.help_format import MmtkTyper
 
 app = MmtkTyper(
@@ -42,13 +42,7 @@ app.command("extract-features", epilog=extract_cmd.EXAMPLE)(extract_cmd.extract_
 app.command("train", epilog=train_cmd.EXAMPLE)(train_cmd.train_command)
 app.command("evaluate", epilog=evaluate_cmd.EXAMPLE)(evaluate_cmd.evaluate_command)
 app.command("predict", epilog=predict_cmd.EXAMPLE)(predict_cmd.predict_command)
-# Any option a user types (--teacher, --msd, ...) reaches the command, which answers
-# with its one "not built yet" line instead of click's "No such option" box.
-app.command(
-    "distill",
-    epilog=planned_cmd.DISTILL_EXAMPLE,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)(planned_cmd.distill_command)
+app.command("distill", epilog=distill_cmd.EXAMPLE)(distill_cmd.distill_command)
 app.command("ocr-subtitles", epilog=ocr_cmd.EXAMPLE)(ocr_cmd.ocr_subtitles_command)
 app.add_typer(store_cmd.app, name="store")
 app.command("list", epilog=list_cmd.EXAMPLE)(list_cmd.list_command)

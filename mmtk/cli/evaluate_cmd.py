@@ -76,6 +76,13 @@ def evaluate_command(
         from mmtk.cli.tables import metrics_table
 
         output.stdout().print(metrics_table(result, title=f"{run} on {data}"))
+        if "distillation" in result:
+            report = result["distillation"]
+            output.stdout().print(
+                f"against its teacher {report['teacher']}: agreement {report['agreement']:.3f}, "
+                f"KL to teacher {report['kl_to_teacher']:.4f}, consistency ratio {report['consistency_ratio']:.3f}",
+                highlight=False,
+            )
         for path in result.get("plots", []):
             output.stdout().print(f"plot: {path}", highlight=False)
     if misses:
