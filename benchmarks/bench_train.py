@@ -12,6 +12,16 @@ model are the median CPU seconds of an epoch (its cost on an idle core), the fas
 median wall seconds, samples/s = items trained / median CPU seconds, and the wall-clock
 samples/s of the training loop alone (from the train report, validation excluded).
 
+Every registered model is measured by default (``--models`` picks some). A model that
+refuses the two vectors (a sequence-only model such as ``mult``) is measured on the
+sequence variant instead: ``minilm:seq`` (20-50 token states of 384) and
+``efficientnet-lite0:seq`` (the 7x7 grid, 49 steps of 1280), random values, on
+``--sequence-items`` items per epoch (default 1,000: 49 x 1280 floats per image make
+10,000 items 2.5 GB, and samples/s is a rate). Models fitted whole (``svm``, ``logreg``:
+no epochs) are timed by their one fit (samples/s = items / fit seconds of the report) on
+``--whole-items`` items (default 2,000; an RBF SVM's fit grows with the square of the
+items). Models over word pieces (``tokens@COLUMN``) are listed, not measured.
+
     .venv/bin/python benchmarks/bench_train.py [--items 10000] [--epochs 10]
     MMTK_TORCH_THREADS=2 .venv/bin/python benchmarks/bench_train.py   # both cores
 
@@ -42,10 +52,13 @@ import numpy as np
 VAL_SPLIT = 0.2
 
 
-def build(folder: Path, items: int, store) -> object:
+def build(folder: Path, items: int, store, sequences: bool = False) -> object:
+    """``items`` items with random efficientnet-lite0 and minilm features: vectors, or
+    with ``sequences`` their sequence forms (a fresh folder per variant)."""
     from mmtk.backbones import resolve_backbone
     from mmtk.data import content_keys, read_dataset
 
+    folder.mkdir(parents=True, exist_ok=True)
     images = folder / "img"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -55,19 +68,29 @@ def build(folder: Path, items: int, store) -> object:
         rows.append(json.dumps({"id": i, "img": f"img/{i}.png", "text": f"caption {i}", "label": int(rng.integers(0, 2))}))
     (folder / "data.jsonl").write_text("\n".join(rows) + "\n")
     dataset = read_dataset(folder / "data.jsonl")
-    for backbone, modality, column, dim in (("efficientnet-lite0", "image", "img", 1280), ("minilm", "text", "text", 384)):
-        config = resolve_backbone(backbone, modality)
-        store.register(config.fingerprint, {"backbone": config.spec, "modality": modality, "kind": "vector", "dim": dim})
+    for backbone, modality, column, dim, steps in (("efficientnet-lite0", "image", "img", 1280, (49, 49)), ("minilm", "text", "text", 384, (20, 50))):
+        config = resolve_backbone(backbone, modality, sequence=sequences)
+        meta = {"backbone": config.spec, "modality": modality, "kind": config.kind, "dim": dim}
+        store.register(config.fingerprint, {**meta, **({"variant": config.variant} if config.variant else {})})
         keys = content_keys(dataset.values(column), modality)
-        store.put(config.fingerprint, keys, list(rng.normal(size=(items, dim)).astype(np.float32)))
+        if sequences:
+            arrays = [rng.normal(size=(int(rng.integers(steps[0], steps[1] + 1)), dim)).astype(np.float32) for _ in keys]
+        else:
+            arrays = list(rng.normal(size=(items, dim)).astype(np.float32))
+        store.put(config.fingerprint, keys, arrays)
     return dataset
+
+
+VECTORS, SEQUENCES = ["efficientnet-lite0", "minilm"], ["efficientnet-lite0:seq", "minilm:seq"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000, help="items trained on per epoch")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--models", default="gmu,concat")
+    parser.add_argument("--models", help="comma-separated (default: every registered model)")
+    parser.add_argument("--sequence-items", type=int, default=1000, help="items per epoch of the sequence variant")
+    parser.add_argument("--whole-items", type=int, default=2000, help="items of the one fit of models fitted whole")
     parser.add_argument("--loops", action="store_true", help="also time the previous loop against the new one")
     parser.add_argument("--previous", help="commit whose mmtk/train.py holds the previous loop")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --loops")
@@ -76,34 +99,72 @@ def main() -> None:
     import torch
 
     from mmtk.device import cpu_threads_per_process
+    from mmtk.errors import UsageError
+    from mmtk.models import MODELS
     from mmtk.store import FeatureStore
-    from mmtk.train import train
 
+    models = args.models.split(",") if args.models else MODELS.names()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         store = FeatureStore(folder / "store")
         tick = time.perf_counter()
         total = round(args.items / (1 - VAL_SPLIT))
-        dataset = build(folder, total, store)
+        dataset = build(folder / "vectors", total, store)
         print(f"setup: {total} items with 1280-d + 384-d features stored in {time.perf_counter() - tick:.1f} s", file=sys.stderr)
-        print(f"torch {torch.__version__}, {cpu_threads_per_process()} torch thread(s), batch 64, hidden 256, "
+        print(f"torch {torch.__version__}, {cpu_threads_per_process()} torch thread(s), batch 64, models' default widths, "
               f"{total} items ({args.items} trained per epoch), load average {os.getloadavg()[0]:.1f}")
-        print(f"{'model':<8} {'CPU s/epoch':>12} {'fastest wall s':>15} {'median wall s':>14} {'samples/s':>10} {'loop samples/s':>15}")
-        for model in args.models.split(","):
-            stamps = [(time.perf_counter(), time.thread_time())]
-            report = train(
-                dataset, features=["efficientnet-lite0", "minilm"], model=model, tasks=["label"], out=folder / model,
-                store=store, epochs=args.epochs, patience=args.epochs, val_split=VAL_SPLIT, device="cpu",
-                progress=lambda done, total: stamps.append((time.perf_counter(), time.thread_time())),
-            )
-            # The first interval also holds train()'s set-up (feature gather, encoders).
-            walls = [b[0] - a[0] for a, b in zip(stamps[1:], stamps[2:])]
-            cpus = [b[1] - a[1] for a, b in zip(stamps[1:], stamps[2:])]
-            cpu = statistics.median(cpus)
-            print(f"{model:<8} {cpu:>12.3f} {min(walls):>15.3f} {statistics.median(walls):>14.3f} "
-                  f"{report.train_items / cpu:>10.0f} {report.samples_per_second:>15.0f}")
+        print(f"{'model':<16} {'variant':<10} {'items':>6} {'CPU s/epoch':>12} {'fastest wall s':>15} {'median wall s':>14} {'samples/s':>10} {'loop samples/s':>15}")
+        variants = {"vectors": (dataset, VECTORS, args.items)}
+        for model in models:
+            capabilities = MODELS.capabilities(model)
+            if capabilities.get("tokens"):
+                print(f"{model:<16} needs word pieces (tokens@COLUMN): not measured")
+                continue
+            if capabilities.get("fits"):
+                measure_whole(model, variants, args, folder, store)
+                continue
+            try:
+                measure(model, *variants["vectors"], "vectors", args, folder, store)
+            except UsageError as exc:  # refuses vectors: the sequence variant
+                print(f"  {model} on vectors: {exc}", file=sys.stderr)
+                if "sequences" not in variants:
+                    items = round(args.sequence_items / (1 - VAL_SPLIT))
+                    variants["sequences"] = (build(folder / "sequences", items, store, sequences=True), SEQUENCES, args.sequence_items)
+                measure(model, *variants["sequences"], "sequences", args, folder, store)
         if args.loops:
             compare_loops(dataset, store, args, folder)
+
+
+def measure(model: str, dataset, features: list[str], items: int, variant: str, args, folder: Path, store) -> None:
+    """Train ``model`` for ``args.epochs`` epochs and print its row (see the module docstring)."""
+    from mmtk.train import train
+
+    stamps = [(time.perf_counter(), time.thread_time())]
+    report = train(
+        dataset, features=features, model=model, tasks=["label"], out=folder / f"{model}-{variant}",
+        store=store, epochs=args.epochs, patience=args.epochs, val_split=VAL_SPLIT, device="cpu",
+        progress=lambda done, total: stamps.append((time.perf_counter(), time.thread_time())),
+    )
+    # The first interval also holds train()'s set-up (feature gather, encoders).
+    walls = [b[0] - a[0] for a, b in zip(stamps[1:], stamps[2:])]
+    cpus = [b[1] - a[1] for a, b in zip(stamps[1:], stamps[2:])]
+    cpu = statistics.median(cpus)
+    print(f"{model:<16} {variant:<10} {report.train_items:>6} {cpu:>12.3f} {min(walls):>15.3f} {statistics.median(walls):>14.3f} "
+          f"{report.train_items / cpu:>10.0f} {report.samples_per_second:>15.0f}", flush=True)
+
+
+def measure_whole(model: str, variants: dict, args, folder: Path, store) -> None:
+    """A model fitted whole: one fit on ``--whole-items`` of the vector items."""
+    from mmtk.train import train
+
+    dataset, features, _ = variants["vectors"]
+    subset = dataset.subset(list(range(round(args.whole_items / (1 - VAL_SPLIT)))))
+    tick = time.process_time()  # scikit-learn's BLAS may use threads of its own
+    report = train(subset, features=features, model=model, tasks=["label"], out=folder / f"{model}-whole", store=store,
+                   val_split=VAL_SPLIT, device="cpu")
+    cpu = time.process_time() - tick
+    print(f"{model:<16} {'one fit':<10} {report.train_items:>6} {'-':>12} {'-':>15} {report.seconds:>14.3f} "
+          f"{report.train_items / cpu:>10.0f} {report.samples_per_second:>15.0f}", flush=True)
 
 
 def previous_loop(rev: str | None, folder: Path):
@@ -191,7 +252,7 @@ def compare_loops(dataset, store, args, folder: Path) -> None:
     print(f"\nloops side by side ({args.rounds} alternating rounds of {args.epochs} epochs, CPU s per epoch, median)")
     print(f"{'model':<8} {'loop':<22} {'CPU s/epoch':>12} {'vs previous':>12}")
     with cpu_threads("cpu"):
-        for model in args.models.split(","):
+        for model in (args.models or "gmu,concat").split(","):
             epochs = {name: [] for name in loops}
             for _ in range(args.rounds):
                 for name, run in loops.items():
