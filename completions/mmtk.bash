@@ -21,6 +21,10 @@ _mmtk() {
     esac
   done
   case "$cmd:$prev" in
+    "distill:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+    "distill:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "distill:--out"|"distill:--val"|"distill:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "distill:--teacher"|"distill:--student"|"distill:--features"|"distill:--task"|"distill:--msd"|"distill:--lambda"|"distill:--temperature"|"distill:--msd-weight"|"distill:--hidden-loss"|"distill:--teacher-features"|"distill:--teacher-weights"|"distill:--teacher-arg"|"distill:--student-arg"|"distill:--student-layers"|"distill:--student-hidden"|"distill:--lookahead"|"distill:--meta-lr"|"distill:--val-split"|"distill:--epochs"|"distill:--lr"|"distill:--batch-size"|"distill:--patience"|"distill:--seed"|"distill:--max-length"|"distill:--fps"|"distill:--frames"|"distill:--id-column"|"distill:--image-column"|"distill:--text-column") COMPREPLY=(); return ;;
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "evaluate:--plots"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -46,16 +50,16 @@ _mmtk() {
     "store repair:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store rm:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store verify:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "train:--model") COMPREPLY=($(compgen -W "attention-pool concat gmu" -- "$cur")); return ;;
+    "train:--model") COMPREPLY=($(compgen -W "attention-pool concat gmu logreg mm-transformer mmae multitask-heads svm" -- "$cur")); return ;;
     "train:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "train:--out"|"train:--val"|"train:--resume"|"train:--columns"|"train:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "train:--features"|"train:--task"|"train:--val-split"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
+    "train:--features"|"train:--task"|"train:--val-split"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
   esac
   if [[ "$cur" == -* ]]; then
     case "$cmd" in
       "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
-      "distill") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
+      "distill") COMPREPLY=($(compgen -W "--teacher --student --features --out --task --msd --lambda --temperature --msd-weight --hidden-loss --teacher-features --teacher-weights --teacher-arg --student-arg --student-layers --student-hidden --lookahead --meta-lr --val --val-split --epochs --lr --batch-size --patience --seed --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
@@ -68,13 +72,13 @@ _mmtk() {
       "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
       "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     esac
     return
   fi
   case "$cmd" in
     "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train" -- "$cur")) ;;
-    "distill") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
+    "distill") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "evaluate") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "extract-features") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "list") COMPREPLY=($(compgen -W "backbones models ocr-engines" -- "$cur")) ;;

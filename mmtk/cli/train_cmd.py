@@ -115,7 +115,7 @@ def train_command(
         typer.Option("--model-arg", help="KEY=VALUE model parameter, repeatable; `mmtk list models` shows each model's.", show_default=False),
     ] = None,
     task_weight: Annotated[
-        Optional[list[str]], typer.Option("--task-weight", help="TASK=WEIGHT of that task's loss in the total (default 1), repeatable.", show_default=False)
+        Optional[list[str]], typer.Option("--task-weight", help="TASK=WEIGHT of that task's loss in the total (default 1, or the model's: multitask-heads), repeatable.", show_default=False)
     ] = None,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99, help="Label smoothing of classification losses.")] = 0.0,
     schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule after warm-up: constant | linear | cosine.")] = "cosine",
