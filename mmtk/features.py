@@ -1,12 +1,14 @@
-"""Feature references (``BACKBONE[:seq][@COLUMN]``, ``tabular``, ``run:PATH``) and the
-feature sources that turn them into model inputs aligned with a dataset's records.
+"""Feature references (``BACKBONE[:seq][@COLUMN]``, ``tabular``, ``run:PATH``,
+``tokens@COLUMN``) and the feature sources that turn them into model inputs aligned with
+a dataset's records.
 
 ``FEATURE_SOURCES`` is a registry: ``stored`` (backbone features cached in the store,
 keyed by the backbone's fingerprint and each value's content key), ``tabular`` (columns
 encoded by preprocessors fitted on the training part) and ``run`` (the output
 probabilities of an existing run directory over the same items: stacking, cached teacher
-predictions). A reference goes to the first source that claims it; ``gather_inputs``
-returns one ``Gathered`` per reference: vectors, or sequences with lengths (in memory,
+predictions), and ``tokens`` (a text column's word-piece ids, for models that run
+their own BERT encoder: ``mmtk.tokens``). A reference goes to the first source that
+claims it; ``gather_inputs`` returns one ``Gathered`` per reference: vectors, or sequences with lengths (in memory,
 or as a ``SequenceReader`` left in the store) when the model takes them unpooled, and
 which items have the modality at all.
 """
@@ -23,11 +25,13 @@ from mmtk.backbones.base import FeatureOptions
 from mmtk.backbones.registry import absolute_spec
 from mmtk.errors import DataError, StoreError, UsageError, where
 from mmtk.registry import Registry
+from mmtk.tokens import TokenFeatures, is_tokens_ref, parse_tokens_ref
 
 SEQUENCE_MARK = ":seq"
 FEATURE_FORMS = (
     "BACKBONE, BACKBONE:seq (a stored sequence), BACKBONE@COLUMN (e.g. minilm@title) or tabular "
-    "(categorical and numerical columns, fitted at train time) or run:PATH (a trained run's output probabilities)"
+    "(categorical and numerical columns, fitted at train time) or run:PATH (a trained run's output probabilities) "
+    "or tokens@COLUMN (word pieces, for visualbert and tinybert)"
 )
 #: The feature built from tabular columns by preprocessors fitted at train time (see
 #: ``mmtk.tabular``); not a backbone and never in the store.
@@ -69,6 +73,9 @@ class FeatureRef:
                 raise UsageError(f"feature reference {text!r} names no run directory", "write run:PATH, e.g. run:runs/text")
             # Absolute, like backbone paths: the run that records it may be used from elsewhere.
             return cls(backbone=RUN_PREFIX + str(Path(body[len(RUN_PREFIX):].strip()).absolute()))
+        if is_tokens_ref(body):
+            tokenizer, column = parse_tokens_ref(body)
+            return cls(backbone=tokenizer, column=column)
         column = None
         head, at, tail = body.rpartition("@")
         if at and tail and _is_backbone_spec(head.removesuffix(SEQUENCE_MARK)):
@@ -220,20 +227,27 @@ def gather_features(
 class Gathered:
     """One input for every record: ``values`` ``(N, d)`` vectors or ``(N, T, d)`` zero-padded
     sequences with ``lengths`` ``(N,)``; or, for sequences left in the store, a
-    ``reader`` (``mmtk.store.gather.SequenceReader``) and ``values`` None. ``present``
-    (bool ``(N,)``, None: all) says which items have the modality; absent items are zeros."""
+    ``reader`` (``mmtk.store.gather.SequenceReader``) and ``values`` None; or word pieces:
+    int64 ids ``(N, T)`` padded with 0, ``lengths`` and ``vocab`` (the vocabulary size,
+    the input's width). ``present`` (bool ``(N,)``, None: all) says which items have the
+    modality; absent items are zeros."""
 
     values: np.ndarray | None
     lengths: np.ndarray | None = None
     present: np.ndarray | None = None
     reader: Any = None
+    vocab: int | None = None
 
     @property
     def kind(self) -> str:
+        if self.vocab is not None:
+            return "tokens"
         return "sequence" if self.lengths is not None or self.reader is not None else "vector"
 
     @property
     def dim(self) -> int:
+        if self.vocab is not None:
+            return int(self.vocab)
         return int(self.reader.dim if self.values is None else self.values.shape[-1])
 
     def subset(self, positions) -> Gathered:
@@ -244,6 +258,7 @@ class Gathered:
             lengths=None if self.lengths is None else self.lengths[positions],
             present=None if self.present is None else self.present[positions],
             reader=None if self.reader is None else self.reader.subset(positions),
+            vocab=self.vocab,
         )
 
     def nbytes(self) -> int:
@@ -395,9 +410,10 @@ def drop_incomplete(dataset, refs):
     from mmtk.data import BadItem
 
     keep, dropped = [], []
-    features = resolve_features(dataset, refs)
+    columns = [(f.name, f.column, f.backbone.modality) for f in resolve_features(dataset, refs)]
+    columns += [(ref.name, dataset.column_for(ref.column or "text"), "text") for ref in parse_feature_refs(refs) if ref.source == "tokens"]
     for i, record in enumerate(dataset.records):
-        lacking = [f.name for f in features if not has_value(record.values.get(f.column), f.backbone.modality)]
+        lacking = [name for name, column, modality in columns if not has_value(record.values.get(column), modality)]
         if lacking:
             dropped.append(BadItem(str(dataset.source), record.line, record.id, f"no {', '.join(lacking)} input (--missing-modality skip)"))
         else:
@@ -445,7 +461,11 @@ class RunOutputs:
             config = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise UsageError(f"feature {ref.name}: {path} cannot be read", "name a run directory written by mmtk train") from None
-        return [entry["column"] or entry["modality"] for entry in config["features"] if entry["modality"] not in ("tabular", "run")]
+        roles = {"tokens": "text"}  # word pieces read the text column by default
+        return [
+            entry["column"] or roles.get(entry["modality"], entry["modality"])
+            for entry in config["features"] if entry["modality"] not in ("tabular", "run")
+        ]
 
     def gather(self, dataset, ref, context: GatherContext) -> Gathered:
         from mmtk.models.objectives import to_outputs
@@ -464,6 +484,7 @@ STORED = StoredFeatures()
 FEATURE_SOURCES.add("stored", STORED, "backbone features cached in the feature store (BACKBONE[:seq][@COLUMN])")
 FEATURE_SOURCES.add("tabular", TabularFeatures(), "categorical and numerical columns, preprocessors fitted on the training part")
 FEATURE_SOURCES.add("run", RunOutputs(), "a trained run's output probabilities over the same items (run:PATH)")
+FEATURE_SOURCES.add("tokens", TokenFeatures(), "a text column's word-piece ids, computed at gather time (tokens@COLUMN)")
 
 
 def pick_column(dataset, backbone: str, column: str | None) -> tuple[str, str]:

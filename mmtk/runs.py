@@ -2,10 +2,14 @@
 
 ```
 RUN/config.json       resolved settings: model (name, params, inputs as InputSpecs,
-                      heads), features (reference, backbone spec, modality, fingerprint,
-                      column), tasks (label encoders, regression target statistics),
-                      training settings, "preprocessing" (pooling, missing-modality
-                      policy, per-feature standardisation statistics), and with a
+                      heads, and "built_from" for a model that loaded pretrained
+                      weights when built: its architecture, so that loading the run
+                      rebuilds it without them), features (reference, backbone
+                      spec, modality, fingerprint, column; a word-piece input's
+                      tokenizer and its digest), tasks (label encoders, regression
+                      target statistics), training settings, "preprocessing"
+                      (pooling, missing-modality policy, per-feature
+                      standardisation statistics), and with a
                       tabular feature the fitted preprocessor ("tabular": column roles,
                       scaler parameters, category lists; plain JSON)
 RUN/model.safetensors weights (tensors only: loading runs no code); config.json
@@ -83,6 +87,9 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
     check_run_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    built_from = getattr(model, "built_from", None)
+    if built_from:
+        config = {**config, "model": {**config["model"], "built_from": built_from}}
     try:
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS), metadata={"format": RUN_FORMAT})
@@ -181,8 +188,14 @@ class Run:
 
     def check_fingerprints(self, resolved) -> None:
         """Refuse features whose backbone fingerprint differs from training: different
-        weights or preprocessing give features the model never saw."""
+        weights or preprocessing give features the model never saw. Word pieces are
+        checked against the tokenizer the run recorded (``mmtk.tokens``)."""
+        from mmtk.tokens import check_recorded
+
         recorded = {entry["ref"]: entry for entry in self.config["features"]}
+        for entry in self.config["features"]:
+            if entry.get("modality") == "tokens":
+                check_recorded(entry, self.path)
         for feature in resolved:  # stored features only: tabular has no backbone
             entry = recorded[feature.name]
             if feature.backbone.fingerprint != entry["fingerprint"]:
@@ -231,7 +244,10 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         target_stats = {task["name"]: task["target_stats"] for task in config["tasks"] if task.get("target_stats")}
         tabular = TabularPreprocessor.from_json(config["tabular"]) if "tabular" in config else None
         params = model_cfg["params"] if "params" in model_cfg else model_cfg["hyperparameters"]
-        model = MODELS.get(model_cfg["name"])(specs_from_json(model_cfg), model_cfg["heads"], **params)
+        # A model built on pretrained weights is rebuilt from its recorded architecture
+        # (the run's weights replace them; the checkpoint may be gone or on a hub).
+        rebuilt = {"built_from": model_cfg["built_from"]} if model_cfg.get("built_from") else {}
+        model = MODELS.get(model_cfg["name"])(specs_from_json(model_cfg), model_cfg["heads"], **params, **rebuilt)
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as exc:
         # load_state_dict lists its mismatches on several lines; the CLI prints one.

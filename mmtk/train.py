@@ -127,6 +127,7 @@ def train(
     from mmtk.models.inference import cpu_threads
     from mmtk.models.objectives import head_units, target_tensor
     from mmtk.runs import check_run_target, save_run
+    from mmtk.tokens import check_token_model
     from mmtk.training import FitSettings, Standardizer, adamw, fit, make_schedule
     from mmtk.training.checkpoint import Checkpointer
     from mmtk.training.data import hide_presence, input_specs, pick_source
@@ -139,6 +140,7 @@ def train(
     params = {**model_params(model), **check_model_params(model, {**given, **(model_args or {})})}
     capabilities = model_capabilities(model, params)
     refs = parse_feature_refs(features)
+    check_token_model(model, capabilities, refs)
     specs = _parse_tasks(tasks, parse_task)
     if not resume:
         check_run_target(out)
@@ -290,12 +292,16 @@ def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, traini
     fitted tabular preprocessor (plain JSON) sits under ``"tabular"``; pooling, the
     missing-modality policy and the standardisation statistics under ``"preprocessing"``."""
     from mmtk import __version__
+    from mmtk.features import source_for
 
     stored = {feature.name: feature for feature in resolved}
     features = []
     for ref in refs:
-        if ref.source != "stored":  # tabular and run outputs: their modality is their source
-            features.append({**ref.to_json(), "modality": ref.source, "dim": model["input_dims"][ref.name]})
+        if ref.source != "stored":  # tabular, run outputs, word pieces: their modality is their source
+            record = getattr(source_for(ref), "describe", None)  # word pieces: the tokenizer's identity
+            features.append({
+                **ref.to_json(), "modality": ref.source, "dim": model["input_dims"][ref.name], **(record(ref) if record else {}),
+            })
             continue
         feature = stored[ref.name]
         features.append({

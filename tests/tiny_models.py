@@ -48,7 +48,9 @@ def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]
     vocab += [f"##{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)
+    # transformers 5 takes the vocabulary as ``vocab`` (a ``vocab_file`` keyword is ignored,
+    # leaving a tokenizer that knows only the special tokens).
+    BertTokenizerFast(vocab=str(directory / "vocab.txt")).save_pretrained(directory)
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -88,4 +90,23 @@ def save_tiny_detr(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     DetrForObjectDetection(config).eval().save_pretrained(directory)
     DetrImageProcessor(size={"shortest_edge": 48, "longest_edge": 80}).save_pretrained(directory)
+    return directory
+
+
+def save_tiny_visualbert(directory: Path, seed: int = 0, visual_dim: int = 12) -> Path:
+    """A transformers VisualBERT directory shaped like ``save_tiny_bert``'s BERT (same
+    vocabulary, written beside it), with ``visual_dim``-wide visual embeddings."""
+    import torch
+    from transformers import VisualBertConfig, VisualBertModel
+
+    save_tiny_bert(directory, seed)  # the tokenizer files, and the vocabulary size
+    vocab = len((directory / "vocab.txt").read_text().split())
+    for name in ("config.json", "model.safetensors"):
+        (directory / name).unlink()
+    torch.manual_seed(seed + 1)
+    config = VisualBertConfig(
+        vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=160, visual_embedding_dim=visual_dim, pad_token_id=0,
+    )
+    VisualBertModel(config).eval().save_pretrained(directory)
     return directory

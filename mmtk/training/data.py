@@ -14,9 +14,9 @@ def input_specs(gathered: dict) -> dict[str, InputSpec]:
     """One ``InputSpec`` per gathered input (sequences' ``max_len``: the longest stored)."""
     specs = {}
     for name, item in gathered.items():
-        if item.kind == "sequence":
+        if item.kind in ("sequence", "tokens"):
             lengths = item.lengths if item.values is not None else item.reader.lengths
-            specs[name] = InputSpec(name, item.dim, "sequence", int(lengths.max(initial=0)))
+            specs[name] = InputSpec(name, item.dim, item.kind, int(lengths.max(initial=0)))
         else:
             specs[name] = InputSpec(name, item.dim)
     return specs
@@ -36,7 +36,9 @@ def memory_source(gathered: dict, targets: dict, target_masks: dict | None, devi
             values, steps = item.reader.read(np.arange(len(item.reader)))
         if standardizer is not None:
             values = standardizer.apply_arrays(name, values, steps, item.present)
-        features[name] = torch.as_tensor(np.asarray(values, dtype=np.float32)).to(device)
+        # Word pieces stay int64 ids (an embedding's index); everything else is float32.
+        dtype = np.int64 if item.kind == "tokens" else np.float32
+        features[name] = torch.as_tensor(np.asarray(values, dtype=dtype)).to(device)
         if steps is not None:
             lengths[name] = torch.as_tensor(np.asarray(steps, dtype=np.int64)).to(device)
         if item.present is not None and not item.present.all():

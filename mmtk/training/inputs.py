@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("vector", "sequence")
+KINDS = ("vector", "sequence", "tokens")
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """One model input: its name (the feature reference), width, and whether each item
     is one vector ``(d,)`` or a sequence ``(T, d)`` of at most ``max_len`` steps (None:
-    as long as the store holds)."""
+    as long as the store holds), or word pieces: int64 ids ``(T,)`` of at most
+    ``max_len`` pieces, ``dim`` the vocabulary size (``mmtk.tokens``)."""
 
     name: str
     dim: int
@@ -28,6 +29,10 @@ class InputSpec:
     @property
     def is_sequence(self) -> bool:
         return self.kind == "sequence"
+
+    @property
+    def is_tokens(self) -> bool:
+        return self.kind == "tokens"
 
     def to_json(self) -> dict:
         return {"name": self.name, "dim": int(self.dim), "kind": self.kind, "max_len": self.max_len}

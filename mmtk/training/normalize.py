@@ -41,7 +41,8 @@ class Standardizer:
             raise ValueError(f"unknown standardisation {mode!r}; choose one of {', '.join(MODES)}")
         if mode == "none":
             return None
-        stats = {name: _moments(item) for name, item in gathered.items()}
+        # Word pieces are ids, not measurements: nothing to standardise.
+        stats = {name: _moments(item) for name, item in gathered.items() if item.kind != "tokens"}
         if mode == "auto":
             stats = {
                 name: (mean, std) for name, (mean, std) in stats.items()
