@@ -160,7 +160,7 @@ def test_default_weights_are_the_papers_groups_split_evenly():
         ({"stages": "humour:humour_level,humour_level:sarcasm_level"}, MEMOTION, "both a presence and an intensity"),
         ({"design": "two-stage"}, MEMOTION, "needs --model-arg stages"),
         ({"design": "two-stage", "stages": "funny:humour_level"}, MEMOTION, "trains presence task 'funny'"),
-        ({"design": "two-stage", "stages": MULTILABEL_STAGES}, MULTILABEL, "has 2 outputs"),
+        ({"design": "two-stage", "stages": MULTILABEL_STAGES}, MULTILABEL, "needs binary presence tasks, but 'emotions' has 2 outputs"),
         ({"design": "two-stage-multilabel", "stages": STAGES}, MEMOTION, "one multi-label presence task"),
         ({"trunk": "no-such-model"}, MEMOTION, "unknown model 'no-such-model'"),
         ({"trunk": NAME}, MEMOTION, "cannot be the trunk"),
@@ -376,6 +376,35 @@ def test_mmtk_train_two_stage_records_default_weights_and_learns_every_task(tmp_
     accuracy = {task: r["metrics"]["accuracy"] for task, r in json.loads(evaluated.stdout)["tasks"].items()}
     assert set(accuracy) == {"sentiment", "humour", "humour_level", "sarcasm", "sarcasm_level"}
     assert min(accuracy.values()) > 0.6, accuracy  # chance: 1/3, 3/4 (always present), 1/4
+
+
+def test_mmtk_train_two_stage_multilabel_with_one_presence_task_of_several_columns(tmp_path, memotion):
+    train_path, test_path = memotion
+    tasks = ["--task", "sentiment", "--task", "emotions=humour,sarcasm:multilabel", "--task", "humour_level", "--task", "sarcasm_level"]
+    result = mmtk("train", train_path, *TRAIN, *tasks, "--model-arg", "design=two-stage-multilabel",
+                  "--model-arg", "stages=emotions:humour_level,emotions:sarcasm_level", "--out", tmp_path / "run", "--val", test_path)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["training"]["task_weights"] == pytest.approx({"sentiment": 0.4, "emotions": 0.3, "humour_level": 0.15, "sarcasm_level": 0.15})
+    tasks = json.loads(mmtk("evaluate", tmp_path / "run", test_path, "--json").stdout)["tasks"]
+    assert tasks["emotions"]["metrics"]["macro_f1"] > 0.8 and tasks["sarcasm_level"]["metrics"]["accuracy"] > 0.6
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("multiclass", "design=two-stage needs binary presence tasks, but 'humour' has 2 outputs"),  # seen when built
+        ("regression", "design=two-stage needs a binary presence task, but 'humour' is regression"),  # one output: seen by its kind
+    ],
+)
+def test_a_design_given_tasks_of_the_wrong_kind_exits_2(tmp_path, memotion, kind, message):
+    train_path, _ = memotion
+    result = mmtk("train", train_path, *TRAIN, "--epochs", "1", "--task", f"humour:{kind}", "--task", "humour_level",
+                  "--model-arg", "design=two-stage", "--model-arg", "stages=humour:humour_level", "--model-arg", "absent=not_funny",
+                  "--out", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_task_weight_overrides_the_defaults_it_names(tmp_path, memotion):

@@ -63,8 +63,8 @@ def check_stages(design: str, stages: list[tuple[str, str]], heads: dict[str, in
         wide = sorted(p for p in presences if heads[p] != 1)
         if wide:
             raise UsageError(
-                f"design=two-stage: presence task {wide[0]!r} has {heads[wide[0]]} outputs, not one binary output",
-                "use design=two-stage-multilabel for one multi-label presence task",
+                f"design=two-stage needs binary presence tasks, but {wide[0]!r} has {heads[wide[0]]} outputs",
+                f"give it as --task {wide[0]}:binary (one 0/1 column), or use design=two-stage-multilabel for one multi-label presence task",
             )
 
 
