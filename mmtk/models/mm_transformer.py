@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtk.models.common import check_dims, item_norm
+from mmtk.models.common import TaskHeads, check_dims, item_norm
 from mmtk.training.batch import Batch, as_batch
 
 ENCODERS = ("shared", "multi")
@@ -80,6 +80,16 @@ def _encoder(hidden: int, num_heads: int, feedforward: int, dropout: float, laye
 
 def _mlp(hidden: int, out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out))
+
+
+class TaskMLPs(TaskHeads):
+    """The paper's classifier on ``[CLS]``: an MLP per task. A ``TaskHeads`` (same
+    ``forward``, MLPs for layers), so a model that replaces a trunk's task heads, such as
+    ``multitask-heads``, finds and replaces these too."""
+
+    def __init__(self, width: int, heads: dict[str, int], dropout: float):
+        super().__init__(width, heads)
+        self.layers = nn.ModuleList(_mlp(width, int(heads[t]), dropout) for t in self.tasks)
 
 
 class _Tokens:
@@ -138,7 +148,7 @@ class MultimodalTransformer(nn.Module):
                 self.combine = nn.Linear(m * hidden, hidden)
         self.dropout = nn.Dropout(dropout)
         if classifier == "cls":
-            self.mlps = nn.ModuleList(_mlp(hidden, u, dropout) for u in self.units)
+            self.heads = TaskMLPs(hidden, heads, dropout)
             self.width = hidden
         else:
             queries = sum(self.units)
@@ -218,7 +228,7 @@ class MultimodalTransformer(nn.Module):
         cls, memory, valid = self._encode(tokens)
         if self.classifier_kind == "cls":
             rep = self.dropout(cls)
-            return {task: mlp(rep) for task, mlp in zip(self.tasks, self.mlps)}, rep
+            return self.heads(rep), rep
         # An item with no input at all (nothing valid in memory) would make the
         # attention's softmax 0/0; it reads every [CLS] instead, a constant.
         empty = ~valid.any(dim=1)

@@ -184,6 +184,22 @@ def test_auxiliary_terms_add_to_the_total_and_a_zero_weight_turns_each_off():
     assert off.keys() == plain.keys() and torch.equal(off["total"], plain["total"])
 
 
+def test_multitask_heads_replace_the_cls_classifier_and_keep_the_auxiliary_losses():
+    if "multitask-heads" not in MODELS:
+        pytest.skip("multitask-heads is not registered")
+    heads = {"sentiment": 3, "humour": 1, "humour_level": 4}
+    torch.manual_seed(0)
+    model = MODELS.get("multitask-heads")(INPUTS, heads, trunk="mm-transformer", trunk_args="hidden=16,num_heads=2",
+                                          stages="humour:humour_level")
+    out, terms = model.eval()(batch(), auxiliary=True)
+    assert {task: tuple(v.shape) for task, v in out.items() if task in heads} == {"sentiment": (B, 3), "humour": (B, 1), "humour_level": (B, 4)}
+    assert set(terms) == {"align", "contrastive"}
+    # The class-query classifier is the model itself: it cannot be replaced.
+    with pytest.raises(UsageError, match="classifies with its own heads"):
+        MODELS.get("multitask-heads")(INPUTS, heads, trunk="mm-transformer", trunk_args="hidden=16,num_heads=2,classifier=class-query",
+                                      stages="humour:humour_level")
+
+
 def test_bad_parameters_are_usage_errors_naming_the_fix():
     with pytest.raises(UsageError, match="encoder=both.*choose one of: shared, multi"):
         build(encoder="both")
@@ -198,7 +214,7 @@ def test_bad_parameters_are_usage_errors_naming_the_fix():
 
 def test_mmtk_train_with_mm_transformer_end_to_end(tmp_path):
     from mmtk.store import FeatureStore
-    from sequence_data import SEQ_FEATURES, sequence_dataset
+    from training.sequence_data import SEQ_FEATURES, sequence_dataset
 
     store = tmp_path / "store"  # the suite's MMTK_STORE
     sequence_dataset(tmp_path, FeatureStore(store), n=160)
