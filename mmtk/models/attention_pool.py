@@ -24,7 +24,11 @@ class AttentionPool(nn.Module):
         self.names = list(dims)
         self.norms = nn.ModuleList(item_norm(dims[n]) for n in self.names)
         self.projections = nn.ModuleList(nn.Linear(dims[n], hidden) for n in self.names)
-        self.scores = nn.ModuleList(nn.Linear(hidden, 1) for _ in self.names)
+        # A score layer only where there are steps to pool: a vector input's would get no
+        # gradient. Identity keeps the list positional, so state-dict keys stay stable.
+        self.sequences = [getattr(inputs[n], "is_sequence", False) for n in self.names]
+        self.scores = nn.ModuleList(nn.Linear(hidden, 1) if seq else nn.Identity() for seq in self.sequences)
+        self.register_load_state_dict_pre_hook(_drop_vector_scores)
         self.body = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * len(self.names), hidden), nn.ReLU(), nn.Dropout(dropout))
         self.heads = TaskHeads(hidden, heads)
         self.width = hidden
@@ -39,6 +43,8 @@ class AttentionPool(nn.Module):
         for name, norm, projection, score in zip(self.names, self.norms, self.projections, self.scores):
             x = torch.tanh(projection(norm(batch.features[name])))
             if x.dim() == 3:
+                if isinstance(score, nn.Identity):
+                    raise ValueError(f"input {name!r} is a sequence, but the model was built for a vector there (pass InputSpecs)")
                 weights = score(x).squeeze(-1)
                 mask = batch.masks.get(name)
                 if mask is not None:
@@ -50,3 +56,12 @@ class AttentionPool(nn.Module):
             present = batch.is_present(name)
             pooled.append(x if present is None else x * present[:, None])
         return self.body(torch.cat(pooled, dim=-1))
+
+
+def _drop_vector_scores(module: AttentionPool, state_dict, prefix, *_):
+    """Runs saved before vector inputs lost their score layer hold weights for it, which
+    never influenced an output: drop them so those runs still load."""
+    for i, sequence in enumerate(module.sequences):
+        if not sequence:
+            for key in ("weight", "bias"):
+                state_dict.pop(f"{prefix}scores.{i}.{key}", None)

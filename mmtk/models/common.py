@@ -44,6 +44,24 @@ class ModalityNorms(nn.Module):
         return [norm(features[name]) for name, norm in zip(self.names, self.norms)]
 
 
+def presence(batch, names: list[str], like: torch.Tensor) -> torch.Tensor | None:
+    """Bool ``(B, M)``: which items have each of the inputs ``names`` (``batch.present``;
+    a name without an entry is present everywhere), or None when every item has all of
+    them, so the common dense case builds no mask. ``like`` gives batch size and device."""
+    if not any(name in batch.present for name in names):
+        return None
+    everywhere = torch.ones(len(like), dtype=torch.bool, device=like.device)
+    return torch.stack([batch.present.get(name, everywhere) for name in names], dim=1)
+
+
+def drop_absent(parts: list[torch.Tensor], present: torch.Tensor | None) -> list[torch.Tensor]:
+    """Each modality's tensor (in ``presence``'s order) with the items that lack it set to
+    zero; ``torch.where``, not a product, so even a NaN where the item has nothing is dropped."""
+    if present is None:
+        return parts
+    return [torch.where(present[:, i].view(-1, *[1] * (x.dim() - 1)), x, torch.zeros_like(x)) for i, x in enumerate(parts)]
+
+
 class TaskHeads(nn.Module):
     """A linear layer per task on a shared representation of ``width`` features."""
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmtk.models.common import ModalityNorms, TaskHeads, check_dims
+from mmtk.models.common import ModalityNorms, TaskHeads, check_dims, drop_absent, presence
 from mmtk.training.batch import as_batch
 
 
@@ -49,13 +49,19 @@ class GatedMultimodalUnit(nn.Module):
         """The fused representation ``(B, hidden)`` and the gates ``(B, M, hidden)``."""
         batch = as_batch(batch)
         linear = [proj(x) for proj, x in zip(self.projections, self.norms(batch.features))]
+        present = presence(batch, self.names, linear[0])
+        # An absent modality's projection is zeroed before the gate reads the concatenation:
+        # otherwise its values would still move the present modalities' gates.
+        linear = drop_absent(linear, present)
         scores = self.gate(torch.cat(linear, dim=-1)).view(-1, len(self.names), self.hidden)
-        if batch.present:
-            present = torch.stack(
-                [batch.present.get(n, torch.ones(len(scores), dtype=torch.bool, device=scores.device)) for n in self.names], dim=1
-            )
-            scores = scores.masked_fill(~present[:, :, None], float("-inf"))
-        gates = torch.softmax(scores, dim=1)
+        if present is not None:
+            # An item with no modality at all (a distillation view can remove the only one
+            # it has) keeps finite scores and gets zero gates below: a zero representation
+            # instead of 0/0.
+            absent = ~present & present.any(dim=1, keepdim=True)
+            gates = torch.softmax(scores.masked_fill(absent[:, :, None], float("-inf")), dim=1) * present[:, :, None]
+        else:
+            gates = torch.softmax(scores, dim=1)
         return (gates * torch.tanh(torch.stack(linear, dim=1))).sum(dim=1), gates
 
     def forward(self, batch) -> dict[str, torch.Tensor]:

@@ -100,7 +100,7 @@ def test_explain_support_is_known_without_building():
 
 
 def test_unknown_model_lists_the_registered_ones():
-    with pytest.raises(UsageError, match="unknown model 'nope'.*concat, gmu"):
+    with pytest.raises(UsageError, match="unknown model 'nope'; choose one of: .*concat, .*gmu, "):
         MODELS.get("nope")
 
 
@@ -108,3 +108,17 @@ def test_missing_input_names_the_expected_features():
     model = MODELS.get("concat")({"a": 2, "b": 2}, {"t": 1})
     with pytest.raises(KeyError, match="lacks the features \\['b'\\]"):
         model({"a": torch.randn(1, 2)})
+
+
+def test_attention_pool_scores_only_sequences_and_loads_runs_that_scored_vectors():
+    from mmtk.training import InputSpec
+
+    specs = {"minilm:seq": InputSpec("minilm:seq", 4, "sequence", 5), "tabular": InputSpec("tabular", 3)}
+    model = MODELS.get("attention-pool")(specs, {"t": 2}, hidden=6)
+    state = model.state_dict()
+    assert "scores.0.weight" in state and not any(key.startswith("scores.1.") for key in state)
+    # Runs saved before held a score layer for the vector input too, which never
+    # influenced an output; they still load (strictly: nothing else is ignored).
+    model.load_state_dict({**state, "scores.1.weight": torch.randn(1, 6), "scores.1.bias": torch.randn(1)})
+    with pytest.raises(RuntimeError, match="scores.0.extra"):
+        model.load_state_dict({**state, "scores.0.extra": torch.randn(1)})
