@@ -8,3 +8,4 @@ from mmtk.models.catalog import classical  # noqa: F401
 from mmtk.models.catalog import multitask  # noqa: F401
 from mmtk.models.catalog import combining  # noqa: F401
 from mmtk.models.catalog import bert  # noqa: F401
+from mmtk.models.catalog import mult  # noqa: F401
