@@ -14,7 +14,16 @@ from mmtk.cli.options import Json
 EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json\n\n  mmtk list models --json"
 
 
-CAPABILITIES = {"explains": "--explain", "sequences": "takes sequences", "missing": "--missing-modality mask", "fits": "fitted whole, no epochs"}
+CAPABILITIES = {
+    "explains": "--explain", "sequences": "takes sequences", "missing": "--missing-modality mask", "fits": "fitted whole, no epochs",
+    "auxiliary": "auxiliary losses (aux.* in train_log.jsonl)", "tokens": "takes word pieces (tokens@COLUMN)",
+}
+
+
+def shown_default(value) -> str:
+    """A parameter's default as it reads after ``--model-arg KEY=``: an empty string as
+    ``""`` (the model picks, e.g. gating's primary is then the first input)."""
+    return '""' if value == "" else str(value)
 
 
 class RegistryName(str, Enum):
@@ -58,6 +67,6 @@ def list_command(
         for entry, help_text in entries.items():
             console.print(f"  {entry:<{width}}  {help_text}", highlight=False, markup=False)
             if name == "models":
-                args = " ".join(f"{key}={value}" for key, value in params[entry].items())
+                args = " ".join(f"{key}={shown_default(value)}" for key, value in params[entry].items())
                 able = [CAPABILITIES.get(cap, cap) for cap, on in MODELS.capabilities(entry).items() if on]
                 console.print(f"  {'':<{width}}  --model-arg {args}; {', '.join(able)}", highlight=False, markup=False)

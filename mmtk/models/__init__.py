@@ -19,6 +19,9 @@ registry entry, so callers ask them without building anything:
 - ``fits="arrays"``: the model has no parameters; ``fit_arrays(features, targets,
   kinds, balanced=, seed=)`` fits it whole (``svm``, ``logreg``), which ``train`` calls
   instead of the gradient loop (tests that need gradients skip such models).
+- ``interactions=False``: the model cannot learn a label that needs two inputs together
+  (a linear model, ``logreg``); the zoo contract then asks it to learn a linearly
+  separable task only.
 
 Every model also has ``represent(batch) -> (B, width)`` (the fused representation its
 task heads read) and ``width``, so that a model can be the trunk of ``multitask-heads``

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from mmtk.evaluate import evaluate
-from mmtk.models import MODELS, supports_explain
+from mmtk.models import MODELS, model_capabilities, model_params, supports_explain
 from mmtk.runs import CONFIG, WEIGHTS_SHA256, load_run, save_run
 from mmtk.store import FeatureStore
 from mmtk.train import train
@@ -49,7 +49,9 @@ FAST = {"epochs": 30, "lr": 5e-3, "patience": 30, "batch_size": 32, "device": "c
 
 
 def capability(name: str, key: str, default=False):
-    return MODELS.capabilities(name).get(key, default)
+    """What model ``name`` built with its default parameters declares (its builder may
+    refine the entry's capabilities from its parameters: ``model_capabilities``)."""
+    return model_capabilities(name, model_params(name)).get(key, default)
 
 
 def contract_inputs(name: str) -> dict[str, InputSpec]:

@@ -8,7 +8,7 @@ from mmtk.models import MODELS, input_dims
 
 
 @MODELS.register(
-    "mlp-concat", help="A hidden layer per modality, then concatenation and an MLP (absent modality: its layer's output zeroed).",
+    "mlp-concat", help="A hidden layer per modality, concatenated, then an MLP (Multimodal-Toolkit's individual MLPs then concat).",
     explains=False, sequences=False, missing=True,
 )
 def build_mlp_concat(inputs: dict, heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
@@ -19,7 +19,7 @@ def build_mlp_concat(inputs: dict, heads: dict[str, int], *, hidden: int = 256, 
 
 
 @MODELS.register(
-    "concat-mlp", help="Concatenation, then an MLP of `layers` hidden layers (layers=1 is concat; absent modality: zeros after its norm).",
+    "concat-mlp", help="The concatenated modalities through an MLP of `layers` hidden layers (layers=1 is concat).",
     explains=False, sequences=False, missing=True,
 )
 def build_concat_mlp(inputs: dict, heads: dict[str, int], *, hidden: int = 256, layers: int = 2, dropout: float = 0.2):
@@ -33,8 +33,8 @@ def build_concat_mlp(inputs: dict, heads: dict[str, int], *, hidden: int = 256, 
 
 @MODELS.register(
     "attention",
-    help="Softmax attention over per-modality projections (LeakyReLU scores against the mean projection); "
-    "--explain gives its weights (absent modality: left out of the softmax).",
+    help="Softmax attention over the modalities' projections, LeakyReLU scores against their mean "
+    "(Multimodal-Toolkit's attention); --explain gives the weights.",
     explains=True, sequences=False, missing=True,
 )
 def build_attention(inputs: dict, heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
@@ -46,8 +46,8 @@ def build_attention(inputs: dict, heads: dict[str, int], *, hidden: int = 256, d
 
 @MODELS.register(
     "gating",
-    help="The primary input (default: the first) shifted by a ReLU-gated sum of the others, the shift at most beta of "
-    "its norm; --explain gives each modality's share (absent modality: its shift left out; absent primary: the shift alone).",
+    help="The primary input (default: the first) shifted by a gated sum of the others, at most beta of its norm "
+    "(Multimodal-Toolkit's gating); --explain gives each modality's share.",
     explains=True, sequences=False, missing=True,
 )
 def build_gating(inputs: dict, heads: dict[str, int], *, primary: str = "", hidden: int = 256, beta: float = 0.2, dropout: float = 0.2):
@@ -64,8 +64,8 @@ def build_gating(inputs: dict, heads: dict[str, int], *, primary: str = "", hidd
 
 @MODELS.register(
     "weighted-sum",
-    help="Per-modality projections to a common width, summed with learned per-feature weights; "
-    "--explain gives each modality's share (absent modality: left out of the sum).",
+    help="The modalities' projections summed with learned per-feature weights (Multimodal-Toolkit's weighted sum); "
+    "--explain gives each modality's share.",
     explains=True, sequences=False, missing=True,
 )
 def build_weighted_sum(inputs: dict, heads: dict[str, int], *, hidden: int = 256, dropout: float = 0.2):
