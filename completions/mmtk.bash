@@ -50,7 +50,7 @@ _mmtk() {
     "store repair:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store rm:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store verify:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "train:--model") COMPREPLY=($(compgen -W "attention-pool concat gmu logreg mm-transformer mmae multitask-heads svm" -- "$cur")); return ;;
+    "train:--model") COMPREPLY=($(compgen -W "attention attention-pool concat concat-mlp gating gmu logreg mlp-concat mm-transformer mmae mult multitask-heads svm tinybert visualbert weighted-sum" -- "$cur")); return ;;
     "train:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "train:--out"|"train:--val"|"train:--resume"|"train:--columns"|"train:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;

@@ -132,7 +132,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from verify' -l store -r -F -d 'Feat
 complete -c mmtk -n '__fish_seen_subcommand_from verify' -l json -d 'Print one JSON document on stdout and nothing else there'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -F
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l features -x -d 'Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN], tabular or run:PATH'
-complete -c mmtk -n '__fish_seen_subcommand_from train' -l model -x -a 'attention-pool concat gmu logreg mm-transformer mmae multitask-heads svm' -d 'Model name (see `mmtk list models`); several, comma-separated, train each into OUT/NAME and print a comparison'
+complete -c mmtk -n '__fish_seen_subcommand_from train' -l model -x -a 'attention attention-pool concat concat-mlp gating gmu logreg mlp-concat mm-transformer mmae mult multitask-heads svm tinybert visualbert weighted-sum' -d 'Model name (see `mmtk list models`); several, comma-separated, train each into OUT/NAME and print a comparison'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l out -r -F -d 'Run directory to write'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l task -x -d 'COLUMN[:KIND] with KIND binary, multiclass, multilabel or regression, or NAME=A,B:multilabel over several 0/1 columns; repeat for several tasks'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l val -r -F -d 'Validation dataset (else a split of DATA)'
