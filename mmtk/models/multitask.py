@@ -219,6 +219,8 @@ class MultitaskHeads(nn.Module):
         if not auxiliary:
             return self._with_derived(self.heads(self.represent(batch)))
         shared, terms = self.trunk(batch, auxiliary=True)  # its heads pass the representation through
+        if not isinstance(shared, torch.Tensor):
+            raise RuntimeError(f"trunk {type(self.trunk).__name__} does not return its heads' output from forward: it cannot carry multitask-heads")
         return self._with_derived(self.heads(shared)), terms
 
     def _with_derived(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -478,3 +478,11 @@ def test_a_sequence_trunk_gets_its_sequences_unpooled(tmp_path):
     assert config["preprocessing"]["pool"] is None  # the trunk pools them itself
     assert [spec["kind"] for spec in config["model"]["inputs"]] == ["sequence", "vector"]
     assert evaluate(report.run, dataset.subset(range(120, 160)), store=store, device="cpu")["metrics"]["accuracy"] > 0.75
+
+
+def test_a_bad_trunk_parameter_exits_2_naming_the_valid_ones(tmp_path, memotion):
+    train_path, _ = memotion
+    result = mmtk("train", train_path, *TRAIN, "--epochs", "1", "--task", "sentiment", "--model-arg", "trunk_args=width=3",
+                  "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: model 'gmu' has no parameter 'width'") and "hidden (default 256)" in result.stderr
