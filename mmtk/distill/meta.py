@@ -21,7 +21,7 @@ student; ``"all"`` looks ahead with every parameter, as Meta-Weight-Net does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -58,18 +58,6 @@ def probability_width(kind: str, units: int) -> int:
     return 2 if kind == "binary" else units
 
 
-class _Call(nn.Module):
-    """Runs ``model.<method>`` as a module's forward, so ``functional_call`` can run it
-    with substituted parameters (it only calls ``forward``)."""
-
-    def __init__(self, model: nn.Module, method: str):
-        super().__init__()
-        self.model, self.method = model, method
-
-    def forward(self, x):
-        return self.model(x) if self.method == "forward" else getattr(self.model, self.method)(x)
-
-
 @dataclass
 class MetaDistillObjective:
     """A ``fit`` objective: the meta update, then ``base``'s terms with the updated
@@ -81,31 +69,37 @@ class MetaDistillObjective:
     meta_batches: Iterator[Batch]
     lookahead_lr: float
     lookahead: str = "all"
+    _names: list[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.lookahead not in LOOKAHEAD:
             raise ValueError(f"lookahead must be one of {LOOKAHEAD}, not {self.lookahead!r}")
 
     def __call__(self, model, batch: Batch) -> dict[str, torch.Tensor]:
-        meta_loss = self.meta_update(model, batch)
+        # The student runs once: its per-view losses are weighed by the meta-learner for
+        # the look-ahead and, after the meta update, by its new weights for the real step.
+        parts = self.base.parts(model, batch)
+        meta_loss = self.meta_update(model, batch, parts)
         with torch.no_grad():
             weights = self.net(batch, self.base.kinds)
-        terms = self.base.weighted_terms(model, batch, weights)
+        terms = self.base.combine(parts, weights)
         terms["meta"] = meta_loss
         return terms
 
     def terms(self, outputs: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
         return self.base.terms(outputs, batch)
 
-    def meta_update(self, model, batch: Batch) -> torch.Tensor:
-        prefix = "" if self.lookahead == "all" else "heads."
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix)}
+    def meta_update(self, model, batch: Batch, parts: dict | None = None) -> torch.Tensor:
+        """One meta-learner step; returns the looked-ahead student's meta-set loss.
+        ``parts``: the student's loss parts on ``batch`` (computed here if not given)."""
+        parts = parts if parts is not None else self.base.parts(model, batch)
+        params = self._params(model)
         weights = self.net(batch, self.base.kinds)
-        terms = self.base.weighted_terms(model, batch, weights, self._forward(model, params))
-        grads = torch.autograd.grad(terms[TOTAL], list(params.values()), create_graph=True, allow_unused=True)
+        loss = self.base.combine(parts, weights)[TOTAL]
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, retain_graph=True, allow_unused=True)
         fast = {n: p if g is None else p - self.lookahead_lr * g for (n, p), g in zip(params.items(), grads)}
         meta_batch = next(self.meta_batches)
-        meta_outputs = self._forward(model, fast)("forward", meta_batch)
+        meta_outputs = self._looked_ahead(model, fast, meta_batch)
         meta_loss = self.base.supervised.terms(meta_outputs, meta_batch)[TOTAL]
         meta_params = list(self.net.parameters())
         for p, g in zip(meta_params, torch.autograd.grad(meta_loss, meta_params)):
@@ -113,24 +107,22 @@ class MetaDistillObjective:
         self.optimizer.step()
         return meta_loss.detach()
 
-    def _forward(self, model, params: dict[str, torch.Tensor]):
-        """``forward(method, x)`` running ``model`` with ``params`` substituted: every
-        method under ``functional_call``, or, looking ahead with the heads only, the
-        representation with the real weights and no gradient, then the heads."""
-        def call(method: str, x):
-            return functional_call(_Call(model, method), {f"model.{n}": p for n, p in params.items()}, (x,))
+    def _params(self, model) -> dict[str, torch.Tensor]:
+        """The parameters the look-ahead updates (their names read once per model)."""
+        if self._names is None:
+            prefix = "" if self.lookahead == "all" else "heads."
+            self._names = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix)]
+        named = dict(model.named_parameters())
+        return {name: named[name] for name in self._names}
 
+    def _looked_ahead(self, model, fast: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        """The student's logits on ``batch`` with the looked-ahead parameters ``fast``
+        (all of them; or the heads' over the representation, computed without gradient)."""
         if self.lookahead == "all":
-            return call
-
-        def heads_only(method: str, x):
-            if method == "heads":
-                return call("heads", x)
-            with torch.no_grad():
-                hidden = model.represent(x)
-            return hidden if method == "represent" else call("heads", hidden)
-
-        return heads_only
+            return functional_call(model, fast, (batch,))
+        with torch.no_grad():
+            hidden = model.represent(batch)
+        return functional_call(model.heads, {name[len("heads."):]: p for name, p in fast.items()}, (hidden,))
 
 
 def cycle(source, batch_size: int, seed: int) -> Iterator[Batch]:

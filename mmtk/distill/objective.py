@@ -37,17 +37,14 @@ def view_term(view: str) -> str:
     return "kd" if view == FULL else "msd." + view.split(":", 1)[1]
 
 
-def student_outputs(model, batch: Batch, views: Views, need_hidden: bool, forward: Callable | None = None):
+def student_outputs(model, batch: Batch, views: Views, need_hidden: bool):
     """``({view: {task: logits}}, hidden of the full view or None)`` from one forward pass
-    over the stacked views. ``forward(method, batch)`` runs a model method (the meta
-    step passes one that runs it under ``functional_call`` with looked-ahead weights)."""
-    forward = forward or (lambda method, b: getattr(model, method)(b) if method != "forward" else model(b))
+    over the stacked views."""
     stacked = stack_views(batch, views)
     if not need_hidden:
-        return split_views(forward("forward", stacked), views), None
-    hidden = forward("represent", stacked)
-    outputs = forward("heads", hidden)
-    return split_views(outputs, views), hidden.chunk(len(views.names))[0]
+        return split_views(model(stacked), views), None
+    hidden = model.represent(stacked)
+    return split_views(model.heads(hidden), views), hidden.chunk(len(views.names))[0]
 
 
 @dataclass
@@ -69,24 +66,37 @@ class DistillObjective:
     def __call__(self, model, batch: Batch) -> dict[str, torch.Tensor]:
         return self.weighted_terms(model, batch, self.weighting(batch, self.kinds))
 
-    def weighted_terms(self, model, batch: Batch, weights: dict[str, torch.Tensor], forward: Callable | None = None) -> dict[str, torch.Tensor]:
-        """The terms with per-item view ``weights`` given (the meta step computes them)."""
-        outputs, hidden = student_outputs(model, batch, self.views, bool(self.hidden), forward)
-        supervised = self.supervised.terms(outputs[FULL], batch)
-        terms = {name: value for name, value in supervised.items() if name != TOTAL}
-        terms["ce"] = supervised[TOTAL]
-        distill = 0
+    def weighted_terms(self, model, batch: Batch, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The terms with per-item view ``weights`` given."""
+        return self.combine(self.parts(model, batch), weights)
+
+    def parts(self, model, batch: Batch) -> dict:
+        """What the terms are made of before view weights apply: the supervised terms,
+        each view's per-item KL, the hidden-state losses. The meta step weighs the same
+        parts twice (look-ahead, then the real step), so the student runs once."""
+        outputs, hidden = student_outputs(model, batch, self.views, bool(self.hidden))
+        kls = {}
         for view in self.views.names:
             kl = self.view_kl(outputs[view], batch, view)
             # An item with none of the view's modalities (text-only view of an item
             # without text) has nothing to learn from on it.
-            kl = torch.where(self.available(batch, view), kl, torch.zeros_like(kl))
+            kls[view] = torch.where(self.available(batch, view), kl, torch.zeros_like(kl))
+        hidden_terms = {name: self.hidden_loss(name, hidden, batch.targets[TEACHER_HIDDEN]) for name in self.hidden}
+        return {"supervised": self.supervised.terms(outputs[FULL], batch), "kl": kls, "hidden": hidden_terms}
+
+    def combine(self, parts: dict, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The named terms and ``total`` of ``parts`` under per-item view ``weights``."""
+        supervised = parts["supervised"]
+        terms = {name: value for name, value in supervised.items() if name != TOTAL}
+        terms["ce"] = supervised[TOTAL]
+        distill = 0
+        for view, kl in parts["kl"].items():
             terms[view_term(view)] = (weights[view] * kl).mean()
             distill = distill + terms[view_term(view)]
         total = self.lam * supervised[TOTAL] + (1 - self.lam) * self.tau**2 * distill
-        for name, beta in self.hidden.items():
-            terms[name] = self.hidden_loss(name, hidden, batch.targets[TEACHER_HIDDEN])
-            total = total + beta * terms[name]
+        for name, value in parts["hidden"].items():
+            terms[name] = value
+            total = total + self.hidden[name] * value
         terms[TOTAL] = total
         return terms
 

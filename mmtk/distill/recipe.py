@@ -99,7 +99,7 @@ class Teaching:
             return base, extra
         widths = {task: probability_width(kind, self.signals[teacher_key(FULL, task)].shape[1]) for task, kind in kinds.items()}
         meta_net = MetaWeightNet(views.names, widths, self.meta_hidden).to(device)
-        meta_optimizer = torch.optim.Adam(meta_net.parameters(), lr=self.meta_lr, weight_decay=1e-4)
+        meta_optimizer = torch.optim.Adam(meta_net.parameters(), lr=self.meta_lr, weight_decay=1e-4, fused=True)
         objective = MetaDistillObjective(base, meta_net, meta_optimizer, cycle(val_source, batch_size, seed), lr, self.lookahead)
         return objective, extra
 
