@@ -1,0 +1,162 @@
+"""Training samples/s of mmtk's ``mult`` against the reference MulT implementation
+(github.com/yaohungt/Multimodal-Transformer, issue 11), side by side in one process.
+
+Both models get the reference's defaults on CMU-MOSEI aligned shapes: text 50 x 300,
+audio 50 x 74, vision 50 x 35; width 30, 5 heads, 5 crossmodal and 5 self-attention
+layers (the reference builds its self-attention stacks with max(nlevels, 3) layers),
+its dropouts, batch 24, one output (CMU-MOSEI sentiment), L1 loss, gradient clipping at
+0.8, Adam at lr 1e-3; one torch thread. mmtk's model gets ``hidden=180`` so that its
+concat residual block has the reference's width (the concatenation's), and runs with
+masking on: every batch carries key-padding masks whose valid lengths are drawn from
+25..50 steps (the reference has no masks and computes over all 50). Data are random;
+a step is forward + backward + clipping + Adam step.
+
+Repetitions interleave the two models (the order alternates), each timing ``--steps``
+steps after ``--warmup`` untimed ones. Reported per model: the median samples/s over
+repetitions by the main thread's CPU time (all work runs on it with one torch thread, so
+on a busy machine this is closer to the cost on an idle core) and by wall time; the
+last line is one JSON object with ``mmtk``, ``reference`` and ``ratio`` (CPU-time
+figures) and the wall-time ones beside them.
+
+    .venv/bin/python benchmarks/bench_mult.py --reference /path/to/Multimodal-Transformer
+
+The reference runs unmodified except for the one-line fix it needs on torch 2
+(``positions.view(-1)`` -> ``positions.reshape(-1)`` in ``modules/position_embedding.py``);
+the benchmark imports it from PATH and never copies it. Without ``--reference`` only
+mmtk's figure is measured (``reference`` and ``ratio`` are null).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+SHAPES = {"text": (50, 300), "audio": (50, 74), "vision": (50, 35)}
+BATCH = 24
+SETTINGS = {"width": 30, "num_heads": 5, "layers": 5, "self_layers": 5}
+REFERENCE_DEFAULTS = {  # main.py's argument defaults
+    "attn_dropout": 0.1, "attn_dropout_a": 0.0, "attn_dropout_v": 0.0, "relu_dropout": 0.1, "embed_dropout": 0.25,
+    "res_dropout": 0.1, "out_dropout": 0.0, "nlevels": 5, "num_heads": 5, "attn_mask": True, "clip": 0.8, "lr": 1e-3,
+}
+
+
+def make_batches(count: int, seed: int):
+    """``count`` random batches: per modality a ``(B, T, d)`` tensor and a valid length
+    per item, and regression targets."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(count):
+        features = {name: torch.randn(BATCH, steps, dim, generator=generator) for name, (steps, dim) in SHAPES.items()}
+        lengths = {name: torch.randint(25, steps + 1, (BATCH,), generator=generator) for name, (steps, _) in SHAPES.items()}
+        batches.append((features, lengths, torch.randn(BATCH, generator=generator)))
+    return batches
+
+
+def mmtk_step_factory():
+    import torch
+
+    from mmtk.models import MODELS
+    from mmtk.training.batch import Batch
+    from mmtk.training.inputs import InputSpec
+
+    inputs = {name: InputSpec(name, dim, "sequence", steps) for name, (steps, dim) in SHAPES.items()}
+    model = MODELS.get("mult")(inputs, {"y": 1}, hidden=180, **SETTINGS).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=REFERENCE_DEFAULTS["lr"])
+
+    def step(features, lengths, target):
+        masks = {name: torch.arange(x.shape[1])[None, :] < lengths[name][:, None] for name, x in features.items()}
+        optimizer.zero_grad()
+        loss = torch.nn.functional.l1_loss(model(Batch(features, masks))["y"].squeeze(-1), target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), REFERENCE_DEFAULTS["clip"])
+        optimizer.step()
+
+    return model, step
+
+
+def reference_step_factory(path: Path):
+    """The reference's MULTModel with main.py's defaults and src/train.py's step (its
+    ``nn.DataParallel`` wrapper is left out: on a CPU it calls the module)."""
+    import torch
+
+    sys.path.insert(0, str(path))
+    from src.models import MULTModel  # noqa: E402  (the reference checkout)
+
+    hyp = SimpleNamespace(
+        **REFERENCE_DEFAULTS, orig_d_l=SHAPES["text"][1], orig_d_a=SHAPES["audio"][1], orig_d_v=SHAPES["vision"][1],
+        layers=REFERENCE_DEFAULTS["nlevels"], lonly=True, aonly=True, vonly=True, output_dim=1,
+    )
+    model = MULTModel(hyp).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=hyp.lr)
+    criterion = torch.nn.L1Loss()
+
+    def step(features, lengths, target):
+        model.zero_grad()
+        preds, _ = model(features["text"], features["audio"], features["vision"])
+        criterion(preds.squeeze(-1), target).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), hyp.clip)
+        optimizer.step()
+
+    return model, step
+
+
+def timed(step, batches, steps: int, warmup: int) -> tuple[float, float]:
+    """Samples/s of ``steps`` steps by thread CPU time and by wall time."""
+    for i in range(warmup):
+        step(*batches[i % len(batches)])
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for i in range(steps):
+        step(*batches[i % len(batches)])
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    return steps * BATCH / cpu, steps * BATCH / wall
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, help="a checkout of yaohungt/Multimodal-Transformer (with the torch-2 fix)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions per model (default 5)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per repetition (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each repetition (default 2)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(1111)
+    batches = make_batches(8, seed=0)
+    runs = {"mmtk": mmtk_step_factory()}
+    if args.reference is not None:
+        if not (args.reference / "src" / "models.py").is_file():
+            print(f"{args.reference} is not a checkout of yaohungt/Multimodal-Transformer (no src/models.py)", file=sys.stderr)
+            return 2
+        runs["reference"] = reference_step_factory(args.reference)
+    for name, (model, _) in runs.items():
+        print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters", file=sys.stderr)
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    order = list(runs)
+    for repeat in range(args.repeats):
+        for name in order if repeat % 2 == 0 else order[::-1]:
+            figures[name].append(timed(runs[name][1], batches, args.steps, args.warmup))
+            cpu, wall = figures[name][-1]
+            print(f"repeat {repeat + 1}: {name:9s} {cpu:7.1f} samples/s (CPU time) {wall:7.1f} samples/s (wall)", file=sys.stderr)
+    medians = {name: (statistics.median(f[0] for f in runs_), statistics.median(f[1] for f in runs_)) for name, runs_ in figures.items()}
+    for name, (cpu, wall) in medians.items():
+        print(f"{name:9s} median {cpu:7.1f} samples/s by CPU time, {wall:7.1f} by wall time")
+    result = {"mmtk": round(medians["mmtk"][0], 1), "reference": None, "ratio": None,
+              "mmtk_wall": round(medians["mmtk"][1], 1), "reference_wall": None, "ratio_wall": None}
+    if "reference" in medians:
+        result.update(reference=round(medians["reference"][0], 1), ratio=round(medians["mmtk"][0] / medians["reference"][0], 2),
+                      reference_wall=round(medians["reference"][1], 1), ratio_wall=round(medians["mmtk"][1] / medians["reference"][1], 2))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
