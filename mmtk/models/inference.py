@@ -13,7 +13,6 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
-CHUNK = 8192  # rows per forward pass: bounds memory on large sets, and is fast on CPU
 
 
 @contextmanager
@@ -52,8 +51,8 @@ def forward_all(model, source, *, explain: bool = False) -> tuple[dict, dict | N
     model.eval()
     logits: dict[str, list[torch.Tensor]] = {}
     weights: dict[str, list[torch.Tensor]] = {}
-    # A store-backed source reads each chunk from disk: it says how many items fit.
-    for chunk in source.batches(getattr(source, "eval_batch", CHUNK)):
+    # Each source says how many items a chunk holds (sequences and store reads take fewer).
+    for chunk in source.batches(source.eval_batch):
         for task, out in model(chunk).items():
             logits.setdefault(task, []).append(out)
         if explain:

@@ -27,6 +27,9 @@ from mmtk.training.batch import Batch
 from mmtk.training.world import SINGLE, World
 
 PREFETCH_DEPTH = 2  # batches read ahead: one being read while one waits for the step
+EVAL_ITEMS = 8192  # rows per evaluation chunk of vectors: bounds memory on large sets, fast on CPU
+EVAL_STEPS = 32768  # padded sequence steps per evaluation chunk (all sequence inputs together)
+EVAL_MIN_ITEMS = 16
 
 
 def shuffled_order(n: int, generator: torch.Generator | None, world: World) -> torch.Tensor:
@@ -88,6 +91,17 @@ class InMemorySource:
 
     def nbytes(self) -> int:
         return sum(t.element_size() * t.nelement() for t in self.features.values())
+
+    @property
+    def eval_batch(self) -> int:
+        """Items per validation/prediction chunk: ``EVAL_ITEMS`` for vectors; with
+        sequences, as many items as hold ``EVAL_STEPS`` padded steps over all sequence
+        inputs, since a sequence model's activations grow with them (a transformer over
+        89 tokens held 0.77 MB per item, so 8,192 items would need 6 GB)."""
+        steps = sum(int(x.shape[1]) for name, x in self.features.items() if name in self.lengths)
+        if not steps:
+            return EVAL_ITEMS
+        return max(EVAL_MIN_ITEMS, min(EVAL_ITEMS, EVAL_STEPS // steps))
 
 
 @dataclass

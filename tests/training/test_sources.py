@@ -110,3 +110,27 @@ def test_an_in_memory_source_of_vectors_slices_without_masks():
     batches = list(source.batches(4))
     assert [len(b) for b in batches] == [4, 4, 2] and not batches[0].masks and not batches[0].present
     assert torch.equal(torch.cat([b.targets["t"] for b in batches]), torch.arange(10))
+
+
+def test_evaluation_chunks_of_sequences_are_bounded_by_their_padded_steps():
+    from mmtk.models.inference import forward_all
+    from mmtk.training.sources import EVAL_ITEMS, EVAL_STEPS
+
+    n, steps = 3000, 64
+    lengths = torch.randint(1, steps + 1, (n,), generator=torch.Generator().manual_seed(0))
+    lengths[0] = steps
+    source = InMemorySource({"seq": torch.randn(n, steps, 2), "vec": torch.randn(n, 3)}, {}, lengths={"seq": lengths})
+    assert source.eval_batch == EVAL_STEPS // steps < n
+    assert InMemorySource({"vec": torch.randn(n, 3)}, {}).eval_batch == EVAL_ITEMS
+
+    class MaskedMean(torch.nn.Module):  # a sequence model: its output must not depend on the chunking
+        def forward(self, batch):
+            mask = batch.masks["seq"][..., None]
+            seen.append(len(batch))
+            return {"y": (batch.features["seq"] * mask).sum(1) / mask.sum(1) + batch.features["vec"][:, :2]}
+
+    seen = []
+    chunked, _ = forward_all(MaskedMean(), source)
+    assert max(seen) == source.eval_batch and sum(seen) == n
+    expected = MaskedMean()(source.take(torch.arange(n)))["y"]
+    assert torch.allclose(chunked["y"], expected, atol=1e-6)
