@@ -92,6 +92,7 @@ def train(
     record: dict | None = None,
     perturb: str | None = None,
     perturb_eps: float = 0.0,
+    teaching=None,
 ) -> TrainReport:
     """Train ``model`` on the ``features`` of ``dataset`` for ``tasks`` and write the run
     directory ``out``.
@@ -117,8 +118,10 @@ def train(
     ``checkpoint_every`` seconds; ``resume`` continues from it (``record``: what the CLI
     needs to start the same run again). ``perturb="fgsm"`` trains on clean and
     FGSM-perturbed inputs (step ``perturb_eps``; ``mmtk.training.perturb``), validation
-    stays clean. Seeds python, numpy and torch; on CPU two runs with the same inputs give
-    identical weights.
+    stays clean. ``teaching`` (``mmtk.distill.recipe.Teaching``) makes the run a
+    distillation student: the teacher's outputs join the training targets and the
+    objective becomes its distillation objective. Seeds python, numpy and torch; on CPU
+    two runs with the same inputs give identical weights.
     """
     from mmtk.data import fit_label_encoder, parse_task
     from mmtk.device import resolve_device
@@ -227,7 +230,13 @@ def train(
         hide_presence(train_source)
         hide_presence(val_source)
     whole = capabilities.get("fits") == "arrays"  # fitted by the model itself (svm, logreg): no optimizer steps
-    optimizer = None if whole else adamw(net.parameters(), lr=lr, weight_decay=weight_decay)
+    trainable = list(net.parameters())
+    if teaching is not None:  # a distillation student (mmtk.distill.recipe.Teaching)
+        if whole or perturbation:
+            raise UsageError(f"a distillation student cannot be {'--perturb trained' if perturbation else model}", "choose a student trained by gradient steps, without --perturb")
+        objective, extra = _teach(teaching, objective, net, train_source, val_source, train_ds, kinds, refs, context, lr, batch_size, seed, torch_device)
+        trainable += [p for module in extra for p in module.parameters()]
+    optimizer = None if whole else adamw(trainable, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
     epochs = epochs or auto_epochs(steps_per_epoch)
     steps = epochs * steps_per_epoch
@@ -278,6 +287,8 @@ def train(
     }
     config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing)
     config["tasks"] += derived
+    if teaching is not None:
+        config["distillation"] = teaching.record()
     run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)
     checkpointer.remove()
     return TrainReport(
@@ -339,6 +350,24 @@ EPOCH_RANGE = (100, 1000)
 def auto_epochs(steps_per_epoch: int) -> int:
     """The default ``--epochs``: enough for ``MIN_STEPS`` optimizer steps, within ``EPOCH_RANGE``."""
     return min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], -(-MIN_STEPS // max(1, steps_per_epoch))))
+
+
+def _teach(teaching, objective, net, train_source, val_source, train_ds, kinds, refs, context, lr, batch_size, seed, device):
+    """Add the teacher's outputs for the training items to the train source's targets
+    and let ``teaching`` build the distillation objective; returns it and the extra
+    modules it trains (a FitNet projection)."""
+    from mmtk.distill.teacher import GROUP_OF
+
+    memory = getattr(train_source, "memory", train_source)
+    target_device = next(iter(memory.targets.values())).device
+    memory.targets.update({key: value.to(target_device) for key, value in teaching.targets(train_ds.ids).items()})
+    modalities = {}
+    for ref in refs:
+        modality = context.resolved[ref.name].backbone.modality if ref.source == "stored" else ref.source
+        modalities[ref.name] = GROUP_OF.get(modality, modality)
+    return teaching.attach(
+        objective, net=net, kinds=kinds, modalities=modalities, val_source=val_source, lr=lr, batch_size=batch_size, seed=seed, device=device
+    )
 
 
 def _fit_whole(net, objective, train_source, validate, encoded: dict, kinds: dict, *, balanced: bool, seed: int):
