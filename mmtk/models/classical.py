@@ -99,6 +99,11 @@ class PlattSVC(nn.Module):
         """Logits this part gives: one for two classes, one per class otherwise."""
         return 1 if self.classes == 2 else self.classes
 
+    @property
+    def width(self) -> int:
+        """Features it reads."""
+        return self.support.shape[1]
+
     def kernel(self, x: torch.Tensor) -> torch.Tensor:
         """RBF kernel ``(B, n_sv)`` between float64 ``x`` and the support vectors, by
         libsvm's formula ``exp(-gamma (|x|^2 + |s|^2 - 2 x.s))``."""
@@ -158,6 +163,10 @@ class LinearLogits(nn.Module):
     @property
     def outputs(self) -> int:
         return self.weight.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.weight.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.weight.T + self.bias
@@ -310,8 +319,11 @@ class ClassicalModel(nn.Module):
     def _check_outputs(self) -> None:
         for task, units, parts in zip(self.tasks, self.units, self.parts):
             given = sum(part.outputs for part in parts)
-            if given != units:
+            if given != units and not _two_class_softmax(units, parts):
                 raise RuntimeError(f"task {task!r}: the fitted parts give {given} outputs, its head has {units}")
+            wrong = [part.width for part in parts if part.width != self.width]
+            if wrong:
+                raise RuntimeError(f"task {task!r}: a fitted part reads {wrong[0]} features, the model's inputs have {self.width}")
 
     def represent(self, batch) -> torch.Tensor:
         """The standardised concatenated inputs ``(B, width)`` the estimators read."""
@@ -321,7 +333,14 @@ class ClassicalModel(nn.Module):
         if not self.fitted:
             raise RuntimeError(f"the {self.family} model is not fitted: call fit_arrays (mmtk train does) or load a run")
         x = self._scaled(batch)
-        return {task: torch.cat([part(x) for part in parts], dim=1).to(torch.float32) for task, parts in zip(self.tasks, self.parts)}
+        return {task: self._logits(x, units, parts).to(torch.float32) for task, units, parts in zip(self.tasks, self.units, self.parts)}
+
+    @staticmethod
+    def _logits(x: torch.Tensor, units: int, parts) -> torch.Tensor:
+        logits = torch.cat([part(x) for part in parts], dim=1)
+        if _two_class_softmax(units, parts):  # softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]
+            logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+        return logits
 
     def _scaled(self, batch) -> torch.Tensor:
         features = as_batch(batch).features
@@ -355,6 +374,12 @@ class ClassicalModel(nn.Module):
             if names == set(kind.BUFFERS):
                 return kind(*(state_dict[prefix + name] for name in kind.BUFFERS))
         raise RuntimeError(f"saved part {prefix.rstrip('.')} has buffers {sorted(names)}, which no classical model part has")
+
+
+def _two_class_softmax(units: int, parts) -> bool:
+    """A multi-class task of two classes (``--task COL:multiclass`` on a 0/1 column): its
+    head wants two softmax logits, its one estimator gives the second class's log-odds."""
+    return units == 2 and len(parts) == 1 and parts[0].outputs == 1
 
 
 def _numpy(values) -> np.ndarray:

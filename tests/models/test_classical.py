@@ -181,8 +181,8 @@ def test_a_state_with_a_missing_or_stray_buffer_is_refused():
     without = {k: v for k, v in state.items() if k != "parts.0.0.gamma"}
     with pytest.raises(RuntimeError, match="no classical model part"):
         build("svm", {"t": 1}).load_state_dict(without)
-    with pytest.raises(RuntimeError, match="outputs, its head has 2"):
-        build("svm", {"t": 2}).load_state_dict(state)  # saved for one logit, built for two
+    with pytest.raises(RuntimeError, match="give 1 outputs, its head has 3"):
+        build("svm", {"t": 3}).load_state_dict(state)  # saved for one logit, built for three classes
     with pytest.raises(RuntimeError, match="inconsistent shapes"):
         build("svm", {"t": 1}).load_state_dict({**state, "parts.0.0.intercept": torch.zeros(3, dtype=torch.float64)})
     with pytest.raises(RuntimeError, match="fitted parts give 0"):
@@ -319,3 +319,28 @@ def test_cli_refuses_bad_options_in_one_line(tmp_path, xor, extra, message):
     made = mmtk("train", str(train_ds.source), "--features", "minilm", *task, *extra, "--out", str(tmp_path / "r"), env=env)
     assert made.returncode == 2, made.stderr
     assert message in made.stderr and len(made.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["svm", "logreg"])
+def test_a_two_class_multiclass_task_gives_two_softmax_logits(name):
+    x, y = blobs(160, 2, seed=14)
+    held_out, _ = blobs(60, 2, seed=15)
+    multiclass, binary = build(name, {"t": 2}), build(name, {"t": 1})
+    multiclass.fit_arrays(split_inputs(x), {"t": y}, {"t": "multiclass"})
+    binary.fit_arrays(split_inputs(x), {"t": y}, {"t": "binary"})
+    logits = multiclass(split_inputs(held_out))["t"]
+    assert logits.shape == (60, 2)
+    assert np.allclose(probabilities(logits, "multiclass"), probabilities(binary(split_inputs(held_out))["t"], "binary"), atol=1e-6)
+    fresh = build(name, {"t": 2})
+    fresh.load_state_dict(multiclass.state_dict())
+    assert torch.equal(fresh(split_inputs(held_out))["t"], logits)
+
+
+def test_a_state_for_other_input_widths_is_refused_at_load():
+    x, y = blobs(120, 2, seed=16)
+    model = build("logreg", {"t": 1})
+    model.fit_arrays(split_inputs(x), {"t": y}, {"t": "binary"})
+    state = dict(model.state_dict())
+    state["parts.0.0.weight"] = torch.zeros(1, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="reads 5 features, the model's inputs have 6"):
+        build("logreg", {"t": 1}).load_state_dict(state)
