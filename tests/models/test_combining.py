@@ -206,3 +206,18 @@ def test_list_models_shows_the_combiners_parameters_readably():
     for name in ("mlp-concat", "concat-mlp", "attention", "gating", "weighted-sum"):
         assert as_json["model_capabilities"][name]["missing"] is True
         assert as_json["model_capabilities"][name]["explains"] is (name in ("attention", "gating", "weighted-sum"))
+
+
+@pytest.mark.parametrize("name", ["mlp-concat", "concat-mlp", "attention", "gating", "weighted-sum"])
+def test_an_item_with_no_modality_gives_finite_outputs_and_gradients(name):
+    # train refuses such items, but a distillation view can remove an item's only modality.
+    torch.manual_seed(0)
+    model = MODELS.get(name)(DIMS, {"t": 2})
+    nothing = torch.tensor([False, True, True, True, True, True])
+    batch = Batch(features=features(), present={n: nothing for n in DIMS})
+    logits = model(batch)["t"]
+    logits.sum().backward()
+    assert torch.isfinite(logits).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    if hasattr(model, "explain"):
+        assert all((weights[0] == 0).item() for weights in model.explain(batch).values())
