@@ -7,8 +7,8 @@ a transformer's text vector with categorical and numerical features in one of se
 ways, then classify with an MLP. Here every input is a modality on equal terms (a
 backbone's vectors, pooled sequences, ``tabular``, a run's outputs), each is LayerNormed
 first (``ModalityNorms``: backbones emit vectors on very different scales), and each
-combiner is followed by one hidden ReLU layer (the toolkit's output MLP) and a linear head
-per task. Where they differ from the toolkit, and why:
+combination goes through hidden ReLU layers (one; ``concat-mlp``'s ``layers``), as the
+toolkit's output MLP, to a linear head per task. Where they differ from the toolkit, and why:
 
 - ``mlp-concat`` (their ``individual_mlps_on_cat_and_numerical_feats_then_concat``): an
   MLP per modality, the text's included; the toolkit leaves the fine-tuned transformer's
@@ -26,9 +26,10 @@ per task. Where they differ from the toolkit, and why:
   Multimodal Adaptation Gate, ACL 2020): the ``primary`` modality ``x`` is shifted by
   ``alpha * H`` with ``H = sum_i g_i * (W_i x_i) + b``, ``g_i = ReLU(G_i [x ; x_i])`` and
   ``alpha = min(beta * |x| / |H|, 1)``, so the shift is at most ``beta`` of the primary's
-  norm. The toolkit first shrinks a wider modality with an MLP; here ``W_i`` and ``G_i``
-  read it directly (one layer fewer, the same function class once the output MLP follows).
-  An item without its primary gets ``x = 0`` and ``alpha = 1``: the others still speak.
+  norm. The toolkit first shrinks a modality wider than the primary with an MLP; here
+  ``W_i`` and ``G_i`` read it directly (one layer fewer; the output MLP after the shift is
+  where the non-linearity is). An item without its primary gets ``x = 0`` and
+  ``alpha = 1``: the others still speak. The fused vector has the primary's width.
 - ``weighted-sum`` (their ``weighted_feature_sum_on_transformer_cat_and_numerical_feats``):
   ``sum_i w_i * (W_i x_i)``, every modality projected to ``hidden`` and weighted per
   feature by a learned ``w_i``; the toolkit adds the text unweighted at its own width.
