@@ -64,18 +64,19 @@ FUSIONS = ("concat", "gmu")
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``F.dropout``, except that on the CPU the keep mask comes from 16 random bits per
-    element (``p`` rounded to a multiple of 2^-16): torch's CPU Bernoulli sampling costs
-    about 20 multiplies per element (16 ms against 0.8 ms for 1.8M floats on one thread),
-    which made dropout the largest cost of a training step."""
+    """``F.dropout``, except that on the CPU the keep mask is drawn as 16 random bits per
+    element (``p`` rounded to a multiple of 2^-16) compared straight into a float mask:
+    torch's CPU Bernoulli sampling costs about 20 multiplies per element (16 ms against
+    0.8 ms for 1.8M floats on one thread), and a bool mask's conversion to float another
+    3, which made dropout the largest cost of a training step."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
     dropped = round(p * 65536)
     bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[: x.numel()]
-    keep = (bits >= dropped - 32768).view(x.shape)
-    return x * (keep * (65536 / (65536 - dropped))).to(x.dtype)
+    keep = torch.ge(bits.view(x.shape), dropped - 32768, out=torch.empty(x.shape, dtype=x.dtype))
+    return x * keep.mul_(65536 / (65536 - dropped))
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -127,17 +128,38 @@ class GroupedNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(groups, width))
         self.bias = nn.Parameter(torch.zeros(groups, width))
 
+    def params(self, select: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if select is None:
+            return self.weight, self.bias
+        return self.weight.index_select(0, select), self.bias.index_select(0, select)
+
     def forward(self, x: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
-        weight, bias = (self.weight, self.bias) if select is None else (self.weight[select], self.bias[select])
+        weight, bias = self.params(select)
         shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
         return torch.addcmul(bias.view(shape), F.layer_norm(x, x.shape[-1:]), weight.view(shape))
+
+    def folded(self, linear: GroupedLinear, select: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``linear`` after this norm's scale and shift, as the weight and bias of one
+        affine map of the plain normalised input: ``(x * g + b) W + c = x (g W) + (b W + c)``.
+        The same function and parameters, computed on ``(d, d')`` matrices instead of two
+        passes (and their backward) over the activations."""
+        gain, shift = self.params(select)
+        weight, bias = linear.params(select)
+        return gain[:, :, None] * weight, torch.baddbmm(bias, shift[:, None, :], weight)
+
+
+def normalised(x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm without scale and shift (``GroupedNorm.folded`` applies them)."""
+    return F.layer_norm(x, x.shape[-1:])
 
 
 class GroupedLayer(nn.Module):
     """One pre-LayerNorm transformer block per group: attention (self-attention, or
     crossmodal when ``source`` is given: queries from ``x``, keys and values from
-    ``source``, both through the block's first LayerNorm as in the reference), then a
-    ReLU feed-forward layer of 4x the width, each with a residual connection."""
+    ``source``, both through the block's first LayerNorm as in the reference; ``source``
+    comes already normalised without scale and shift, which the block folds into its
+    projection), then a ReLU feed-forward layer of 4x the width, each with a residual
+    connection."""
 
     def __init__(self, groups: int, width: int, num_heads: int, *, attn_dropout: float, relu_dropout: float, res_dropout: float):
         super().__init__()
@@ -152,14 +174,14 @@ class GroupedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None, attn_mask: torch.Tensor, select: torch.Tensor | None) -> torch.Tensor:
         g, b, t, d = x.shape
-        h = self.norm_attn(x, select).reshape(g, b * t, d)
-        weight, bias = self.in_proj.params(select)
+        h = normalised(x).reshape(g, b * t, d)
+        weight, bias = self.norm_attn.folded(self.in_proj, select)
         if source is None:
             s = t
             q, k, v = torch.baddbmm(bias, h, weight).chunk(3, dim=-1)
         else:
             s = source.shape[2]
-            keys = self.norm_attn(source, select).reshape(g, b * s, d)
+            keys = source.reshape(g, b * s, d)
             q = torch.baddbmm(bias[..., :d], h, weight[..., :d])
             k, v = torch.baddbmm(bias[..., d:], keys, weight[..., d:]).chunk(2, dim=-1)
         heads, head_dim = self.num_heads, d // self.num_heads
@@ -169,7 +191,8 @@ class GroupedLayer(nn.Module):
         attended = attention(q, k, v, attn_mask, self.attn_dropout, self.training)
         attended = attended.transpose(1, 2).reshape(g, b * t, d)
         x = x + dropout(self.out_proj(attended, select).view(g, b, t, d), self.res_dropout, self.training)
-        h = F.relu(self.fc1(self.norm_ffn(x, select).reshape(g, b * t, d), select))
+        weight, bias = self.norm_ffn.folded(self.fc1, select)
+        h = F.relu(torch.baddbmm(bias, normalised(x).reshape(g, b * t, d), weight))
         h = self.fc2(dropout(h, self.relu_dropout, self.training), select)
         return x + dropout(h.view(g, b, t, d), self.res_dropout, self.training)
 
@@ -196,7 +219,9 @@ class GroupedEncoder(nn.Module):
         attn_mask = (key_mask | ~key_mask.any(dim=-1, keepdim=True)).reshape(g * b, 1, 1, steps)
         x = dropout(x, self.embed_dropout, self.training)
         if source is not None:
-            source = dropout(source, self.embed_dropout, self.training)
+            # Every block reads the same source through its first LayerNorm, whose scale
+            # and shift it folds into its projection: the plain normalisation is shared.
+            source = normalised(dropout(source, self.embed_dropout, self.training))
         for layer in self.layers:
             x = layer(x, source, attn_mask, select)
         return self.norm(x, select)
