@@ -14,7 +14,7 @@ samples/s of the training loop alone (from the train report, validation excluded
 
 Every registered model is measured by default (``--models`` picks some). A model that
 refuses the two vectors (a sequence-only model such as ``mult``) is measured on the
-sequence variant instead: ``minilm:seq`` (20-50 token states of 384) and
+sequence variant instead, and a sequence model that takes vectors too on both: ``minilm:seq`` (20-50 token states of 384) and
 ``efficientnet-lite0:seq`` (the 7x7 grid, 49 steps of 1280), random values, on
 ``--sequence-items`` items per epoch (default 1,000: 49 x 1280 floats per image make
 10,000 items 2.5 GB, and samples/s is a rate). Models fitted whole (``svm``, ``logreg``:
@@ -125,12 +125,15 @@ def main() -> None:
                 continue
             try:
                 measure(model, *variants["vectors"], "vectors", args, folder, store)
-            except UsageError as exc:  # refuses vectors: the sequence variant
+            except UsageError as exc:  # refuses vectors: the sequence variant only
                 print(f"  {model} on vectors: {exc}", file=sys.stderr)
-                if "sequences" not in variants:
-                    items = round(args.sequence_items / (1 - VAL_SPLIT))
-                    variants["sequences"] = (build(folder / "sequences", items, store, sequences=True), SEQUENCES, args.sequence_items)
-                measure(model, *variants["sequences"], "sequences", args, folder, store)
+            else:
+                if not capabilities.get("sequences"):
+                    continue
+            if "sequences" not in variants:
+                items = round(args.sequence_items / (1 - VAL_SPLIT))
+                variants["sequences"] = (build(folder / "sequences", items, store, sequences=True), SEQUENCES, args.sequence_items)
+            measure(model, *variants["sequences"], "sequences", args, folder, store)
         if args.loops:
             compare_loops(dataset, store, args, folder)
 
