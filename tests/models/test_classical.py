@@ -15,7 +15,7 @@ import torch
 
 from mmtk.errors import DataError, UsageError
 from mmtk.models import MODELS
-from mmtk.models.classical import LinearLogits, PlattSVC, fit_logreg, fit_svm
+from mmtk.models.classical import CalibratedLinear, CalibratedSVC, fit_logreg, fit_svm, fit_temperature
 from mmtk.models.objectives import to_outputs
 from mmtk.training.inputs import InputSpec
 
@@ -79,37 +79,83 @@ def scaled_like_training(x_train: np.ndarray, x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ the buffers equal scikit-learn
 
 
+def platt_reference(estimator, x: np.ndarray, y: np.ndarray, folds: int = 5):
+    """scikit-learn's own Platt calibration of ``estimator`` on cross-validated decision values."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+
+    cv = StratifiedKFold(folds, shuffle=True, random_state=0)
+    return CalibratedClassifierCV(estimator, method="sigmoid", cv=cv, ensemble=False).fit(x, y)
+
+
+def temperature_reference(fitted, x: np.ndarray) -> np.ndarray:
+    """softmax(decision_function / T), written out."""
+    scores = fitted.estimator.decision_function(x) * fitted.scale
+    scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
 @pytest.mark.parametrize("classes", [2, 4])
 def test_svm_part_reproduces_decision_function_and_calibrated_probabilities(classes):
+    from sklearn.svm import SVC
+
     x, y = blobs(240, classes, seed=1)
     held_out, _ = blobs(120, classes, seed=2)
-    calibrated = fit_svm(x, y, C=1.0, folds=5, balanced=False, seed=0)
-    part = PlattSVC.from_sklearn(calibrated)
-    svc = calibrated.calibrated_classifiers_[0].estimator
+    fitted = fit_svm(x, y, C=1.0, folds=5, balanced=False, seed=0)
+    part = CalibratedSVC.from_fit(fitted)
     t = torch.as_tensor(held_out)
     # multi-class: scikit-learn's one-vs-one pairs aggregated one-vs-rest (its default "ovr" shape)
-    assert np.allclose(part.decision(t).numpy(), svc.decision_function(held_out), atol=1e-6)
-    kind = "binary" if classes == 2 else "multiclass"
+    assert np.allclose(part.decision(t).numpy(), fitted.estimator.decision_function(held_out), atol=1e-6)
     assert part(t).shape == (120, 1 if classes == 2 else classes)
-    assert np.allclose(probabilities(part(t), kind), calibrated.predict_proba(held_out), atol=1e-5)
-    assert len(set(np.round(calibrated.predict_proba(held_out)[:, -1], 3))) > 20  # not a constant answer
+    if classes == 2:
+        expected = platt_reference(SVC(C=1.0, gamma=fitted.estimator.gamma), x, y).predict_proba(held_out)
+        assert np.allclose(probabilities(part(t), "binary"), expected, atol=1e-5)
+    else:
+        expected = temperature_reference(fitted, held_out)
+        assert np.allclose(probabilities(part(t), "multiclass"), expected, atol=1e-5)
+    assert np.allclose(fitted.predict_proba(held_out), expected, atol=1e-9)
+    assert len(set(np.round(expected[:, -1], 3))) > 20  # not a constant answer
 
 
 @pytest.mark.parametrize("classes", [2, 5])
-def test_logreg_part_reproduces_predict_proba(classes):
+def test_logreg_part_reproduces_calibrated_probabilities(classes):
+    from sklearn.linear_model import LogisticRegression
+
     x, y = blobs(240, classes, seed=3)
     held_out, _ = blobs(100, classes, seed=4)
-    model = fit_logreg(x, y, grid=(0.01, 0.1, 1.0), folds=5, max_iter=3000, balanced=False, seed=0)
-    part = LinearLogits.from_sklearn(model)
-    kind = "binary" if classes == 2 else "multiclass"
-    assert np.allclose(probabilities(part(torch.as_tensor(held_out)), kind), model.predict_proba(held_out), atol=1e-5)
+    fitted = fit_logreg(x, y, grid=(0.01, 0.1, 1.0), folds=5, max_iter=3000, balanced=False, seed=0)
+    part = CalibratedLinear.from_fit(fitted)
+    t = torch.as_tensor(held_out)
+    assert np.allclose(part.decision(t).numpy(), fitted.estimator.decision_function(held_out), atol=1e-9)
+    if classes == 2:
+        expected = platt_reference(LogisticRegression(C=fitted.estimator.C, max_iter=3000), x, y).predict_proba(held_out)
+        assert np.allclose(probabilities(part(t), "binary"), expected, atol=1e-5)
+    else:
+        expected = temperature_reference(fitted, held_out)
+        assert np.allclose(probabilities(part(t), "multiclass"), expected, atol=1e-5)
+    assert np.allclose(fitted.predict_proba(held_out), expected, atol=1e-9)
+
+
+def test_the_temperature_minimises_the_log_loss_and_recovers_a_known_one():
+    rng = np.random.default_rng(17)
+    logits = 3.0 * rng.normal(size=(4000, 5))
+    drawn = np.array([rng.choice(5, p=np.exp(row / 2.0) / np.exp(row / 2.0).sum()) for row in logits])
+    temperature = fit_temperature(logits, drawn)
+    assert 1.8 < temperature < 2.2
+
+    def nll(t: float) -> float:
+        scaled = logits / t
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        return float(-(scaled[np.arange(len(drawn)), drawn] - np.log(np.exp(scaled).sum(axis=1))).mean())
+
+    assert nll(temperature) <= min(nll(temperature * 1.01), nll(temperature / 1.01))
 
 
 def test_svm_kernel_is_computed_in_blocks_without_changing_it(monkeypatch):
     import mmtk.models.classical as classical
 
     x, y = blobs(200, 3, seed=5)
-    part = PlattSVC.from_sklearn(fit_svm(x, y, C=1.0, folds=3, balanced=False, seed=0))
+    part = CalibratedSVC.from_fit(fit_svm(x, y, C=1.0, folds=3, balanced=False, seed=0))
     whole = part.decision(torch.as_tensor(x))
     monkeypatch.setattr(classical, "KERNEL_BLOCK", part.support.shape[0] * 7)  # 7 rows at a time
     assert torch.allclose(part.decision(torch.as_tensor(x)), whole, atol=1e-12)
