@@ -168,7 +168,8 @@ def summarise(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.pstdev(values)
 
 
-def robustness(av, models: list[str], args, store, work: Path) -> dict:
+def robustness(av, models: list[str], args, store, work: Path, checkpoint=lambda runs: None) -> dict:
+    """``{condition: {model: [entry per seed]}}``; ``checkpoint(runs)`` after every seed."""
     train_set, test_set = av
     conditions = {"mfcc,pixels": AV_FEATURES, "+ minilm@noise": AV_FEATURES + [NOISE_FEATURE]}
     runs: dict[str, dict[str, list[dict]]] = {c: {m: [] for m in models} for c in conditions}
@@ -179,6 +180,7 @@ def robustness(av, models: list[str], args, store, work: Path) -> dict:
                 out = work / f"robust-{seed}-{len(features)}-{group[0]}"
                 for model, entry in run_models(train_set, test_set, group, features, seed, out, store, settings).items():
                     runs[condition][model].append(entry)
+        checkpoint(runs)
     return runs
 
 
@@ -249,7 +251,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=OUT / "bench_zoo.json")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
-    sets = [s for s in args.sets.split(",") if s]
+    sets = [s for s in args.sets.split(",") if s] if "table" in args.parts.split(",") else []
     for value, valid in [*((p, PARTS) for p in parts), *((s, SETS) for s in sets)]:
         if value not in valid:
             parser.error(f"unknown {value!r}; use {', '.join(valid)}")
@@ -270,6 +272,11 @@ def main() -> None:
           f"epochs {args.epochs or 'default'}, sequence models {args.sequence_epochs or 'default'}")
     document: dict = {"models": models, "seeds": args.seeds, "table_seeds": args.table_seeds, "epochs": args.epochs,
                       "sequence_epochs": args.sequence_epochs}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every part, so a stopped run keeps what it measured
+        args.json.write_text(json.dumps(document, indent=1, default=str) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
         work = Path(tmp)
         av = av_hard(work) if "robustness" in parts or "av-hard" in sets else None
@@ -277,8 +284,9 @@ def main() -> None:
             extract(av, AV_FEATURES + ([NOISE_FEATURE] if "robustness" in parts else []), store)
         robust = None
         if "robustness" in parts and av is not None:
-            robust = robustness(av, vector_models, args, store, work)
+            robust = robustness(av, vector_models, args, store, work, lambda runs: (document.update(robustness=runs), save()))
             document["robustness"] = robust
+            save()
             print(f"\nrobustness: hard AV digits, test accuracy, mean ± std over {args.seeds} seeds, without and with an "
                   f"uninformative text modality ({NOISE_FEATURE})")
             print("\n".join(robustness_lines(robust, args.seeds)), flush=True)
@@ -287,6 +295,7 @@ def main() -> None:
             reuse = robust["mfcc,pixels"] if robust else {}
             runs = table("av-hard", *av, AV_FEATURES, models, args, store, work, reuse)
             document["table"]["av-hard"] = runs
+            save()
             print("\ntable: hard AV digits (mfcc,pixels), test split")
             print("\n".join(table_lines(runs, ("accuracy", "macro_f1"))), flush=True)
         if "clothing" in sets:
@@ -297,11 +306,11 @@ def main() -> None:
                 extract((train_set, test_set), features, store)
                 runs = table("clothing", train_set, test_set, features, models, args, store, work, {}, tabular=spec, task=spec.label_col)
                 document["table"]["clothing"] = runs
+                save()
                 print(f"\ntable: Clothing reviews ({text}, tabular), test split; f1 = F1 of the positive class")
                 print("\n".join(table_lines(runs, ("accuracy", "macro_f1", "f1", "roc_auc"))), flush=True)
     print(f"total {time.perf_counter() - started:.0f} s, load average {os.getloadavg()[0]:.1f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(document, indent=1, default=str) + "\n")
+    save()
     print(f"results written to {args.json}", file=sys.stderr)
 
 
