@@ -316,6 +316,27 @@ def test_train_fits_once_saves_no_pickle_and_evaluate_predict_read_the_run(tmp_p
     assert 0.9 < np.mean([row["label"] == record.values["p"] for row, record in zip(rows, test_ds.records)])
 
 
+def test_train_hands_class_weights_seed_and_standardised_inputs_to_the_fit(tmp_path, xor, monkeypatch):
+    from mmtk.models.classical import ClassicalModel
+    from mmtk.train import train
+    from synthetic_features import FEATURES
+
+    store, train_ds, _ = xor
+    seen = []
+    original = ClassicalModel.fit_arrays
+
+    def spy(self, features, targets, kinds, *, balanced=False, seed=0):
+        seen.append((balanced, seed, sorted(features), kinds, {n: float(x.std()) for n, x in features.items()}))
+        return original(self, features, targets, kinds, balanced=balanced, seed=seed)
+
+    monkeypatch.setattr(ClassicalModel, "fit_arrays", spy)
+    train(train_ds, features=FEATURES, model="logreg", tasks=["p"], out=tmp_path / "run", store=store,
+          class_weights=True, seed=7, standardize="all", model_args={"grid": GRID})
+    ((balanced, seed, names, kinds, stds),) = seen
+    assert (balanced, seed, names, kinds) == (True, 7, sorted(FEATURES), {"p": "binary"})
+    assert all(abs(std - 1.0) < 0.05 for std in stds.values())  # the run's standardisation came first
+
+
 def test_hidden_and_dropout_do_not_apply(tmp_path, xor):
     from mmtk.train import train
 
