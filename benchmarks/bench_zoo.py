@@ -121,30 +121,27 @@ def extract(datasets, features: list[str], store) -> None:
 def run_models(train_set, test_set, models: list[str], features: list[str], seed: int, out: Path, store, settings: dict,
                tabular=None, task: str = "label") -> dict[str, dict]:
     """``{model: {"metrics": test metrics, "seconds", "samples_per_second", "parameters"}
-    or {"error": line}}`` of one ``train_many`` call and the test-split evaluation of each run."""
+    or {"error": line}}``: each model trained by ``train_many`` and its run evaluated on the test split."""
     from mmtk.compare import train_many
     from mmtk.evaluate import evaluate
 
     results = {}
-    try:
-        trained = train_many(train_set, models=models, out=out, features=features, tasks=[task], store=store, seed=seed,
-                             device="cpu", tabular=tabular, **settings)
-    except Exception as exc:  # every model failed: train_many raises the first error
-        return {model: {"error": str(exc)} for model in models}
-    for result in trained:
-        if not result.ok:
-            results[result.model] = {"error": result.error.one_line()}
+    for model in models:
+        # One call per model: an internal error (exit 3) in one model costs only its row.
+        try:
+            (result,) = train_many(train_set, models=[model], out=out, features=features, tasks=[task], store=store, seed=seed,
+                                   device="cpu", tabular=tabular, **settings)
+            metrics = evaluate(result.run, test_set, store=store, device="cpu", extract_missing=False)["metrics"]
+        except Exception as exc:  # a lone model's MmtkError is raised by train_many, like any other failure
+            results[model] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"    {model:<16} failed: {results[model]['error']}", file=sys.stderr, flush=True)
             continue
-        metrics = evaluate(result.run, test_set, store=store, device="cpu", extract_missing=False)["metrics"]
-        results[result.model] = {
+        results[model] = {
             "metrics": metrics, "seconds": result.report.seconds, "samples_per_second": result.report.samples_per_second,
             "parameters": result.parameters, "epochs_run": result.report.epochs_run,
         }
-        print(f"    {result.model:<16} seed {seed} test accuracy {metrics['accuracy']:.3f} "
+        print(f"    {model:<16} seed {seed} test accuracy {metrics['accuracy']:.3f} "
               f"({result.report.seconds:.0f} s, {result.report.epochs_run} epochs)", file=sys.stderr, flush=True)
-    for model, entry in results.items():
-        if "error" in entry:
-            print(f"    {model:<16} failed: {entry['error']}", file=sys.stderr, flush=True)
     return results
 
 
