@@ -111,7 +111,9 @@ def train(
     The loop (``mmtk.training.fit``): AdamW, ``schedule`` with ``warmup`` (a fraction of
     the planned steps; ``epochs`` None plans ``auto_epochs``), ``clip_norm``, ``accumulate`` batches per step, AMP on CUDA,
     early stopping on ``monitor`` after ``patience`` epochs without improvement, keeping
-    the best epoch's weights. ``class_weights`` weights the loss by inverse label
+    the best epoch's weights. Models registered with ``fits="arrays"`` (``svm``,
+    ``logreg``) are fitted whole by their own ``fit_arrays`` instead (``class_weights``:
+    balanced classes) and validated once. ``class_weights`` weights the loss by inverse label
     frequency, ``task_weights`` each task's loss in the total. Inputs larger than
     ``max_memory`` (bytes or "2G"; default: half the available memory) are read from the
     store per batch. A checkpoint is written beside ``out`` at most every
