@@ -151,7 +151,7 @@ def test_retraining_replaces_a_run_but_never_a_foreign_directory(tmp_path, store
 
 def test_bad_requests_fail_before_training(tmp_path, store, data):
     train_ds, _ = data
-    with pytest.raises(UsageError, match="unknown model 'mlp'.*concat, gmu"):
+    with pytest.raises(UsageError, match="unknown model 'mlp'; choose one of: .*concat, concat-mlp, gating, gmu"):
         train(train_ds, features=FEATURES, model="mlp", tasks=["label"], out=tmp_path / "x", store=store)
     with pytest.raises(UsageError, match="listed twice"):
         train(train_ds, features=["minilm", "minilm"], model="gmu", tasks=["label"], out=tmp_path / "x", store=store)
