@@ -20,6 +20,10 @@ Parts (``--parts``, both by default):
   without the extra modality when it ran. A model that cannot train on a set's features
   (token models without ``tokens@COLUMN``, sequence-only models given vectors) is listed
   with its error. ``--table-seeds`` seeds per model.
+- ``fgsm`` (not run by default): ``--fgsm-models`` (gmu, concat) on the hard AV digits
+  trained with ``--perturb fgsm`` at each ``--fgsm-eps`` and without, ``--fgsm-seeds``
+  seeds each: clean test accuracy and the training loop's samples/s (the cost of the
+  second forward and backward pass).
 
 Missing features are extracted with the library API into ``$MMTK_STORE`` (default
 ``benchmarks/out/store``, shared with ``bench_baselines.py``). One torch thread (as
@@ -49,7 +53,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-PARTS = ("robustness", "table")
+PARTS = ("robustness", "table", "fgsm")
 SETS = ("av-hard", "clothing")
 AV_FEATURES = ["mfcc", "pixels"]
 NOISE_FEATURE = "minilm@noise"
@@ -236,15 +240,50 @@ def table_lines(runs: dict[str, list[dict]], metrics: tuple[str, ...]) -> list[s
     return lines
 
 
+def fgsm(av, args, store, work: Path) -> dict[str, dict[str, list[dict]]]:
+    """``{model: {"none" | "eps=E": [entry per seed]}}`` on the hard AV digits."""
+    train_set, test_set = av
+    capped = {"epochs": args.epochs} if args.epochs else {}
+    settings = {"none": capped} | {f"eps={e:g}": {**capped, "perturb": "fgsm", "perturb_eps": e} for e in args.fgsm_eps}
+    runs = {m: {name: [] for name in settings} for m in args.fgsm_models}
+    for seed in range(args.fgsm_seeds):
+        for name, extra in settings.items():
+            print(f"  fgsm: seed {seed}, {name}", file=sys.stderr, flush=True)
+            out = work / f"fgsm-{seed}-{name}"
+            for model, entry in run_models(train_set, test_set, args.fgsm_models, AV_FEATURES, seed, out, store, extra).items():
+                runs[model][name].append(entry)
+    return runs
+
+
+def fgsm_lines(runs: dict) -> list[str]:
+    names = list(next(iter(runs.values())))
+    lines = [f"{'model':<10} {'training':<10} {'test accuracy':>15} {'loop samples/s':>15} {'vs none':>8}"]
+    for model, by_name in runs.items():
+        base = None
+        for name in names:
+            entries = by_name[name]
+            if not entries or any("error" in e for e in entries):
+                lines.append(f"{model:<10} {name:<10} failed: {entries[0]['error'] if entries else 'not run'}")
+                continue
+            mean, std = summarise([e["metrics"]["accuracy"] for e in entries])
+            speed = statistics.median(e["samples_per_second"] for e in entries)
+            base = base or speed
+            lines.append(f"{model:<10} {name:<10} {f'{mean:.3f} ± {std:.3f}':>15} {speed:>15,.0f} {speed / base:>8.2f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--parts", default="robustness,table", help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--sets", default=",".join(SETS), help=f"table part: comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--models", help="comma-separated (default: every registered model; robustness: the vector ones)")
     parser.add_argument("--seeds", type=int, default=5, help="robustness: seeds per model and condition")
     parser.add_argument("--table-seeds", type=int, default=1, help="table: seeds per model (AV vector models reuse robustness runs)")
     parser.add_argument("--epochs", type=int, help="cap on every run's epochs (default: train()'s)")
     parser.add_argument("--sequence-epochs", type=int, default=20, help="cap on sequence models' epochs (0: train()'s)")
+    parser.add_argument("--fgsm-models", type=lambda t: t.split(","), default=["gmu", "concat"])
+    parser.add_argument("--fgsm-eps", type=lambda t: [float(e) for e in t.split(",")], default=[0.05, 0.2])
+    parser.add_argument("--fgsm-seeds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=OUT / "bench_zoo.json")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
@@ -276,7 +315,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
         work = Path(tmp)
-        av = av_hard(work) if "robustness" in parts or "av-hard" in sets else None
+        av = av_hard(work) if {"robustness", "fgsm"} & set(parts) or "av-hard" in sets else None
         if av is not None:
             extract(av, AV_FEATURES + ([NOISE_FEATURE] if "robustness" in parts else []), store)
         robust = None
@@ -287,6 +326,12 @@ def main() -> None:
             print(f"\nrobustness: hard AV digits, test accuracy, mean ± std over {args.seeds} seeds, without and with an "
                   f"uninformative text modality ({NOISE_FEATURE})")
             print("\n".join(robustness_lines(robust, args.seeds)), flush=True)
+        if "fgsm" in parts and av is not None:
+            document["fgsm"] = fgsm(av, args, store, work)
+            save()
+            print(f"\nFGSM training: hard AV digits ({','.join(AV_FEATURES)}), clean test accuracy, mean ± std over "
+                  f"{args.fgsm_seeds} seeds; training-loop samples/s (median, wall clock)")
+            print("\n".join(fgsm_lines(document["fgsm"])), flush=True)
         document["table"] = {}
         if "av-hard" in sets and av is not None:
             reuse = robust["mfcc,pixels"] if robust else {}
