@@ -49,7 +49,7 @@ AllowOutsidePaths = Annotated[
     ),
 ]
 MaxLength = Annotated[
-    int, typer.Option("--max-length", help="Tokens kept by text backbones' sequence form (:seq / --sequence).", min=2)
+    int, typer.Option("--max-length", help="Tokens kept by text backbones' sequence form (:seq / --sequence) and word pieces (tokens@COLUMN).", min=2)
 ]
 Fps = Annotated[
     float, typer.Option("--fps", help="Video frames sampled per second for image backbones over a video column.", min=0.001)

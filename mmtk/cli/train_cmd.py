@@ -75,7 +75,7 @@ def train_command(
     ] = None,
     features: Annotated[
         Optional[str],
-        typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN], tabular or run:PATH.", show_default=False),
+        typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN], tabular, run:PATH or tokens@COLUMN (word pieces for visualbert/tinybert).", show_default=False),
     ] = None,
     model: Annotated[
         Optional[str],

@@ -105,7 +105,7 @@ def backbone_names(ctx) -> list[str]:
     specs = list(ctx.params.get("backbone") or [])
     for ref in (ctx.params.get("features") or "").split(","):
         ref = ref.strip()
-        if ref and ref != "tabular":
+        if ref and ref != "tabular" and not ref.startswith(("tokens", "run:")):  # not backbones
             specs.append(ref.split("@")[0].removesuffix(":seq"))
     return [spec.partition(":")[0] for spec in specs]
 
