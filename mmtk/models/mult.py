@@ -192,7 +192,7 @@ class GroupedLayer(nn.Module):
         attended = attended.transpose(1, 2).reshape(g, b * t, d)
         x = x + dropout(self.out_proj(attended, select).view(g, b, t, d), self.res_dropout, self.training)
         weight, bias = self.norm_ffn.folded(self.fc1, select)
-        h = F.relu(torch.baddbmm(bias, normalised(x).reshape(g, b * t, d), weight))
+        h = F.relu(torch.baddbmm(bias, normalised(x).reshape(g, b * t, d), weight), inplace=True)
         h = self.fc2(dropout(h, self.relu_dropout, self.training), select)
         return x + dropout(h.view(g, b, t, d), self.res_dropout, self.training)
 
