@@ -10,7 +10,9 @@ Parts (``--parts``, both by default):
   (no ``sequences`` capability), ``--seeds`` seeds, trained on ``mfcc,pixels`` and on
   ``mfcc,pixels,minilm@noise``, where ``noise`` is a column of 8-16 random words per item
   (from ``NOISE_WORDS``, seeded by the item id, so the same in every run) put through
-  ``minilm``. Test-split accuracy, mean ± population standard deviation over the seeds.
+  ``minilm``. Test-split accuracy, mean ± population standard deviation over the seeds,
+  and for models with ``--explain`` the weight they give the noise input (gates,
+  attention), averaged over the test items and seeds.
 - ``table``: every registered model on the hard AV digits (``mfcc,pixels``: vector models
   get ``mfcc`` pooled, sequence models its frames) and on the Clothing reviews
   (``bench_baselines.py``'s set, loaded by importing it: trained on ``val.csv``, tested on
@@ -128,6 +130,7 @@ def run_models(train_set, test_set, models: list[str], features: list[str], seed
     or {"error": line}}``: each model trained by ``train_many`` and its run evaluated on the test split."""
     from mmtk.compare import train_many
     from mmtk.evaluate import evaluate
+    from mmtk.models import MODELS
 
     results = {}
     for model in models:
@@ -144,9 +147,20 @@ def run_models(train_set, test_set, models: list[str], features: list[str], seed
             "metrics": metrics, "seconds": result.report.seconds, "samples_per_second": result.report.samples_per_second,
             "parameters": result.parameters, "epochs_run": result.report.epochs_run,
         }
+        if NOISE_FEATURE in features and MODELS.capabilities(model).get("explains"):
+            results[model]["explain"] = mean_explanation(result.run, test_set, store)
         print(f"    {model:<16} seed {seed} test accuracy {metrics['accuracy']:.3f} "
               f"({result.report.seconds:.0f} s, {result.report.epochs_run} epochs)", file=sys.stderr, flush=True)
     return results
+
+
+def mean_explanation(run: Path, test_set, store) -> dict[str, float]:
+    """Each input's weight (``predict --explain``: gates, attention) averaged over the test items."""
+    from mmtk.predict import predict
+
+    records = predict(run, test_set, store=store, explain=True, device="cpu", extract_missing=False)
+    names = list(records[0]["explain"])
+    return {name: float(np.mean([r["explain"][name] for r in records])) for name in names}
 
 
 def settings_for(model: str, args) -> dict:
@@ -187,7 +201,7 @@ def robustness(av, models: list[str], args, store, work: Path, checkpoint=lambda
 
 def robustness_lines(runs: dict, seeds: int) -> list[str]:
     plain, noisy = list(runs)
-    lines = [f"{'model':<16} {plain:>16} {noisy:>16} {'change':>8}"]
+    lines = [f"{'model':<16} {plain:>16} {noisy:>16} {'change':>8}  weight of {NOISE_FEATURE} (--explain, mean)"]
     for model in runs[plain]:
         cells = []
         accs = []
@@ -201,7 +215,9 @@ def robustness_lines(runs: dict, seeds: int) -> list[str]:
             cells.append(f"{mean:.3f} ± {std:.3f}")
             accs.append(mean)
         change = f"{accs[1] - accs[0]:+.3f}" if None not in accs else "-"
-        lines.append(f"{model:<16} {cells[0]:>16} {cells[1]:>16} {change:>8}")
+        weights = [e["explain"][NOISE_FEATURE] for e in runs[noisy][model] if NOISE_FEATURE in e.get("explain", {})]
+        weight = f"{statistics.mean(weights):.3f}" if weights else "-"
+        lines.append(f"{model:<16} {cells[0]:>16} {cells[1]:>16} {change:>8}  {weight}")
     return lines
 
 
