@@ -249,6 +249,23 @@ def test_train_evaluate_predict_over_word_pieces_and_an_image_sequence(tmp_path,
     assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [f"m{i}" for i in range(120)]
 
 
+def test_blank_texts_are_masked_out_with_missing_modality_mask(tmp_path, bert_dir):
+    data = memes_like(tmp_path, 24, seed=2)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for row in rows[:6]:
+        row["text"] = ""
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = tmp_path / "run"
+    args = [f"tokens:{bert_dir}@text,efficientnet-lite0:seq", "--model", "visualbert", "--model-arg", f"weights={bert_dir}"]
+    result = mmtk("train", data, "--features", *args, "--task", "label", "--epochs", "1", "--out", run)
+    assert result.exit_code == 2 and "data.jsonl:1 (item 'm0'): empty text" in result.output
+    result = mmtk("train", data, "--features", *args, "--task", "label", "--epochs", "1", "--missing-modality", "mask", "--out", run)
+    assert result.exit_code == 0, result.output
+    result = mmtk("predict", run, data)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 24
+
+
 def test_a_model_that_cannot_read_word_pieces_exits_2(tmp_path):
     data = memes_like(tmp_path, 8, seed=1)
     result = mmtk("train", data, "--features", "tokens@text,efficientnet-lite0:seq", "--model", "gmu", "--task", "label", "--out", tmp_path / "r")
