@@ -159,6 +159,7 @@ def distill(
     ``train_options`` go to ``mmtk.train.train`` for both."""
     from mmtk.inference import open_run
     from mmtk.models import MODELS
+    from mmtk.models.bert_weights import WeightsUnavailable
     from mmtk.runs import check_run_target, is_run_dir, load_run
     from mmtk.train import train
 
@@ -183,10 +184,14 @@ def distill(
             raise UsageError("distill needs --task when the teacher is trained here", "e.g. --task label")
         staging = out.parent / f".{out.name}.teacher-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        train(
-            dataset, features=teacher_features or features, model=teacher, tasks=tasks, out=staging / TEACHER_DIR, store=store,
-            model_args=teacher_args, val_dataset=val_dataset, device=device, progress=progress, **train_options,
-        )
+        try:
+            train(
+                dataset, features=with_word_pieces(teacher, teacher_features or features), model=teacher, tasks=tasks,
+                out=staging / TEACHER_DIR, store=store, model_args=teacher_args, val_dataset=val_dataset, device=device,
+                progress=progress, **train_options,
+            )
+        except WeightsUnavailable as exc:
+            raise UsageError(exc.message, "pass --teacher-weights minilm (the packaged offline MiniLM) or --teacher-weights PATH (a saved checkpoint)") from None
         teacher_dir = staging / TEACHER_DIR
         teacher_run = load_run(teacher_dir, device="cpu" if device == "auto" else device)
     try:
@@ -203,7 +208,7 @@ def distill(
         def train_student(target: Path, population: dict[str, float]):
             teaching = Teaching(**common, population=population)
             return train(
-                dataset, features=features, model=student, tasks=list(tasks), out=target, store=store, model_args=student_args,
+                dataset, features=with_word_pieces(student, features), model=student, tasks=list(tasks), out=target, store=store, model_args=student_args,
                 val_dataset=val_dataset, device=device, progress=progress, teaching=teaching, **train_options,
             )
 
@@ -251,6 +256,23 @@ def _population_grid(train_student, out: Path, views: Views, monitor: str):
     finally:
         for _, _, path, _ in candidates:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def with_word_pieces(model: str, features) -> list:
+    """``features`` plus the text's word pieces (``tokens``, the dataset's text column)
+    for a model that reads them (``visualbert``, ``tinybert``) when none are listed, so
+    ``--features efficientnet-lite0:seq`` names only the visual tokens, as the MSD
+    setting has it; other models' features are returned as given."""
+    from dataclasses import replace
+
+    from mmtk.features import FeatureRef, parse_feature_refs
+    from mmtk.models import MODELS
+    from mmtk.tokens import TOKENS
+
+    refs = parse_feature_refs(features)
+    if not MODELS.capabilities(model).get("tokens") or any(ref.source == TOKENS for ref in refs):
+        return refs
+    return [replace(FeatureRef.parse(TOKENS), options=refs[0].options), *refs]
 
 
 def _teacher_tasks(teacher_run, tasks):

@@ -75,6 +75,12 @@ def architecture(config, visual: bool) -> dict:
     return {key: getattr(config, key) for key in keys}
 
 
+class WeightsUnavailable(UsageError):
+    """Named pretrained weights that can be neither found locally nor downloaded (a
+    command that names them its own way, like ``distill --teacher-weights``, rewords
+    the hint)."""
+
+
 def load_source(weights: str, *, allow_visual: bool, hub_hint: str) -> Source:
     """The checkpoint ``weights`` names (not ``random``), loaded on CPU in eval mode."""
     from transformers.utils import logging as transformers_logging
@@ -143,13 +149,13 @@ def _load_hub(name: str, allow_visual: bool, hub_hint: str):
     except Exception:  # not cached (each library raises its own type): try the network
         pass
     if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") or not hub_answers():
-        raise UsageError(f"cannot load weights {name}: the model hub is unreachable and no local copy exists", hub_hint)
+        raise WeightsUnavailable(f"cannot load weights {name}: the model hub is unreachable and no local copy exists", hub_hint)
     try:
         return load(False)
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"cannot load weights {name} from the hub ({' '.join(str(exc).split())[:200]})", hub_hint) from None
+        raise WeightsUnavailable(f"cannot load weights {name} from the hub ({' '.join(str(exc).split())[:200]})", hub_hint) from None
 
 
 def check_vocab(source: Source, vocab: int, model: str) -> None:

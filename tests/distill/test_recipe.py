@@ -76,3 +76,25 @@ def test_a_teacher_inside_the_output_is_refused(tmp_path, store, data):
             **{**FAST, "epochs": 2})
     with pytest.raises(UsageError, match="inside --out"):
         distill(train_ds, teacher=str(tmp_path / "s" / "teacher"), student="concat", features=FEATURES, out=tmp_path / "s", store=store)
+
+
+def test_unreachable_teacher_weights_name_the_distill_option(tmp_path, store, data, monkeypatch):
+    import mmtk.train
+    from mmtk.models.bert_weights import WeightsUnavailable
+
+    def unreachable(*args, **kwargs):
+        raise WeightsUnavailable("cannot load weights hub/name: the model hub is unreachable", "pass --model-arg weights=minilm")
+
+    monkeypatch.setattr(mmtk.train, "train", unreachable)
+    with pytest.raises(UsageError, match="pass --teacher-weights minilm") as raised:
+        distill(data[0], teacher="gmu", student="concat", features=FEATURES, tasks=["label"], out=tmp_path / "s", store=store)
+    assert "cannot load weights hub/name" in str(raised.value)
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.teacher-*"))
+
+
+def test_word_piece_models_get_the_texts_word_pieces_when_none_are_listed():
+    from mmtk.distill.recipe import with_word_pieces
+
+    assert [r.name for r in with_word_pieces("tinybert", ["efficientnet-lite0:seq"])] == ["tokens", "efficientnet-lite0:seq"]
+    assert [r.name for r in with_word_pieces("tinybert", ["tokens@caption", "clip-patches"])] == ["tokens@caption", "clip-patches"]
+    assert [r.name for r in with_word_pieces("gmu", ["efficientnet-lite0", "minilm"])] == ["efficientnet-lite0", "minilm"]
