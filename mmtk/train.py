@@ -63,7 +63,7 @@ def train(
     val_dataset=None,
     val_split: float = 0.2,
     epochs: int | None = None,
-    lr: float = 1e-3,
+    lr: float | None = None,
     weight_decay: float = 1e-2,
     batch_size: int = 64,
     patience: int = 10,
@@ -108,7 +108,8 @@ def train(
     on the first classification task holds out ``val_split`` of the items. Items that
     lack a modality are refused, dropped, zero-filled or masked (``missing_modality``).
 
-    The loop (``mmtk.training.fit``): AdamW, ``schedule`` with ``warmup`` (a fraction of
+    The loop (``mmtk.training.fit``): AdamW at ``lr`` (None: the model's ``lr``
+    capability, else ``DEFAULT_LR``), ``schedule`` with ``warmup`` (a fraction of
     the planned steps; ``epochs`` None plans ``auto_epochs``), ``clip_norm``, ``accumulate`` batches per step, AMP on CUDA,
     early stopping on ``monitor`` after ``patience`` epochs without improvement, keeping
     the best epoch's weights. Models registered with ``fits="arrays"`` (``svm``,
@@ -144,6 +145,7 @@ def train(
     given = {**({"hidden": hidden} if hidden is not None else {}), **({"dropout": dropout} if dropout is not None else {})}
     params = {**model_params(model), **check_model_params(model, {**given, **(model_args or {})})}
     capabilities = model_capabilities(model, params)
+    lr = capabilities.get("lr", DEFAULT_LR) if lr is None else lr
     refs = parse_feature_refs(features)
     check_token_model(model, capabilities, refs)
     specs = _parse_tasks(tasks, parse_task)
@@ -341,6 +343,9 @@ def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, traini
         "preprocessing": preprocessing,
     }
 
+
+#: The learning rate of models that declare none (fusion heads trained from scratch).
+DEFAULT_LR = 1e-3
 
 #: The default epoch cap is relative to optimizer steps, not epochs: at least this many
 #: steps (a small set has few steps per epoch: 800 items at 64 a batch make 13, so 100

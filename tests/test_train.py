@@ -179,3 +179,21 @@ def test_stratified_split_keeps_proportions_and_rare_classes_in_training():
     assert split_indices(strata, 0.2, seed=1) != (train_idx, val_idx)
     with pytest.raises(DataError, match="validation split .* is empty"):
         split_indices(["a", "b"], 0.2, seed=0)
+
+
+def test_the_learning_rate_defaults_to_the_models_own(tmp_path, store, data):
+    import json
+
+    from mmtk.models import MODELS
+    from mmtk.models.catalog.fusion import build_concat
+
+    train_ds, _ = data
+    MODELS.add("concat-slow", build_concat, "concat with its own learning rate", missing=True, lr=2e-4)
+    try:
+        for name, given, expected in (("concat", None, 1e-3), ("concat-slow", None, 2e-4), ("concat-slow", 5e-3, 5e-3)):
+            out = tmp_path / f"{name}-{given}"
+            train(train_ds, features=FEATURES, model=name, tasks=["label"], out=out, store=store, epochs=1, lr=given)
+            config = json.loads((out / "config.json").read_text())
+            assert config["training"]["lr"] == expected, name
+    finally:
+        MODELS.remove("concat-slow")

@@ -58,7 +58,7 @@ def distill_command(
     val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA); also the meta set.")] = None,
     val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA held out.")] = 0.2,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Maximum epochs (default as for train).", show_default=False)] = None,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-3,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="AdamW learning rate of teacher and student. Default: each model's, else 0.001.", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")] = 64,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without validation improvement before stopping.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,

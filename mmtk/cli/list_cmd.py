@@ -68,5 +68,8 @@ def list_command(
             console.print(f"  {entry:<{width}}  {help_text}", highlight=False, markup=False)
             if name == "models":
                 args = " ".join(f"{key}={shown_default(value)}" for key, value in params[entry].items())
-                able = [CAPABILITIES.get(cap, cap) for cap, on in MODELS.capabilities(entry).items() if on]
+                able = [
+                    f"default --lr {on:g}" if cap == "lr" else CAPABILITIES.get(cap, cap)
+                    for cap, on in MODELS.capabilities(entry).items() if on
+                ]
                 console.print(f"  {'':<{width}}  --model-arg {args}; {', '.join(able)}", highlight=False, markup=False)

@@ -99,7 +99,10 @@ def train_command(
         Optional[int],
         typer.Option("--epochs", min=1, help="Maximum epochs. Default: enough for 3,000 optimizer steps, from 100 to 1,000.", show_default=False),
     ] = None,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate (the peak, with a schedule).")] = 1e-3,
+    lr: Annotated[
+        Optional[float],
+        typer.Option("--lr", min=0.0, help="AdamW learning rate (the peak, with a schedule). Default: the model's (`mmtk list models`), else 0.001.", show_default=False),
+    ] = None,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 1e-2,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")] = 64,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without validation improvement before stopping.")] = 10,
