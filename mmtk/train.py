@@ -110,7 +110,7 @@ def train(
 
     The loop (``mmtk.training.fit``): AdamW at ``lr`` (None: the model's ``lr``
     capability, else ``DEFAULT_LR``), ``schedule`` with ``warmup`` (a fraction of
-    the planned steps; ``epochs`` None plans ``auto_epochs``), ``clip_norm``, ``accumulate`` batches per step, AMP on CUDA,
+    the planned steps; ``epochs`` None plans the model's ``epochs`` capability, else ``auto_epochs``), ``clip_norm``, ``accumulate`` batches per step, AMP on CUDA,
     early stopping on ``monitor`` after ``patience`` epochs without improvement, keeping
     the best epoch's weights. Models registered with ``fits="arrays"`` (``svm``,
     ``logreg``) are fitted whole by their own ``fit_arrays`` instead (``class_weights``:
@@ -242,7 +242,7 @@ def train(
         trainable += [p for module in extra for p in module.parameters()]
     optimizer = None if whole else adamw(trainable, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
-    epochs = epochs or auto_epochs(steps_per_epoch)
+    epochs = epochs or capabilities.get("epochs") or auto_epochs(steps_per_epoch)
     steps = epochs * steps_per_epoch
     lr_schedule = None if whole else make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
     settings = FitSettings(

@@ -181,19 +181,22 @@ def test_stratified_split_keeps_proportions_and_rare_classes_in_training():
         split_indices(["a", "b"], 0.2, seed=0)
 
 
-def test_the_learning_rate_defaults_to_the_models_own(tmp_path, store, data):
+def test_learning_rate_and_epochs_default_to_the_models_own(tmp_path, store, data):
     import json
 
     from mmtk.models import MODELS
     from mmtk.models.catalog.fusion import build_concat
 
     train_ds, _ = data
-    MODELS.add("concat-slow", build_concat, "concat with its own learning rate", missing=True, lr=2e-4)
+    MODELS.add("concat-slow", build_concat, "concat with its own learning rate", missing=True, lr=2e-4, epochs=3)
     try:
-        for name, given, expected in (("concat", None, 1e-3), ("concat-slow", None, 2e-4), ("concat-slow", 5e-3, 5e-3)):
-            out = tmp_path / f"{name}-{given}"
-            train(train_ds, features=FEATURES, model=name, tasks=["label"], out=out, store=store, epochs=1, lr=given)
-            config = json.loads((out / "config.json").read_text())
-            assert config["training"]["lr"] == expected, name
+        cases = (("concat", None, 1, 1e-3, 1), ("concat-slow", None, None, 2e-4, 3), ("concat-slow", 5e-3, 2, 5e-3, 2))
+        for name, lr, epochs, expected_lr, expected_epochs in cases:
+            out = tmp_path / f"{name}-{lr}"
+            train(train_ds, features=FEATURES, model=name, tasks=["label"], out=out, store=store, epochs=epochs, lr=lr, patience=1000)
+            training = json.loads((out / "config.json").read_text())["training"]
+            assert (training["lr"], training["epochs"]) == (expected_lr, expected_epochs), name
+            if name == "concat-slow":
+                assert training["epochs_run"] == expected_epochs
     finally:
         MODELS.remove("concat-slow")

@@ -69,7 +69,7 @@ def list_command(
             if name == "models":
                 args = " ".join(f"{key}={shown_default(value)}" for key, value in params[entry].items())
                 able = [
-                    f"default --lr {on:g}" if cap == "lr" else CAPABILITIES.get(cap, cap)
+                    f"default --{cap} {on:g}" if cap in ("lr", "epochs") else CAPABILITIES.get(cap, cap)
                     for cap, on in MODELS.capabilities(entry).items() if on
                 ]
                 console.print(f"  {'':<{width}}  --model-arg {args}; {', '.join(able)}", highlight=False, markup=False)

@@ -97,7 +97,7 @@ def train_command(
     val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
     epochs: Annotated[
         Optional[int],
-        typer.Option("--epochs", min=1, help="Maximum epochs. Default: enough for 3,000 optimizer steps, from 100 to 1,000.", show_default=False),
+        typer.Option("--epochs", min=1, help="Maximum epochs. Default: the model's (`mmtk list models`), else enough for 3,000 optimizer steps, from 100 to 1,000.", show_default=False),
     ] = None,
     lr: Annotated[
         Optional[float],

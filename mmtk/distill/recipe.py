@@ -49,7 +49,7 @@ class Teaching:
     lam: float = 0.5
     tau: float = 4.0
     hidden: dict[str, float] = field(default_factory=dict)
-    lookahead: str = "all"
+    lookahead: str = "heads"
     meta_lr: float = 1e-3
     meta_hidden: int = 100
     teacher: str = ""
@@ -146,7 +146,7 @@ def distill(
     teacher_features=None,
     teacher_args: dict | None = None,
     student_args: dict | None = None,
-    lookahead: str = "all",
+    lookahead: str = "heads",
     meta_lr: float = 1e-3,
     val_dataset=None,
     device: str = "auto",

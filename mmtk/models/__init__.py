@@ -13,8 +13,10 @@ registry entry, so callers ask them without building anything:
 - ``missing``: it reads ``batch.present`` and ignores an absent modality
   (``--missing-modality mask``).
 
-- ``lr``: the learning rate the model trains at when none is given (a pretrained
-  transformer is fine-tuned far below the 1e-3 that trains a fusion head from scratch);
+- ``lr``, ``epochs``: the learning rate and epoch cap the model trains with when none
+  is given (a pretrained transformer is fine-tuned far below the 1e-3 that trains a
+  fusion head from scratch, for tens of epochs rather than the hundreds a small set gets
+  by default, over which its schedule would barely move);
 - ``auxiliary``: ``forward(batch, auxiliary=True)`` returns ``(logits, {term: loss})``
   with extra training losses (already weighted), which ``AuxiliaryObjective`` adds to the
   task losses as ``aux.TERM`` terms of ``train_log.jsonl``.

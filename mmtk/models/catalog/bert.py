@@ -27,7 +27,7 @@ def _rebuilt(saved: dict, model: str) -> dict | None:
     "visualbert",
     help="VisualBERT (Li et al. 2019) over word pieces (tokens@COLUMN) and projected visual tokens; "
     "weights=minilm builds it on the packaged MiniLM offline.",
-    explains=False, sequences=True, missing=True, tokens=True, lr=1e-4,
+    explains=False, sequences=True, missing=True, tokens=True, lr=1e-4, epochs=30,
 )
 def build_visualbert(inputs: dict, heads: dict[str, int], *, weights: str = VISUALBERT_DEFAULT, visual_dim: int = 0, dropout: float = 0.1, **saved):
     """VisualBERT teacher. ``weights``: a hub name (default, where a hub is reachable), a
@@ -95,7 +95,7 @@ def _groups(keys: list[str]) -> list[str]:
     "tinybert",
     help="TinyBERT-shaped BERT (4 layers, 312 wide) over word pieces (tokens@COLUMN) and projected visual tokens; "
     "weights=minilm projects MiniLM into it.",
-    explains=False, sequences=True, missing=True, tokens=True, lr=2e-4,
+    explains=False, sequences=True, missing=True, tokens=True, lr=2e-4, epochs=30,
 )
 def build_tinybert(
     inputs: dict, heads: dict[str, int], *, weights: str = "minilm", layers: int = 4, hidden: int = 312,
