@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -93,6 +93,7 @@ def train(
     perturb: str | None = None,
     perturb_eps: float = 0.0,
     teaching=None,
+    mix: str = "proportional",
 ) -> TrainReport:
     """Train ``model`` on the ``features`` of ``dataset`` for ``tasks`` and write the run
     directory ``out``.
@@ -125,10 +126,15 @@ def train(
     distillation student: the teacher's outputs join the training targets and the
     objective becomes its distillation objective. Seeds python, numpy and torch; on CPU
     two runs with the same inputs give identical weights.
+
+    ``dataset`` may be a mapping ``{name: Dataset}`` of several datasets
+    (``mmtk.multidata``): each task makes one head per dataset that has its columns
+    (``NAME/TASK``), each dataset is split by ``val_split``, and each training batch
+    comes from one dataset, ordered by ``mix`` (``mmtk.training.mix``).
     """
-    from mmtk.data import fit_label_encoder, parse_task
+    from mmtk.data import parse_task
     from mmtk.device import resolve_device
-    from mmtk.features import GatherContext, gather_inputs, parse_feature_refs, resolve_features
+    from mmtk.features import GatherContext, parse_feature_refs
     from mmtk.models import MODELS, check_model_params, model_capabilities, model_params
     from mmtk.models.inference import cpu_threads
     from mmtk.models.objectives import head_units, target_tensor
@@ -149,6 +155,20 @@ def train(
     refs = parse_feature_refs(features)
     check_token_model(model, capabilities, refs)
     specs = _parse_tasks(tasks, parse_task)
+    several = _several(dataset, val_dataset, mix)
+    if several is None and isinstance(dataset, Mapping):
+        (dataset,) = dataset.values()
+    if several is not None:
+        from mmtk.multidata import bind_tasks, task_weights_for
+
+        if capabilities.get("fits") == "arrays" or teaching is not None:
+            raise UsageError(
+                f"{'a distillation student' if teaching is not None else f'model {model!r} (fitted whole)'} trains on one dataset, not several",
+                "give one dataset, or choose a model trained by gradient steps (e.g. gmu)",
+            )
+        bindings = bind_tasks(several, specs)
+        task_weights = task_weights_for(bindings, task_weights)
+        specs = [b.spec for b in bindings]
     if not resume:
         check_run_target(out)
     _check_settings(epochs=epochs or 1, batch_size=batch_size, patience=patience, val_split=val_split, has_val=val_dataset is not None)
@@ -164,7 +184,7 @@ def train(
     seed_everything(seed)
 
     tabular = _check_tabular(refs, tabular, specs)
-    if missing_modality == "skip":
+    if missing_modality == "skip" and several is None:  # several: each dataset in multidata.prepare
         from mmtk.features import drop_incomplete
 
         known = (len(dataset.skipped), len(val_dataset.skipped) if val_dataset is not None else 0)
@@ -178,6 +198,137 @@ def train(
         store=store, pool=None if sequences else pool, lazy=sequences,
         missing="fail" if missing_modality in ("fail", "skip") else missing_modality,
     )
+    masks: tuple[dict, dict] = ({}, {})
+    val_rows = None
+    if several is not None:
+        from mmtk.multidata import prepare
+
+        prepared = prepare(several, refs, bindings, context, val_split=val_split, seed=seed, tabular=tabular, missing_modality=missing_modality)
+        train_x, val_x, resolved, preprocessor = prepared.train_x, prepared.val_x, prepared.resolved, prepared.preprocessor
+        encoders, train_y, val_y, dropped = prepared.encoders, prepared.train_y, prepared.val_y, prepared.dropped
+        masks, val_rows = (prepared.train_masks, prepared.val_masks), prepared.val_rows
+        train_items, val_items = sum(map(len, prepared.train_groups)), sum(map(len, prepared.val_groups))
+    else:
+        train_x, val_x, resolved, preprocessor, encoders, train_y, val_y, train_ds, val_ds = _prepare_one(
+            dataset, val_dataset, refs, specs, context, tabular, val_split, seed
+        )
+        train_items, val_items = len(train_ds), len(val_ds)
+    standardizer = Standardizer.fit(
+        train_x, {True: "all", False: "none"}.get(standardize, standardize), scaled=tuple(r.name for r in refs if r.source == "tabular")
+    )
+    kinds = {name: enc.task.kind for name, enc in encoders.items()}
+    labelled = {name: y[masks[0][name]] if name in masks[0] else y for name, y in train_y.items()}
+    stats = {name: _target_stats(labelled[name]) for name, kind in kinds.items() if kind == "regression"}
+    for name, st in stats.items():
+        train_y[name] = ((train_y[name] - st["mean"]) / st["std"]).astype(np.float32)
+        val_y[name] = ((val_y[name] - st["mean"]) / st["std"]).astype(np.float32)
+
+    inputs = input_specs(train_x)
+    heads = {name: head_units(kinds[name], len(enc.classes)) for name, enc in encoders.items()}
+    net = builder(inputs, heads, **params).to(torch_device)
+    task_weights, derived = _planned_tasks(net, encoders, task_weights)
+    objective = _objective(kinds, encoders, labelled, class_weights, label_smoothing, task_weights, torch_device)
+    if capabilities.get("auxiliary"):
+        from mmtk.training import AuxiliaryObjective
+
+        objective = AuxiliaryObjective(objective)
+    objective = perturbed_objective(objective, perturb, perturb_eps)
+    train_source = pick_source(
+        train_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()}, _mask_tensors(masks[0]), torch_device, standardizer, budget
+    )
+    val_source = pick_source(
+        val_x, {n: target_tensor(kinds[n], y) for n, y in val_y.items()}, _mask_tensors(masks[1]), torch_device, standardizer, budget
+    )
+    if missing_modality == "zero":
+        hide_presence(train_source)
+        hide_presence(val_source)
+    if several is not None:
+        from mmtk.training.mix import MixedSource
+
+        train_source = MixedSource(train_source, prepared.train_groups, mix)
+    whole = capabilities.get("fits") == "arrays"  # fitted by the model itself (svm, logreg): no optimizer steps
+    trainable = list(net.parameters())
+    if teaching is not None:  # a distillation student (mmtk.distill.recipe.Teaching)
+        if whole or perturbation:
+            raise UsageError(f"a distillation student cannot be {'--perturb trained' if perturbation else model}", "choose a student trained by gradient steps, without --perturb")
+        objective, extra = _teach(teaching, objective, net, train_source, val_source, train_ds, kinds, refs, context, lr, batch_size, seed, torch_device)
+        trainable += [p for module in extra for p in module.parameters()]
+    optimizer = None if whole else adamw(trainable, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
+    epochs = epochs or capabilities.get("epochs") or auto_epochs(steps_per_epoch)
+    steps = epochs * steps_per_epoch
+    lr_schedule = None if whole else make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
+    settings = FitSettings(
+        epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, monitor=monitor,
+        accumulate=accumulate, clip_norm=clip_norm, amp=amp,
+    )
+    signature = {
+        "model": model, "params": params, "features": [ref.name for ref in refs], "tasks": [s.name for s in specs],
+        "seed": seed, "epochs": epochs, "batch_size": batch_size, "train_items": train_items,
+        **({"datasets": list(several), "mix": mix} if several is not None else {}),
+        **({"perturb": perturbation} if perturbation else {}),  # absent otherwise: older checkpoints still resume
+    }
+    checkpointer = Checkpointer(out, {"call": record, "signature": signature}, every_s=checkpoint_every)
+    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else [])
+    restore = _resume_from(out, signature) if resume else None
+
+    def validate(network) -> dict:
+        return _validate(network, objective, val_source, val_y, kinds, stats, encoders, val_rows)
+
+    with cpu_threads(torch_device):
+        if whole:
+            result = _fit_whole(net, objective, train_source, validate, train_y, kinds, balanced=class_weights, seed=seed)
+        else:
+            result = fit(net, objective, train_source, validate, optimizer, lr_schedule, settings=settings, callbacks=callbacks, restore=restore)
+    net.load_state_dict(result.best_state)
+
+    if several is not None:
+        sources = {"dataset": [entry["source"] for entry in prepared.datasets], "dataset_items": sum(e["items"] for e in prepared.datasets)}
+    else:
+        sources = {"dataset": str(dataset.source), "dataset_items": len(dataset)}
+    training = {
+        "seed": seed, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+        "patience": patience, "class_weights": class_weights, "device": torch_device,
+        **sources,
+        "val_dataset": str(val_dataset.source) if val_dataset is not None else None,
+        "val_split": None if val_dataset is not None else val_split,
+        "train_items": train_items, "val_items": val_items,
+        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+        "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm, "accumulate": accumulate, "amp": amp,
+        "monitor": monitor, "label_smoothing": label_smoothing, "task_weights": dict(task_weights or {}),
+        "missing_modality": missing_modality, "batch_source": train_source.kind, "perturb": perturbation,
+        **({"mix": mix} if several is not None else {}),
+    }
+    model_config = {
+        "name": model, "params": params, "hyperparameters": params,
+        "input_dims": {name: spec.dim for name, spec in inputs.items()}, "heads": heads,
+        "inputs": [spec.to_json() for spec in inputs.values()],
+    }
+    preprocessing = {
+        "pool": None if sequences else pool, "missing_modality": missing_modality,
+        "standardize": standardizer.to_json() if standardizer is not None else None, "standardize_mode": standardize,
+    }
+    config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing)
+    config["tasks"] += derived
+    if teaching is not None:
+        config["distillation"] = teaching.record()
+    if several is not None:
+        config["datasets"] = prepared.datasets
+    run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)
+    checkpointer.remove()
+    return TrainReport(
+        run=run, best_epoch=result.best_epoch, epochs_run=result.epochs_run, train_items=train_items,
+        val_items=val_items, seconds=time.perf_counter() - started, val_metrics=result.best_metrics,
+        samples_per_second=result.samples_per_second, log=result.log, batch_source=train_source.kind, skipped=dropped,
+    )
+
+
+def _prepare_one(dataset, val_dataset, refs, specs, context, tabular, val_split, seed):
+    """One dataset: split it (or take ``val_dataset``), fit the tabular preprocessor on
+    the training part, gather the inputs and encode the labels."""
+    from mmtk.data import fit_label_encoder
+    from mmtk.features import gather_inputs, resolve_features
+
     if val_dataset is None:
         train_idx, val_idx = split_indices(_strata(dataset, specs), val_split, seed, dataset.source)
         train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
@@ -201,105 +352,10 @@ def train(
         context.resolved = {feature.name: feature for feature in val_resolved}
         val_x = gather_inputs(val_ds, refs, context)
     _check_some_modality(train_x, train_ds)
-    standardizer = Standardizer.fit(
-        train_x, {True: "all", False: "none"}.get(standardize, standardize), scaled=tuple(r.name for r in refs if r.source == "tabular")
-    )
-
     encoders = {spec.name: fit_label_encoder(spec, train_ds) for spec in specs}
     train_y = {name: enc.encode(train_ds) for name, enc in encoders.items()}
     val_y = {name: enc.encode(val_ds) for name, enc in encoders.items()}
-    kinds = {name: enc.task.kind for name, enc in encoders.items()}
-    stats = {name: _target_stats(train_y[name]) for name, kind in kinds.items() if kind == "regression"}
-    for name, st in stats.items():
-        train_y[name] = ((train_y[name] - st["mean"]) / st["std"]).astype(np.float32)
-        val_y[name] = ((val_y[name] - st["mean"]) / st["std"]).astype(np.float32)
-
-    inputs = input_specs(train_x)
-    heads = {name: head_units(kinds[name], len(enc.classes)) for name, enc in encoders.items()}
-    net = builder(inputs, heads, **params).to(torch_device)
-    task_weights, derived = _planned_tasks(net, encoders, task_weights)
-    objective = _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_weights, torch_device)
-    if capabilities.get("auxiliary"):
-        from mmtk.training import AuxiliaryObjective
-
-        objective = AuxiliaryObjective(objective)
-    objective = perturbed_objective(objective, perturb, perturb_eps)
-    train_source = pick_source(
-        train_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()}, None, torch_device, standardizer, budget
-    )
-    val_source = pick_source(
-        val_x, {n: target_tensor(kinds[n], y) for n, y in val_y.items()}, None, torch_device, standardizer, budget
-    )
-    if missing_modality == "zero":
-        hide_presence(train_source)
-        hide_presence(val_source)
-    whole = capabilities.get("fits") == "arrays"  # fitted by the model itself (svm, logreg): no optimizer steps
-    trainable = list(net.parameters())
-    if teaching is not None:  # a distillation student (mmtk.distill.recipe.Teaching)
-        if whole or perturbation:
-            raise UsageError(f"a distillation student cannot be {'--perturb trained' if perturbation else model}", "choose a student trained by gradient steps, without --perturb")
-        objective, extra = _teach(teaching, objective, net, train_source, val_source, train_ds, kinds, refs, context, lr, batch_size, seed, torch_device)
-        trainable += [p for module in extra for p in module.parameters()]
-    optimizer = None if whole else adamw(trainable, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
-    epochs = epochs or capabilities.get("epochs") or auto_epochs(steps_per_epoch)
-    steps = epochs * steps_per_epoch
-    lr_schedule = None if whole else make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
-    settings = FitSettings(
-        epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, monitor=monitor,
-        accumulate=accumulate, clip_norm=clip_norm, amp=amp,
-    )
-    signature = {
-        "model": model, "params": params, "features": [ref.name for ref in refs], "tasks": [s.name for s in specs],
-        "seed": seed, "epochs": epochs, "batch_size": batch_size, "train_items": len(train_ds),
-        **({"perturb": perturbation} if perturbation else {}),  # absent otherwise: older checkpoints still resume
-    }
-    checkpointer = Checkpointer(out, {"call": record, "signature": signature}, every_s=checkpoint_every)
-    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else [])
-    restore = _resume_from(out, signature) if resume else None
-
-    def validate(network) -> dict:
-        return _validate(network, objective, val_source, val_y, kinds, stats, encoders)
-
-    with cpu_threads(torch_device):
-        if whole:
-            result = _fit_whole(net, objective, train_source, validate, train_y, kinds, balanced=class_weights, seed=seed)
-        else:
-            result = fit(net, objective, train_source, validate, optimizer, lr_schedule, settings=settings, callbacks=callbacks, restore=restore)
-    net.load_state_dict(result.best_state)
-
-    training = {
-        "seed": seed, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
-        "patience": patience, "class_weights": class_weights, "device": torch_device,
-        "dataset": str(dataset.source), "dataset_items": len(dataset),
-        "val_dataset": str(val_dataset.source) if val_dataset is not None else None,
-        "val_split": None if val_dataset is not None else val_split,
-        "train_items": len(train_ds), "val_items": len(val_ds),
-        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-        "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm, "accumulate": accumulate, "amp": amp,
-        "monitor": monitor, "label_smoothing": label_smoothing, "task_weights": dict(task_weights or {}),
-        "missing_modality": missing_modality, "batch_source": train_source.kind, "perturb": perturbation,
-    }
-    model_config = {
-        "name": model, "params": params, "hyperparameters": params,
-        "input_dims": {name: spec.dim for name, spec in inputs.items()}, "heads": heads,
-        "inputs": [spec.to_json() for spec in inputs.values()],
-    }
-    preprocessing = {
-        "pool": None if sequences else pool, "missing_modality": missing_modality,
-        "standardize": standardizer.to_json() if standardizer is not None else None, "standardize_mode": standardize,
-    }
-    config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing)
-    config["tasks"] += derived
-    if teaching is not None:
-        config["distillation"] = teaching.record()
-    run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)
-    checkpointer.remove()
-    return TrainReport(
-        run=run, best_epoch=result.best_epoch, epochs_run=result.epochs_run, train_items=len(train_ds),
-        val_items=len(val_ds), seconds=time.perf_counter() - started, val_metrics=result.best_metrics,
-        samples_per_second=result.samples_per_second, log=result.log, batch_source=train_source.kind, skipped=dropped,
-    )
+    return train_x, val_x, resolved, preprocessor, encoders, train_y, val_y, train_ds, val_ds
 
 
 def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, training: dict, preprocessor, preprocessing: dict) -> dict:
@@ -431,8 +487,9 @@ def _objective(kinds, encoders, train_y, class_weights, label_smoothing, task_we
     return SupervisedObjective(losses, dict(task_weights or {}))
 
 
-def _validate(net, objective, source, labels: dict, kinds: dict, stats: dict, encoders: dict) -> dict:
-    """The validation loss terms over the whole set and the metrics (evaluate's shape)."""
+def _validate(net, objective, source, labels: dict, kinds: dict, stats: dict, encoders: dict, rows: dict | None = None) -> dict:
+    """The validation loss terms over the whole set and the metrics (evaluate's shape;
+    ``rows``: per task, the items labelled for it, when not all are)."""
     import torch
 
     from mmtk.models.inference import forward_all
@@ -440,7 +497,7 @@ def _validate(net, objective, source, labels: dict, kinds: dict, stats: dict, en
     logits, _ = forward_all(net, source)
     with torch.no_grad():
         terms = {name: float(value) for name, value in objective.terms(logits, source.all_targets()).items()}
-    return {"terms": terms, "metrics": _metrics(logits, labels, kinds, stats, encoders)}
+    return {"terms": terms, "metrics": _metrics(logits, labels, kinds, stats, encoders, rows)}
 
 
 def _resume_from(out, signature: dict):
@@ -507,20 +564,53 @@ def _memory(value, parse_memory) -> int:
         raise UsageError(f"--max-memory {value!r} is not a memory size", "write e.g. 800M, 2G or a byte count") from None
 
 
-def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dict) -> dict:
-    """Validation metrics in evaluate's JSON shape (targets de-standardised for regression)."""
+def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dict, rows: dict | None = None) -> dict:
+    """Validation metrics in evaluate's JSON shape (targets de-standardised for regression).
+    With ``rows`` (several datasets) each task is scored on its own dataset's items, and
+    the top-level ``n`` counts every validation item."""
     from mmtk.metrics import compute_metrics, task_result
     from mmtk.models.objectives import to_outputs
 
     per_task = {}
     for name, kind in kinds.items():
-        y = labels[name]
+        y, scores = labels[name], logits[name]
+        if rows is not None:
+            import torch
+
+            y, scores = y[rows[name]], scores[torch.as_tensor(rows[name], device=scores.device)]
         if kind == "regression":
             y = y * stats[name]["std"] + stats[name]["mean"]
-        outputs = to_outputs(kind, logits[name], stats.get(name))
+        outputs = to_outputs(kind, scores, stats.get(name))
         classes = [str(c) for c in encoders[name].classes]
         per_task[name] = {"task": name, "n": len(y), "metrics": compute_metrics(kind, y, outputs, classes)}
+    if rows is not None and len(per_task) > 1:
+        return {"n": len(next(iter(labels.values()))), "tasks": per_task}
     return task_result(per_task)
+
+
+def _several(dataset, val_dataset, mix: str) -> dict | None:
+    """The datasets of a several-dataset run (``{name: Dataset}``, two or more), or None
+    for one dataset; ``--val`` and an unknown ``mix`` are refused with several."""
+    from mmtk.training.mix import MIXES
+
+    if mix not in MIXES:
+        raise UsageError(f"unknown --mix {mix!r}", f"choose one of: {', '.join(MIXES)}")
+    if not isinstance(dataset, Mapping) or len(dataset) < 2:
+        if isinstance(dataset, Mapping) and not dataset:
+            raise UsageError("no dataset given", "pass at least one dataset")
+        return None
+    if val_dataset is not None:
+        raise UsageError(
+            "--val takes one validation set, but several datasets are given",
+            "leave --val out: each dataset is split by --val-split (seeded, stratified)",
+        )
+    return dict(dataset)
+
+
+def _mask_tensors(masks: dict) -> dict:
+    import torch
+
+    return {name: torch.as_tensor(mask) for name, mask in masks.items()}
 
 
 def seed_everything(seed: int) -> None:

@@ -10,6 +10,7 @@ needs both modalities, and either alone is at chance. Features are stored under 
 from __future__ import annotations
 
 import json
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,13 @@ IMAGE_DIM, TEXT_DIM = 16, 8
 FEATURES = ["efficientnet-lite0", "minilm"]
 
 
-def write_xor_dataset(folder: Path, name: str, n: int, seed: int, *, labels: bool = True) -> Path:
+def write_xor_dataset(
+    folder: Path, name: str, n: int, seed: int, *, labels: bool = True, label_column: str = "label", rule=operator.xor
+) -> Path:
     """Write ``folder/name.jsonl`` with ``n`` items (``img`` files, ``text``, hidden
-    ``p``/``q`` bits and, with ``labels``, ``label`` = p XOR q); return its path."""
+    ``p``/``q`` bits and, with ``labels``, a ``label_column`` = ``rule(p, q)``, p XOR q by
+    default: a second dataset with another label column or rule makes a second task);
+    return its path."""
     rng = np.random.default_rng(seed)
     images = folder / f"{name}_img"
     images.mkdir(parents=True, exist_ok=True)
@@ -31,7 +36,7 @@ def write_xor_dataset(folder: Path, name: str, n: int, seed: int, *, labels: boo
         image.write_bytes(f"{name} image {i}".encode())
         row = {"id": f"{name}-{i}", "img": str(image.relative_to(folder)), "text": f"{name} caption {i}", "p": p, "q": q}
         if labels:
-            row["label"] = p ^ q
+            row[label_column] = int(rule(p, q))
         lines.append(json.dumps(row))
     path = folder / f"{name}.jsonl"
     path.write_text("\n".join(lines) + "\n")
