@@ -2,7 +2,9 @@
 
 Result shape (docs/ARCHITECTURE.md, "Evaluate and predict"): ``{"task": name, "n": N, "metrics": {...}}`` for one task;
 ``{"n": N, "tasks": {name: {"task": name, "n": N, "metrics": {...}}}}`` for several;
-with ``plots_dir`` a ``"plots"`` list of the PNG files written.
+with ``plots_dir`` a ``"plots"`` list of the PNG files written. A run trained on several
+datasets reports the heads (``DATASET/TASK``) whose label columns the data has, or the
+heads of ``dataset_name`` (``mmtk.multidata.pick_tasks``).
 """
 
 from __future__ import annotations
@@ -23,27 +25,32 @@ def evaluate(
     extract_missing: bool = True,
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
+    dataset_name: str | None = None,
 ) -> dict:
     """Evaluate the run at ``run_dir`` (a path or a loaded ``Run``) on ``data`` (a ``Dataset`` or a dataset path).
 
     Every item needs its features' columns and its labels; features missing from the
     store are extracted first unless ``extract_missing`` is False. Labels are encoded
     with the run's encoders, so a label value unseen in training raises ``DataError``
-    naming file and line.
+    naming file and line. For a run trained on several datasets ``dataset_name`` picks
+    whose heads are scored (default: those whose label columns ``data`` has).
     """
     from mmtk.metrics import compute_metrics
     from mmtk.models.objectives import to_outputs
     from mmtk.inference import open_run, read_for_run, run_model
     from mmtk.metrics import task_result
     from mmtk.models.derived import task_labels
+    from mmtk.multidata import pick_tasks
 
     run = open_run(run_dir, device)
     dataset = read_for_run(run, data, columns)
-    _check_labels(run, dataset)
-    labels = task_labels(run, dataset)  # a derived task's from its column, else from its fine task's
+    tasks = pick_tasks(run, dataset, dataset_name)
+    _check_labels(run, dataset, tasks)
+    # A derived task's labels come from its column, else from its fine task's.
+    labels = task_labels(run, dataset) if tasks == run.tasks else {task: run.encoders[task].encode(dataset) for task in tasks}
     logits, _ = run_model(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
     per_task, plotted = {}, []
-    for task in run.tasks:
+    for task in tasks:
         kind = run.kind(task)
         outputs = to_outputs(kind, logits[task], run.target_stats.get(task))
         classes = [str(c) for c in run.encoders[task].classes]
@@ -51,7 +58,8 @@ def evaluate(
         if plots_dir is not None:
             from mmtk.plots import plot_task
 
-            prefix = "" if len(run.tasks) == 1 else f"{task}_"
+            # A several-dataset head's name (DATASET/TASK) is not a folder.
+            prefix = "" if len(tasks) == 1 else f"{task.replace('/', '_')}_"
             plotted += plot_task(kind, labels[task], outputs, classes, Path(plots_dir), prefix=prefix, title=task)
     result = task_result(per_task)
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
@@ -63,8 +71,10 @@ def evaluate(
     return result
 
 
-def _check_labels(run, dataset) -> None:
-    missing = [column for column in run.label_columns if column not in dataset.column_names]
+def _check_labels(run, dataset, tasks) -> None:
+    chosen = set(tasks)
+    columns = [c for entry in run.config["tasks"] if entry["name"] in chosen and "derived" not in entry for c in entry["encoder"]["task"]["columns"]]
+    missing = [column for column in columns if column not in dataset.column_names]
     if missing:
         raise DataError(
             f"{dataset.source} has no label column {missing[0]!r}: evaluation needs the label column {missing[0]}",

@@ -23,26 +23,42 @@ def open_run(run_dir, device: str = "auto"):
 
 
 def read_for_run(
-    run, data, columns: Mapping[str, str | None] | None = None, *, require_labels: bool = False, on_error: str = "fail"
+    run, data, columns: Mapping[str, str | None] | None = None, *, require_labels: bool = False, on_error: str = "fail",
+    dataset_name: str | None = None,
 ):
     """``data`` as a Dataset: a path is read requiring the columns the run's features
     encode (``require_labels`` adds the label columns); a Dataset is used as it is.
     ``on_error="skip"`` leaves out the items that lack them (``dataset.skipped``). A run
     trained with ``--missing-modality zero|mask|skip`` accepts blank cells in those
-    columns; with ``skip`` such items are left out (and listed in ``dataset.skipped``)."""
+    columns; with ``skip`` such items are left out (and listed in ``dataset.skipped``).
+    A run trained on several datasets requires the labels of ``dataset_name``'s heads;
+    without it, which heads are scored depends on the columns read, so none is required
+    here (a blank label is refused when it is encoded)."""
     from mmtk.data import Dataset, read_dataset
     from mmtk.features import drop_incomplete, required_columns
 
     policy = run.preprocessing["missing_modality"]
     if not isinstance(data, Dataset):
         needed = required_columns(run.feature_refs)
-        labels = run.label_columns if require_labels else []
+        labels = _label_columns(run, dataset_name) if require_labels else []
         overrides = {k: v for k, v in (columns or {}).items() if v}
         if policy == "fail":
             data = read_dataset(data, require=list(dict.fromkeys(needed + labels)), on_error=on_error, **overrides)
         else:
             data = read_dataset(data, require=labels, optional=needed, on_error=on_error, **overrides)
     return drop_incomplete(data, run.feature_refs) if policy == "skip" else data
+
+
+def _label_columns(run, dataset_name: str | None) -> list[str]:
+    datasets = run.config.get("datasets")
+    if not datasets:
+        return run.label_columns
+    if dataset_name is None:
+        return []
+    from mmtk.multidata import pick_tasks
+
+    tasks = pick_tasks(run, None, dataset_name)
+    return list(dict.fromkeys(column for task in tasks for column in run.encoders[task].task.columns))
 
 
 def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None) -> tuple:

@@ -8,6 +8,8 @@ predict"):
 - regression: ``{"id": ..., "value": x}``
 - several tasks: ``{"id": ..., "tasks": {name: {...one of the above without id...}}}``
 - ``explain=True`` adds ``"explain": {feature: weight, ...}`` (GMU gates).
+A run trained on several datasets predicts with every head (``DATASET/TASK``), or with
+``dataset_name``'s heads only.
 Labels are the original values (``1``, ``"positive"``); probability keys are their strings.
 """
 
@@ -35,6 +37,7 @@ def predict(
     extract_missing: bool = True,
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
+    dataset_name: str | None = None,
 ) -> list[dict]:
     """Predict every item of ``data`` (a ``Dataset`` or a dataset path, read with the
     columns the run's features need; labels are not needed) with the run at ``run_dir`` (a path or a loaded ``Run``).
@@ -42,10 +45,12 @@ def predict(
     ``explain`` needs a model with per-modality weights (``UsageError`` otherwise).
     Features missing from the store are extracted first unless ``extract_missing`` is
     False. ``columns`` holds ``read_dataset``'s column overrides (``text_column``, ...).
+    ``dataset_name`` (a run trained on several datasets) keeps that dataset's heads.
     """
     from mmtk.inference import open_run, read_for_run, run_model
     from mmtk.models import explainable_models
     from mmtk.models.objectives import to_outputs
+    from mmtk.multidata import pick_tasks
 
     run = open_run(run_dir, device)
     if explain and not callable(getattr(run.model, "explain", None)):
@@ -54,11 +59,12 @@ def predict(
             f"train with a model that has them: {', '.join(explainable_models())}",
         )
     dataset = read_for_run(run, data, columns)
+    tasks = pick_tasks(run, dataset, dataset_name, labelled=False)
     logits, weights = run_model(run, dataset, store, explain=explain, device=device, extract_missing=extract_missing, progress=progress)
-    outputs = {task: to_outputs(run.kind(task), logits[task], run.target_stats.get(task)) for task in run.tasks}
+    outputs = {task: to_outputs(run.kind(task), logits[task], run.target_stats.get(task)) for task in tasks}
     records = []
     for row, item_id in enumerate(dataset.ids):
-        per_task = {task: _task_record(run.kind(task), run.encoders[task].classes, outputs[task][row]) for task in run.tasks}
+        per_task = {task: _task_record(run.kind(task), run.encoders[task].classes, outputs[task][row]) for task in tasks}
         record: dict[str, Any] = {"id": item_id}
         if len(per_task) == 1:
             record.update(next(iter(per_task.values())))

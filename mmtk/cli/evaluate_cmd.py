@@ -37,6 +37,10 @@ def evaluate_command(
             "rmse and mae VALUE is a ceiling (exit 1 when above). Names are checked before any work. Repeatable.",
         ),
     ] = None,
+    dataset_name: Annotated[
+        Optional[str],
+        typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
+    ] = None,
     store: Store = None,
     device: DeviceOpt = "auto",
     id_column: IdColumn = None,
@@ -61,14 +65,15 @@ def evaluate_command(
     # A mistyped name (macro_f=0.7) is refused now, not after minutes of extraction.
     check_threshold_names(thresholds, {task: loaded.kind(task) for task in loaded.tasks})
     dataset = read_for_run(
-        loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), require_labels=True, on_error=on_error.value
+        loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), require_labels=True, on_error=on_error.value,
+        dataset_name=dataset_name,
     )
     output.warn_skipped(dataset.skipped)
     features_store = open_store(store)
     with output.progress_bar("features") as progress:
         dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
     output.warn_skipped(skipped)
-    result = evaluate(loaded, dataset, store=features_store, plots_dir=plots, device=device.value)
+    result = evaluate(loaded, dataset, store=features_store, plots_dir=plots, device=device.value, dataset_name=dataset_name)
     misses = check_thresholds(result, thresholds)
     if json_out:
         output.print_json(result)

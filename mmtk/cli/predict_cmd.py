@@ -38,6 +38,10 @@ def predict_command(
         Optional[PredictFormat], typer.Option("--format", help="jsonl or csv (default: from --out's extension, else jsonl).")
     ] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add per-modality weights (GMU gates) to each record.")] = False,
+    dataset_name: Annotated[
+        Optional[str],
+        typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
+    ] = None,
     store: Store = None,
     device: DeviceOpt = "auto",
     id_column: IdColumn = None,
@@ -62,5 +66,5 @@ def predict_command(
     with output.progress_bar("features") as progress:
         dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
     output.warn_skipped(skipped)
-    records = predict(loaded, dataset, store=features_store, explain=explain, device=device.value)
+    records = predict(loaded, dataset, store=features_store, explain=explain, device=device.value, dataset_name=dataset_name)
     write_predictions(records, out, fmt=infer_format(out, fmt))

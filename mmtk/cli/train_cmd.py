@@ -17,7 +17,8 @@ from mmtk.cli.options import (
 from mmtk.errors import UsageError
 
 TRAIN_CHOICES = {"schedule": ("constant", "linear", "cosine"), "pool": ("mean", "mean-std", "max"),
-                 "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none"), "perturb": ("none", "fgsm")}
+                 "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none"), "perturb": ("none", "fgsm"),
+                 "mix": ("proportional", "round-robin")}
 
 EXAMPLE = """Examples:
 
@@ -36,6 +37,8 @@ EXAMPLE = """Examples:
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model concat,gmu --task label:binary --out runs/cmp
 
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --perturb fgsm --perturb-eps 0.05 --task label:binary --out runs/gmu-fgsm
+
+  mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
 """
 
 
@@ -70,9 +73,21 @@ def task_weights(values: list[str] | None) -> dict[str, float]:
 @handle_errors
 def train_command(
     data: Annotated[
-        Optional[str],
-        typer.Argument(help="Dataset: a .csv or .jsonl file, a folder, or - for JSONL on stdin (not with --resume).", show_default=False),
+        Optional[list[str]],
+        typer.Argument(
+            help="Dataset: a .csv or .jsonl file, a folder, or - for JSONL on stdin (not with --resume). Several datasets "
+            "train one model with a head per dataset and task (NAME/TASK, NAME the file's stem).",
+            show_default=False,
+        ),
     ] = None,
+    dataset: Annotated[
+        Optional[list[str]],
+        typer.Option("--dataset", help="NAME=PATH: a dataset with its name, repeatable (besides or instead of DATA).", show_default=False),
+    ] = None,
+    mix: Annotated[
+        str,
+        typer.Option("--mix", help="Several datasets: each batch from one; proportional (to dataset size) | round-robin (alternate, smaller ones cycled)."),
+    ] = "proportional",
     features: Annotated[
         Optional[str],
         typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN], tabular, run:PATH or tokens@COLUMN (word pieces for visualbert/tinybert).", show_default=False),
@@ -189,7 +204,7 @@ def train_command(
             raise UsageError(f"--resume {resume}: the checkpoint was not written by `mmtk train`", "resume it from Python with train(..., resume=True)")
         report = _train(call, resume=True)
     else:
-        missing = [name for name, value in (("DATA", data), ("--features", features), ("--model", model), ("--out", out)) if value is None]
+        missing = [name for name, value in (("DATA", data or dataset), ("--features", features), ("--model", model), ("--out", out)) if not value]
         if missing:
             raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
         if perturb == "fgsm" and perturb_eps is None:
@@ -197,8 +212,14 @@ def train_command(
         for option, choices in TRAIN_CHOICES.items():
             if locals()[option] not in choices:
                 raise UsageError(f"--{option.replace('_', '-')} {locals()[option]!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
+        from mmtk.multidata import name_datasets
+
+        named = name_datasets(data or [], dataset or [])
+        several = len(named) > 1
+        if several and any(path == "-" for _, path in named):
+            raise UsageError("- (stdin) can be the only dataset, not one of several", "write the stdin data to a file and name that")
         call = {
-            "data": data, "features": features, "model": model, "out": str(out), "task": task, "val": val,
+            "data": None if several else named[0][1], "datasets": named if several else None, "mix": mix, "features": features, "model": model, "out": str(out), "task": task, "val": val,
             "val_split": val_split, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
             "patience": patience, "class_weights": class_weights, "hidden": hidden, "dropout": dropout,
             "model_args": split_pairs(model_arg, "--model-arg"), "task_weights": task_weights(task_weight),
@@ -211,9 +232,10 @@ def train_command(
             "image_column": image_column, "text_column": text_column, "allow_outside_paths": allow_outside_paths,
             "on_error": on_error.value, "perturb": perturb, "perturb_eps": perturb_eps or 0.0,
         }
-        if data == "-":
+        stdin = call["data"] == "-"
+        if stdin:
             call["data"] = None  # stdin cannot be read again on --resume
-        report = _train(call, resume=False, stdin=data == "-")
+        report = _train(call, resume=False, stdin=stdin)
     if "," in call["model"]:
         _print_comparison(report, json_out)
         return
@@ -243,7 +265,7 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     from mmtk.tabular import column_spec
     from mmtk.train import train
 
-    if resume and call["data"] is None:
+    if resume and call["data"] is None and not call.get("datasets"):
         raise UsageError("--resume: the run read its data from stdin, which cannot be read again", "train it afresh")
     # The run records these options with each feature, so evaluate/predict match them.
     refs = parse_feature_refs(split_features(call["features"]), feature_options(call["max_length"], call["fps"], call["frames"]))
@@ -258,14 +280,18 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     needed = required_columns(refs)
     # With a missing-modality policy the feature columns must exist but may be blank.
     read = {"require": needed} if call["missing_modality"] == "fail" else {"optional": needed}
-    dataset = read_dataset("-" if stdin else call["data"], on_error=call["on_error"], **read, **columns)
+    named = call.get("datasets") or [(None, "-" if stdin else call["data"])]
+    datasets = {name: read_dataset(path, on_error=call["on_error"], **read, **columns) for name, path in named}
     val_dataset = read_dataset(call["val"], on_error=call["on_error"], **read, **columns) if call["val"] else None
-    output.warn_skipped(dataset.skipped + (val_dataset.skipped if val_dataset else []))
+    output.warn_skipped([item for ds in datasets.values() for item in ds.skipped] + (val_dataset.skipped if val_dataset else []))
     features_store = open_store(call["store"])
     if call["on_error"] == "skip":
         # Items skipped at extraction have no features: leave them out too, listed.
         absent_ok = call["missing_modality"] != "fail"
-        dataset, skipped = items_with_features(dataset, resolve_features(dataset, refs), features_store, on_error="skip", absent_ok=absent_ok)
+        skipped = []
+        for name, ds in datasets.items():
+            datasets[name], left_out = items_with_features(ds, resolve_features(ds, refs), features_store, on_error="skip", absent_ok=absent_ok)
+            skipped += left_out
         if val_dataset is not None:
             val_dataset, val_skipped = items_with_features(
                 val_dataset, resolve_features(val_dataset, refs), features_store, on_error="skip", absent_ok=absent_ok
@@ -278,6 +304,8 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
         "missing_modality", "pool", "standardize", "max_memory", "checkpoint_every",
     )}
     options.update(perturb=call.get("perturb"), perturb_eps=call.get("perturb_eps", 0.0))  # absent in older checkpoints
+    options.update(mix=call.get("mix", "proportional"))
+    data = datasets if len(datasets) > 1 else datasets[None]
     common = dict(
         features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
         tabular=tabular if has_tabular else None, record=call, **options,
@@ -285,9 +313,9 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     if "," in call["model"]:
         from mmtk.compare import compare_models
 
-        return compare_models(dataset, models=call["model"], out=call["out"], progress=output.progress_bar, **common)
+        return compare_models(data, models=call["model"], out=call["out"], progress=output.progress_bar, **common)
     with output.progress_bar("training") as progress:
-        return train(dataset, model=call["model"], out=call["out"], progress=progress, resume=resume, **common)
+        return train(data, model=call["model"], out=call["out"], progress=progress, resume=resume, **common)
 
 
 def _print_comparison(comparison, json_out: bool) -> None:
