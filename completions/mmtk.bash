@@ -28,7 +28,7 @@ _mmtk() {
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "evaluate:--plots"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "evaluate:--fail-under"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
+    "evaluate:--fail-under"|"evaluate:--dataset-name"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
     "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
@@ -43,7 +43,7 @@ _mmtk() {
     "predict:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "predict:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "predict:--out"|"predict:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "predict:--id-column"|"predict:--image-column"|"predict:--text-column") COMPREPLY=(); return ;;
+    "predict:--dataset-name"|"predict:--id-column"|"predict:--image-column"|"predict:--text-column") COMPREPLY=(); return ;;
     "store gc:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store info:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store ls:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -54,17 +54,17 @@ _mmtk() {
     "train:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "train:--out"|"train:--val"|"train:--resume"|"train:--columns"|"train:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "train:--features"|"train:--task"|"train:--val-split"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
+    "train:--features"|"train:--task"|"train:--val-split"|"train:--dataset"|"train:--mix"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
   esac
   if [[ "$cur" == -* ]]; then
     case "$cmd" in
       "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
       "distill") COMPREPLY=($(compgen -W "--teacher --student --features --out --task --msd --lambda --temperature --msd-weight --hidden-loss --teacher-features --teacher-weights --teacher-arg --student-arg --student-layers --student-hidden --lookahead --meta-lr --val --val-split --epochs --lr --batch-size --patience --seed --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-      "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --dataset-name --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
       "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
-      "predict") COMPREPLY=($(compgen -W "--out --format --explain --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
+      "predict") COMPREPLY=($(compgen -W "--out --format --explain --dataset-name --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
       "store") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
       "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
       "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
@@ -72,7 +72,7 @@ _mmtk() {
       "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
       "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     esac
     return
   fi

@@ -80,14 +80,6 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    dataset: Annotated[
-        Optional[list[str]],
-        typer.Option("--dataset", help="NAME=PATH: a dataset with its name, repeatable (besides or instead of DATA).", show_default=False),
-    ] = None,
-    mix: Annotated[
-        str,
-        typer.Option("--mix", help="Several datasets: each batch from one; proportional (to dataset size) | round-robin (alternate, smaller ones cycled)."),
-    ] = "proportional",
     features: Annotated[
         Optional[str],
         typer.Option("--features", "-f", help="Comma-separated FEATURE list, each BACKBONE[:seq][@COLUMN], tabular, run:PATH or tokens@COLUMN (word pieces for visualbert/tinybert).", show_default=False),
@@ -108,8 +100,16 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA).")] = None,
-    val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA held out for early stopping.")] = 0.2,
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation dataset (else a split of DATA; one dataset only).")] = None,
+    val_split: Annotated[float, typer.Option("--val-split", min=0.05, max=0.9, help="Fraction of DATA (of each dataset) held out for early stopping.")] = 0.2,
+    dataset: Annotated[
+        Optional[list[str]],
+        typer.Option("--dataset", help="NAME=PATH: a dataset with its name, repeatable (besides or instead of DATA).", show_default=False),
+    ] = None,
+    mix: Annotated[
+        str,
+        typer.Option("--mix", help="Several datasets: each batch from one; proportional (to dataset size) | round-robin (alternate, smaller ones cycled)."),
+    ] = "proportional",
     epochs: Annotated[
         Optional[int],
         typer.Option("--epochs", min=1, help="Maximum epochs. Default: the model's (`mmtk list models`), else enough for 3,000 optimizer steps, from 100 to 1,000.", show_default=False),
