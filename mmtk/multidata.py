@@ -83,7 +83,8 @@ class Binding:
 
 def bind_tasks(datasets: Mapping[str, Any], specs: Sequence[Any]) -> list[Binding]:
     """Every (dataset, task) pair whose label columns the dataset has, in dataset order;
-    a task no dataset has is a ``UsageError`` naming the datasets' columns."""
+    a task no dataset has, or a dataset with none of the tasks, is a ``UsageError``
+    naming the datasets' columns."""
     bindings = []
     for spec in specs:
         owners = [name for name, dataset in datasets.items() if all(c in dataset.column_names for c in spec.columns)]
@@ -94,9 +95,15 @@ def bind_tasks(datasets: Mapping[str, Any], specs: Sequence[Any]) -> list[Bindin
                 "name a label column one of the datasets has, or add the dataset that has it",
             )
     for name in datasets:
-        for spec in specs:
-            if all(c in datasets[name].column_names for c in spec.columns):
-                bindings.append(Binding(replace(spec, name=f"{name}{SEPARATOR}{spec.name}"), name, spec.name))
+        own = [spec for spec in specs if all(c in datasets[name].column_names for c in spec.columns)]
+        if not own:
+            # Its items would enter no loss: most likely a mistyped task or a wrong file.
+            raise UsageError(
+                f"dataset {name!r} has none of the tasks' label columns ({', '.join(c for s in specs for c in s.columns)}; "
+                f"its columns: {', '.join(datasets[name].column_names)})",
+                "add a --task for a label column it has, or leave the dataset out",
+            )
+        bindings += [Binding(replace(spec, name=f"{name}{SEPARATOR}{spec.name}"), name, spec.name) for spec in own]
     return bindings
 
 

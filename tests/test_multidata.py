@@ -105,9 +105,32 @@ def test_a_dataset_never_enters_the_other_datasets_task_loss():
     only_a = {k: m[:3] for k, m in masks.items()}
     terms = objective(model, Batch(features={"x": features["x"][:3]}, targets={"a/y": torch.ones(3), "b/y": torch.zeros(3, dtype=torch.long)},
                                    target_masks=only_a))
-    assert float(terms["task.b/y"]) == 0.0
+    assert float(terms["task.b/y"].detach()) == 0.0
     terms["total"].backward()
     assert float(model.heads.layers[1].weight.grad.abs().sum()) == 0.0
+
+
+def test_regression_statistics_come_from_the_labelled_rows_only(tmp_path, store, two):
+    """mami adds ``score`` = 3p + q (a regression target only it has): its statistics
+    are those of mami's training labels, not diluted by hateful's masked zeros."""
+    scored = read_dataset(write_xor_dataset(tmp_path, "scored", 100, seed=2, label_column="score", rule=lambda p, q: 3 * p + q + 1))
+    store_xor_features(scored, store, seed=5)
+    report = train({"hateful": two["hateful"], "scored": scored}, features=FEATURES, model="concat", tasks=["label", "score:regression"],
+                   out=tmp_path / "run", store=store, **{**FAST, "epochs": 1})
+    config = json.loads((report.run / "config.json").read_text())
+    stats = next(t["target_stats"] for t in config["tasks"] if t["name"] == "scored/score")
+    entry = next(d for d in config["datasets"] if d["name"] == "scored")
+    assert entry["train_items"] == 80
+    from mmtk.train import _strata, split_indices
+
+    train_idx, _ = split_indices(_strata(scored, []), 0.2, 0, scored.source)
+    labels = np.array([scored.records[i].values["score"] for i in train_idx], dtype=np.float32)
+    assert stats["mean"] == pytest.approx(float(labels.mean())) and stats["std"] == pytest.approx(float(labels.std()))
+
+
+def test_a_dataset_with_none_of_the_tasks_is_refused(tmp_path, store, two):
+    with pytest.raises(UsageError, match="dataset 'mami' has none of the tasks"):
+        train(two, features=FEATURES, model="gmu", tasks=["label"], out=tmp_path / "run", store=store, **FAST)
 
 
 def test_the_recipe_masks_each_head_to_its_datasets_rows(tmp_path, store, two):
