@@ -1,5 +1,6 @@
 """MixedSource: every batch from one dataset, proportional and round-robin orders, seeded,
-sharded by world, and the number of batches the loop plans with."""
+sharded by world, the number of batches the loop plans with, and over the store-backed
+source in a several-dataset run."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from collections import Counter
 import pytest
 import torch
 
+from mmtk.runs import load_run
+from mmtk.store import FeatureStore
+from mmtk.train import train
 from mmtk.training import InMemorySource, World
 from mmtk.training.mix import MixedSource
+from sequence_data import SEQ_FEATURES, sequence_dataset
 
 SIZES = (50, 20, 7)  # items of datasets 0, 1, 2
 
@@ -105,3 +110,24 @@ def test_without_a_generator_every_item_comes_once_in_order():
 def test_an_unknown_mix_is_refused():
     with pytest.raises(ValueError, match="round-robin"):
         mixed("shuffled")
+
+
+def test_sequences_of_several_datasets_train_alike_from_memory_and_from_the_store(tmp_path):
+    """A sequence model: the datasets' stored sequences are joined into one reader; with a
+    tiny memory budget batches are read from the store through the MixedSource, and the
+    weights match the in-memory run. Items without text are skipped per dataset."""
+    store = FeatureStore(tmp_path / "store")
+    a = sequence_dataset(tmp_path / "a", store, n=60, seed=0, blank_texts=5)
+    b = sequence_dataset(tmp_path / "b", store, n=40, seed=1)
+    runs = {}
+    for budget in ("1G", "1K"):
+        report = train({"a": a, "b": b}, features=SEQ_FEATURES, model="attention-pool", tasks=["label"], out=tmp_path / budget,
+                       store=store, max_memory=budget, missing_modality="skip", epochs=4, batch_size=16, lr=1e-2, device="cpu")
+        runs[report.batch_source] = report
+    assert set(runs) == {"memory", "store"}
+    first, second = (load_run(runs[kind].run).model.state_dict() for kind in ("memory", "store"))
+    assert all(torch.allclose(first[k], second[k], atol=1e-5) for k in first)
+    assert [bad.item for bad in runs["store"].skipped] == [str(i) for i in range(5)]
+    config = load_run(runs["store"].run).config
+    assert [(d["name"], d["items"]) for d in config["datasets"]] == [("a", 55), ("b", 40)]
+    assert config["training"]["dataset_items"] == 95 and config["training"]["batch_source"] == "store"

@@ -59,6 +59,7 @@ def test_missing_modalities_train_and_predict(tmp_path, store):
         runs[policy] = train(dataset, features=SEQ_FEATURES, model="gmu", tasks=["label"], out=tmp_path / policy, store=store,
                              missing_modality=policy, standardize=True, **FAST)
     assert runs["skip"].train_items + runs["skip"].val_items == 100
+    assert json.loads((runs["skip"].run / "config.json").read_text())["training"]["dataset_items"] == 100
     assert [bad.item for bad in runs["skip"].skipped] == [str(i) for i in range(20)]
     assert "no minilm:seq input" in runs["skip"].skipped[0].reason
     assert runs["mask"].train_items + runs["mask"].val_items == 120
