@@ -55,9 +55,12 @@ class MixedSource:
     def kind(self) -> str:
         return self.base.kind
 
-    @property
-    def eval_batch(self) -> int | None:
-        return getattr(self.base, "eval_batch", None)
+    def __getattr__(self, name: str):
+        # The base source's chunk size for validation and prediction (the store-backed
+        # source has one; without it forward_all uses its own default).
+        if name == "eval_batch" and "base" in self.__dict__:
+            return getattr(self.__dict__["base"], name)
+        raise AttributeError(name)
 
     def __len__(self) -> int:
         return len(self.base)

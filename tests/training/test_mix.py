@@ -131,3 +131,21 @@ def test_sequences_of_several_datasets_train_alike_from_memory_and_from_the_stor
     config = load_run(runs["store"].run).config
     assert [(d["name"], d["items"]) for d in config["datasets"]] == [("a", 55), ("b", 40)]
     assert config["training"]["dataset_items"] == 95 and config["training"]["batch_source"] == "store"
+
+
+def test_forward_all_runs_over_a_mixed_source_in_the_base_sources_chunks():
+    from mmtk.models.inference import CHUNK, forward_all
+
+    source = mixed("proportional")
+    assert not hasattr(source, "eval_batch")  # an in-memory base has none: forward_all's CHUNK
+    seen = []
+
+    class Echo(torch.nn.Module):
+        def forward(self, batch):
+            seen.append(len(batch))
+            return {"y": batch.features["x"]}
+
+    logits, _ = forward_all(Echo(), source)
+    assert logits["y"][:, 0].long().tolist() == list(range(sum(SIZES))) and seen == [min(CHUNK, sum(SIZES))]
+    source.base.eval_batch = 10
+    assert source.eval_batch == 10
