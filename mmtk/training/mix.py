@@ -55,12 +55,10 @@ class MixedSource:
     def kind(self) -> str:
         return self.base.kind
 
-    def __getattr__(self, name: str):
-        # The base source's chunk size for validation and prediction (the store-backed
-        # source has one; without it forward_all uses its own default).
-        if name == "eval_batch" and "base" in self.__dict__:
-            return getattr(self.__dict__["base"], name)
-        raise AttributeError(name)
+    @property
+    def eval_batch(self) -> int:
+        """Items per validation/prediction chunk: the base source's."""
+        return self.base.eval_batch
 
     def __len__(self) -> int:
         return len(self.base)

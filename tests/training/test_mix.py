@@ -134,18 +134,19 @@ def test_sequences_of_several_datasets_train_alike_from_memory_and_from_the_stor
 
 
 def test_forward_all_runs_over_a_mixed_source_in_the_base_sources_chunks():
-    from mmtk.models.inference import CHUNK, forward_all
+    from mmtk.models.inference import forward_all
 
     source = mixed("proportional")
-    assert not hasattr(source, "eval_batch")  # an in-memory base has none: forward_all's CHUNK
+    source.base.lengths["x"] = torch.ones(sum(SIZES), dtype=torch.int64)  # a "sequence": fewer items a chunk
+    source.base.features["x"] = source.base.features["x"][:, None, :].expand(-1, 4096, -1)
+    assert source.eval_batch == source.base.eval_batch == 16
     seen = []
 
     class Echo(torch.nn.Module):
         def forward(self, batch):
             seen.append(len(batch))
-            return {"y": batch.features["x"]}
+            return {"y": batch.features["x"][:, 0]}
 
     logits, _ = forward_all(Echo(), source)
-    assert logits["y"][:, 0].long().tolist() == list(range(sum(SIZES))) and seen == [min(CHUNK, sum(SIZES))]
-    source.base.eval_batch = 10
-    assert source.eval_batch == 10
+    assert logits["y"][:, 0].long().tolist() == list(range(sum(SIZES)))
+    assert seen == [16, 16, 16, 16, 13]
