@@ -210,13 +210,16 @@ def test_task_weights_apply_to_every_head_of_a_task_or_to_one(two):
         task_weights_for(bindings, {"sarcasm": 1.0})
 
 
-def test_a_task_no_dataset_has_and_val_with_several_are_refused(tmp_path, store, two):
+def test_a_task_no_dataset_has_val_and_whole_fitted_models_with_several_are_refused(tmp_path, store, two):
     with pytest.raises(UsageError, match="'sarcasm'.*none of the datasets"):
         train(two, features=FEATURES, model="gmu", tasks=["label", "sarcasm"], out=tmp_path / "run", store=store, **FAST)
     with pytest.raises(UsageError, match="--val"):
         train(two, features=FEATURES, model="gmu", tasks=["label"], out=tmp_path / "run", store=store, val_dataset=two["mami"], **FAST)
     with pytest.raises(UsageError, match="--mix"):
         train(two, features=FEATURES, model="gmu", tasks=["label"], out=tmp_path / "run", store=store, mix="zipped", **FAST)
+    # svm/logreg fit whole arrays of one dataset; their fit knows no target masks.
+    with pytest.raises(UsageError, match="'logreg' \\(fitted whole\\) trains on one dataset"):
+        train(two, features=FEATURES, model="logreg", tasks=["label", "misogynous"], out=tmp_path / "run", store=store, device="cpu")
 
 
 def test_one_dataset_in_a_mapping_trains_exactly_as_a_plain_dataset(tmp_path, store, two):
