@@ -32,7 +32,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from distill' -l meta-lr -x -d 'Adam
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l val -r -F -d 'Validation dataset (else a split of DATA); also the meta set'
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l val-split -x -d 'Fraction of DATA held out'
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l epochs -x -d 'Maximum epochs (default as for train)'
-complete -c mmtk -n '__fish_seen_subcommand_from distill' -l lr -x -d 'AdamW learning rate'
+complete -c mmtk -n '__fish_seen_subcommand_from distill' -l lr -x -d 'AdamW learning rate of teacher and student'
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l batch-size -x -d 'Training batch size'
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l patience -x -d 'Epochs without validation improvement before stopping'
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l seed -x -d 'Random seed'
