@@ -101,25 +101,34 @@ class VisualTokens(nn.Module):
         return torch.cat(tokens, dim=1), torch.cat(masks, dim=1), torch.cat(steps, dim=1)
 
 
-class VisualBertFusion(nn.Module):
-    """VisualBERT over word pieces and visual tokens; the pooled [CLS] feeds the heads.
-    ``built_from`` (the architecture and where the weights came from) is recorded in
-    the run so that loading it rebuilds this model without the source checkpoint."""
+class _BertFusion(nn.Module):
+    """What both BERT fusions share: word pieces and visual tokens into ``encoder``, the
+    pooled [CLS] (``represent``) through dropout into a head per task. ``built_from``
+    (the architecture and where the weights came from) is recorded in the run so that
+    loading it rebuilds the model without the source checkpoint."""
 
-    def __init__(self, inputs: dict, heads: dict[str, int], config, *, dropout: float = 0.1, built_from: dict | None = None):
+    def __init__(self, name: str, inputs: dict, heads: dict[str, int], encoder, visual_width: int, *, dropout: float, built_from: dict | None):
         super().__init__()
-        from transformers import VisualBertModel
-
-        self.tokens, _, visual = split_inputs(inputs, "visualbert")
-        self.encoder = VisualBertModel(config, add_pooling_layer=True)
-        self.visual = VisualTokens(visual, config.visual_embedding_dim)
+        self.tokens, _, visual = split_inputs(inputs, name)
+        self.encoder = encoder
+        self.visual = VisualTokens(visual, visual_width)
         self.dropout = nn.Dropout(dropout)
-        self.heads = TaskHeads(config.hidden_size, heads)
-        self.width = config.hidden_size
+        self.heads = TaskHeads(encoder.config.hidden_size, heads)
+        self.width = encoder.config.hidden_size
         self.built_from = built_from
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.heads(self.dropout(self.represent(batch)))
+
+
+class VisualBertFusion(_BertFusion):
+    """VisualBERT over word pieces and visual tokens; the pooled [CLS] feeds the heads."""
+
+    def __init__(self, inputs: dict, heads: dict[str, int], config, *, dropout: float = 0.1, built_from: dict | None = None):
+        from transformers import VisualBertModel
+
+        encoder = VisualBertModel(config, add_pooling_layer=True)
+        super().__init__("visualbert", inputs, heads, encoder, config.visual_embedding_dim, dropout=dropout, built_from=built_from)
 
     def represent(self, batch) -> torch.Tensor:
         """The pooled [CLS] ``(B, hidden)``."""
@@ -137,25 +146,16 @@ class VisualBertFusion(nn.Module):
         return out.pooler_output
 
 
-class TinyBertFusion(nn.Module):
+class TinyBertFusion(_BertFusion):
     """A BERT encoder over word-piece embeddings followed by projected visual tokens
     (token type 1, positions counted within each input); the pooled [CLS] feeds the
     heads."""
 
     def __init__(self, inputs: dict, heads: dict[str, int], config, *, dropout: float = 0.1, built_from: dict | None = None):
-        super().__init__()
         from transformers import BertModel
 
-        self.tokens, _, visual = split_inputs(inputs, "tinybert")
-        self.encoder = BertModel(config, add_pooling_layer=True)
-        self.visual = VisualTokens(visual, config.hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.heads = TaskHeads(config.hidden_size, heads)
-        self.width = config.hidden_size
-        self.built_from = built_from
-
-    def forward(self, batch) -> dict[str, torch.Tensor]:
-        return self.heads(self.dropout(self.represent(batch)))
+        encoder = BertModel(config, add_pooling_layer=True)
+        super().__init__("tinybert", inputs, heads, encoder, config.hidden_size, dropout=dropout, built_from=built_from)
 
     def represent(self, batch) -> torch.Tensor:
         """The pooled [CLS] ``(B, hidden)``."""
