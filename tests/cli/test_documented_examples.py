@@ -190,9 +190,18 @@ def uses_sequences(example: Example) -> bool:
     return ":seq" in example.line or "--sequence" in example.line
 
 
+# Examples that run for tens of minutes on a CPU: parsed only; the README gives the
+# output of a run (the headline distillation fine-tunes a VisualBERT teacher and then a
+# TinyBERT student, about 26 minutes on the 2-core machine).
+LONG_RUNNING = ("--teacher visualbert",)
+
+
 def why_not_runnable(example: Example, world: Path) -> str | None:
     """None when the example can run here, else the reason it is only parsed."""
     import torch
+
+    if any(marker in example.line for marker in LONG_RUNNING):
+        return "runs for tens of minutes on a CPU"
 
     for program in example.other_programs():
         if shutil.which(program) is None:
