@@ -18,6 +18,8 @@ from mmtk.errors import UsageError
 
 EXAMPLE = """Examples:
 
+  mmtk distill memes.jsonl --teacher visualbert --teacher-weights minilm --student tinybert --msd meta --features efficientnet-lite0:seq --task label --out runs/student
+
   mmtk distill examples/memes/train.jsonl --teacher gmu --student concat --msd importance --features efficientnet-lite0,minilm --task label:binary --out runs/kd-importance
 
   mmtk distill examples/memes/train.jsonl --teacher runs/gmu --student gmu --msd meta --features efficientnet-lite0,minilm --out runs/kd-meta
