@@ -110,3 +110,30 @@ def save_tiny_visualbert(directory: Path, seed: int = 0, visual_dim: int = 12) -
     )
     VisualBertModel(config).eval().save_pretrained(directory)
     return directory
+
+
+def memes_like(folder: Path, n: int, seed: int) -> Path:
+    """``n`` items whose label is the sign of dimension 0 of a stored 3-step
+    ``efficientnet-lite0:seq`` image sequence (texts are noise), features in the store."""
+    from mmtk.backbones import resolve_backbone
+    from mmtk.data import content_keys, read_dataset
+    from mmtk.paths import default_store_dir
+    from mmtk.store import FeatureStore
+
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    rows, labels = [], rng.integers(0, 2, n)
+    for i in range(n):
+        (folder / "img" / f"{i}.png").write_bytes(b"image %d %d" % (seed, i))
+        words = " ".join(WORDS[int(k)] for k in rng.integers(0, len(WORDS), 4))
+        rows.append({"id": f"m{i}", "img": f"img/{i}.png", "text": words, "label": int(labels[i])})
+    path = folder / "data.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    dataset = read_dataset(path)
+    config = resolve_backbone("efficientnet-lite0", "image", sequence=True)
+    store = FeatureStore(default_store_dir())
+    store.register(config.fingerprint, {"backbone": config.spec, "modality": "image", "kind": "sequence", "dim": 6})
+    steps = rng.normal(size=(n, 3, 6)).astype(np.float32)
+    steps[:, :, 0] += 2.0 * labels[:, None] - 1.0
+    store.put(config.fingerprint, content_keys(dataset.values("img"), "image"), list(steps))
+    return path

@@ -98,3 +98,20 @@ def test_word_piece_models_get_the_texts_word_pieces_when_none_are_listed():
     assert [r.name for r in with_word_pieces("tinybert", ["efficientnet-lite0:seq"])] == ["tokens", "efficientnet-lite0:seq"]
     assert [r.name for r in with_word_pieces("tinybert", ["tokens@caption", "clip-patches"])] == ["tokens@caption", "clip-patches"]
     assert [r.name for r in with_word_pieces("gmu", ["efficientnet-lite0", "minilm"])] == ["efficientnet-lite0", "minilm"]
+
+
+def test_correctness_weights_and_hidden_state_losses_train_a_student(tmp_path, store, data):
+    import math
+
+    train_ds, _ = data
+    distill(train_ds, teacher="gmu", student="concat", features=FEATURES, tasks=["label"], out=tmp_path / "t", store=store,
+            **{**FAST, "epochs": 3})
+    hidden = {"fitnet": 1.0, "rkd_distance": 1.0, "rkd_angle": 2.0, "sp": 10.0}
+    distill(train_ds, teacher=str(tmp_path / "t" / "teacher"), student="concat", features=FEATURES, out=tmp_path / "c",
+            store=store, msd="correctness", hidden_losses=hidden, **{**FAST, "epochs": 3})
+    terms = _terms(tmp_path / "c")
+    assert set(hidden) | {"kd", "msd.image", "msd.text"} <= set(terms[0])
+    assert all(math.isfinite(value) for entry in terms for value in entry.values())
+    assert terms[-1]["fitnet"] < terms[0]["fitnet"]  # the projection and the student learn the teacher's state
+    recorded = json.loads((tmp_path / "c" / "config.json").read_text())["distillation"]
+    assert recorded["hidden_losses"] == hidden and recorded["msd"] == "correctness"
