@@ -26,6 +26,7 @@ from torch import nn
 
 from mmtk.distill import losses
 from mmtk.distill.views import FULL, TEACHER_HIDDEN, Views, split_views, stack_views, teacher_key
+from mmtk.models.common import presence
 from mmtk.training.batch import Batch
 from mmtk.training.objectives import TOTAL, SupervisedObjective
 
@@ -103,11 +104,9 @@ class DistillObjective:
     def available(self, batch: Batch, view: str) -> torch.Tensor:
         """Bool ``(B,)``: the item has at least one of the inputs ``view`` keeps."""
         kept = [name for name in batch.features if name not in self.views.removed[view]]
-        have = torch.zeros(len(batch), dtype=torch.bool, device=next(iter(batch.features.values())).device)
-        for name in kept:
-            present = batch.present.get(name)
-            have = have | (torch.ones_like(have) if present is None else present)
-        return have
+        like = next(iter(batch.features.values()))
+        have = presence(batch, kept, like) if kept else torch.zeros(len(batch), 0, dtype=torch.bool, device=like.device)
+        return torch.ones(len(batch), dtype=torch.bool, device=like.device) if have is None else have.any(dim=1)
 
     def view_kl(self, outputs: dict[str, torch.Tensor], batch: Batch, view: str) -> torch.Tensor:
         """KL(teacher || student) on ``view`` per item, summed over the tasks."""

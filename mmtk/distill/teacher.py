@@ -27,11 +27,10 @@ GROUP_OF = {"tokens": "text"}
 
 
 def modality_groups(features: list[dict]) -> dict[str, list[str]]:
-    """``{group: [input names]}`` from a run config's ``features`` (or the same shape)."""
+    """``{group: [input names]}`` from a run config's ``features`` (``ref``, ``modality``)."""
     groups: dict[str, list[str]] = {}
     for entry in features:
-        modality = entry.get("modality") or entry.get("source")
-        groups.setdefault(GROUP_OF.get(modality, modality), []).append(entry["ref"])
+        groups.setdefault(GROUP_OF.get(entry["modality"], entry["modality"]), []).append(entry["ref"])
     return groups
 
 
