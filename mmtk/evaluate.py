@@ -37,7 +37,7 @@ def evaluate(
     """
     from mmtk.metrics import compute_metrics
     from mmtk.models.objectives import to_outputs
-    from mmtk.inference import open_run, read_for_run, run_model
+    from mmtk.inference import forward_source, open_run, read_for_run, run_source
     from mmtk.metrics import task_result
     from mmtk.models.derived import task_labels
     from mmtk.multidata import pick_tasks
@@ -48,7 +48,8 @@ def evaluate(
     _check_labels(run, dataset, tasks)
     # A derived task's labels come from its column, else from its fine task's.
     labels = task_labels(run, dataset) if tasks == run.tasks else {task: run.encoders[task].encode(dataset) for task in tasks}
-    logits, _ = run_model(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
+    source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
+    logits, _ = forward_source(run, source, device=device)
     per_task, plotted = {}, []
     for task in tasks:
         kind = run.kind(task)
@@ -65,7 +66,7 @@ def evaluate(
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report
 
-        result["distillation"] = distillation_report(run, dataset, store, device=device, student_logits=logits)
+        result["distillation"] = distillation_report(run, dataset, store, device=device, student=(source, logits))
     if plots_dir is not None:
         result["plots"] = [str(path) for path in plotted]
     return result

@@ -80,12 +80,17 @@ def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "
 def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None):
     """Logits per task for every record of ``dataset`` (and gate weights with
     ``explain``), after checking the backbones still match the run's fingerprints."""
+    source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
+    return forward_source(run, source, device=device, explain=explain)
+
+
+def forward_source(run, source, *, device: str = "auto", explain: bool = False):
+    """``run_model`` over a source already gathered (``run_source``), for a caller that
+    runs it more than once (evaluate's distillation report)."""
     from mmtk.device import resolve_device
     from mmtk.models.inference import cpu_threads, forward_all
 
-    source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
-    torch_device = resolve_device(device)
-    with cpu_threads(torch_device):
+    with cpu_threads(resolve_device(device)):
         return forward_all(run.model, source, explain=explain)
 
 

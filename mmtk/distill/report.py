@@ -32,32 +32,38 @@ def teacher_path(student) -> Path:
     return recorded if recorded.is_absolute() else Path(student.path) / recorded
 
 
-def distillation_report(student, dataset, store, *, device: str = "auto", student_logits: dict | None = None) -> dict:
-    """The report on ``dataset`` (``student_logits``: the student's, already computed by
-    ``evaluate``)."""
-    from mmtk.inference import open_run, run_source
+def distillation_report(run, dataset, store, *, device: str = "auto", student: tuple | None = None) -> dict:
+    """The report of student ``run`` on ``dataset``; ``student``: ``(source, logits)``
+    of the run on it, when the caller (``evaluate``) has them already."""
+    from mmtk.inference import forward_source, open_run, run_source
 
-    path = teacher_path(student)
+    def logits_of(model_run, source) -> dict[str, torch.Tensor]:
+        logits, _ = forward_source(model_run, source, device=device)
+        return {task: values.float().cpu() for task, values in logits.items()}
+
+    path = teacher_path(run)
     if not path.exists():
         raise UsageError(
-            f"run {student.path} was distilled from {path}, which is gone: the distillation report needs the teacher",
+            f"run {run.path} was distilled from {path}, which is gone: the distillation report needs the teacher",
             "restore the teacher run there, or evaluate without it by copying the run without config.json's \"distillation\"",
         )
     teacher = open_run(path, device)
-    sources = {role: run_source(run, dataset, store, device=device) for role, run in (("teacher", teacher), ("student", student))}
-    groups = {role: modality_groups(run.config["features"]) for role, run in (("teacher", teacher), ("student", student))}
+    runs = {"teacher": teacher, "student": run}
+    sources = {"teacher": run_source(teacher, dataset, store, device=device)}
+    sources["student"] = student[0] if student else run_source(run, dataset, store, device=device)
+    groups = {role: modality_groups(r.config["features"]) for role, r in runs.items()}
     shared = [group for group in groups["student"] if group in groups["teacher"]]
-    tasks = [task for task in student.tasks if task in teacher.tasks and student.kind(task) != "regression"]
-    base = {"teacher": _logits(teacher, sources["teacher"])}
-    base["student"] = {t: v.float().cpu() for t, v in student_logits.items()} if student_logits else _logits(student, sources["student"])
+    tasks = [task for task in run.tasks if task in teacher.tasks and run.kind(task) != "regression"]
+    base = {"teacher": logits_of(teacher, sources["teacher"])}
+    base["student"] = {t: v.float().cpu() for t, v in student[1].items()} if student else logits_of(run, sources["student"])
     order = _derangement(len(dataset), SWAP_SEED)
     swapped = {
-        group: {role: _logits(run, _swap(sources[role], groups[role][group], order)) for role, run in (("teacher", teacher), ("student", student))}
+        group: {role: logits_of(r, _swap(sources[role], groups[role][group], order)) for role, r in runs.items()}
         for group in shared
     }
     per_task = {}
     for task in tasks:
-        kind = student.kind(task)
+        kind = run.kind(task)
         t, s = base["teacher"][task], base["student"][task]
         consistency = {
             group: _consistent(kind, t, s, outputs["teacher"][task], outputs["student"][task]) for group, outputs in swapped.items()
@@ -70,14 +76,6 @@ def distillation_report(student, dataset, store, *, device: str = "auto", studen
         }
     summary = {key: float(np.mean([entry[key] for entry in per_task.values()])) for key in ("agreement", "kl_to_teacher", "consistency_ratio")}
     return {"teacher": str(path), **summary, "tasks": per_task}
-
-
-def _logits(run, source) -> dict[str, torch.Tensor]:
-    from mmtk.models.inference import cpu_threads, forward_all
-
-    with cpu_threads(str(next(run.model.parameters()).device)):
-        logits, _ = forward_all(run.model, source)
-    return {task: values.float().cpu() for task, values in logits.items()}
 
 
 def _decisions(kind: str, logits: torch.Tensor) -> torch.Tensor:

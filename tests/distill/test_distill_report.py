@@ -52,3 +52,13 @@ def test_evaluate_reports_how_the_student_follows_its_teacher(tmp_path):
     shutil.rmtree(tmp_path / "s" / "teacher")
     with pytest.raises(UsageError, match="needs the teacher"):
         evaluate(tmp_path / "s", test_ds, store=store)
+
+
+def test_a_teacher_fitted_whole_is_reported_on_too(tmp_path):
+    # svm/logreg hold buffers, no parameters: the report must not read the device off one.
+    store = FeatureStore(tmp_path / "store")
+    train_ds, test_ds = xor_split(tmp_path, store, n_train=160, n_test=60)
+    distill(train_ds, teacher="logreg", student="concat", features=FEATURES, tasks=["label"], out=tmp_path / "s", store=store,
+            msd="none", epochs=3, batch_size=32)
+    report = evaluate(tmp_path / "s", test_ds, store=store)["distillation"]
+    assert 0 <= report["agreement"] <= 1 and set(report["tasks"]["label"]["consistency"]) == {"image", "text"}
