@@ -26,6 +26,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
     dataset_name: str | None = None,
+    tta: str = "none",
 ) -> dict:
     """Evaluate the run at ``run_dir`` (a path or a loaded ``Run``) on ``data`` (a ``Dataset`` or a dataset path).
 
@@ -34,6 +35,8 @@ def evaluate(
     with the run's encoders, so a label value unseen in training raises ``DataError``
     naming file and line. For a run trained on several datasets ``dataset_name`` picks
     whose heads are scored (default: those whose label columns ``data`` has).
+    ``tta="ten-crop"`` averages the run's log-probabilities over test-time views of its
+    image features (``mmtk.tta``); the result then records ``"tta"``.
     """
     from mmtk.metrics import compute_metrics
     from mmtk.models.objectives import to_outputs
@@ -41,6 +44,7 @@ def evaluate(
     from mmtk.metrics import task_result
     from mmtk.models.derived import task_labels
     from mmtk.multidata import pick_tasks
+    from mmtk.tta.apply import check_tta, tta_forward
 
     run = open_run(run_dir, device)
     dataset = read_for_run(run, data, columns)
@@ -48,8 +52,12 @@ def evaluate(
     _check_labels(run, dataset, tasks)
     # A derived task's labels come from its column, else from its fine task's.
     labels = task_labels(run, dataset) if tasks == run.tasks else {task: run.encoders[task].encode(dataset) for task in tasks}
-    source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
-    logits, _ = forward_source(run, source, device=device)
+    method = check_tta(run, dataset, tta)
+    if method is None:
+        source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
+        logits, _ = forward_source(run, source, device=device)
+    else:
+        logits, _ = tta_forward(run, dataset, store, method, device=device, extract_missing=extract_missing, progress=progress)
     per_task, plotted = {}, []
     for task in tasks:
         kind = run.kind(task)
@@ -63,10 +71,14 @@ def evaluate(
             prefix = "" if len(tasks) == 1 else f"{task.replace('/', '_')}_"
             plotted += plot_task(kind, labels[task], outputs, classes, Path(plots_dir), prefix=prefix, title=task)
     result = task_result(per_task)
+    if method is not None:
+        result["tta"] = method.name
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report
 
-        result["distillation"] = distillation_report(run, dataset, store, device=device, student=(source, logits))
+        # The teacher comparison is on the plain features, which the teacher saw.
+        student = (source, logits) if method is None else None
+        result["distillation"] = distillation_report(run, dataset, store, device=device, student=student)
     if plots_dir is not None:
         result["plots"] = [str(path) for path in plotted]
     return result

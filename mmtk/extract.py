@@ -265,7 +265,10 @@ class _Committer:
         rows = [np.asarray(row, dtype=np.float32) for row in features]
         if not self.registered:
             for fingerprint, meta in self.config.companions.items():
-                self.store.register(fingerprint, meta)
+                # A companion's width may be known only from its rows (a test-time view
+                # of a hub model whose config does not state it).
+                dim = meta["dim"] or int(self.companion_rows[fingerprint][0].shape[-1])
+                self.store.register(fingerprint, {**meta, "dim": dim})
             self.store.register(
                 self.config.fingerprint,
                 {

@@ -61,25 +61,41 @@ def _label_columns(run, dataset_name: str | None) -> list[str]:
     return list(dict.fromkeys(column for task in tasks for column in run.encoders[task].task.columns))
 
 
-def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None) -> tuple:
+def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "auto", progress=None, tta: str = "none") -> tuple:
     """``(dataset, skipped)``: the records of ``dataset`` that have every feature the run
     needs, after extracting the missing ones with ``on_error`` (``"skip"`` leaves out,
     and lists as ``BadItem``s, the items that cannot be encoded); see
     ``mmtk.features.items_with_features``. The backbones are checked against the run's
-    fingerprints before anything is extracted."""
+    fingerprints before anything is extracted. With a test-time augmentation (``tta``,
+    ``mmtk.tta``) the image features needed are its views (extracting one view stores
+    all of them), not the plain features."""
     from mmtk.features import items_with_features, resolve_features
+    from mmtk.tta.apply import check_tta, view_refs
 
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
+    method = check_tta(run, dataset, tta)
+    if method is not None:
+        images = {feature.name for feature in resolved if feature.backbone.modality == "image"}
+        resolved = resolve_features(dataset, view_refs(run, images, method, method.views[0]))
     return items_with_features(
         dataset, resolved, store, extract_missing=True, on_error=on_error, device=device, progress=progress,
         absent_ok=run.preprocessing["missing_modality"] != "fail",
     )
 
 
-def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None):
+def run_model(
+    run, dataset, store, *, explain: bool = False, device: str = "auto", extract_missing: bool = True, progress=None, tta: str = "none",
+):
     """Logits per task for every record of ``dataset`` (and gate weights with
-    ``explain``), after checking the backbones still match the run's fingerprints."""
+    ``explain``), after checking the backbones still match the run's fingerprints.
+    ``tta`` (``mmtk.tta``: ``none`` or ``ten-crop``) averages the outputs over test-time
+    views of the image features."""
+    from mmtk.tta.apply import check_tta, tta_forward
+
+    method = check_tta(run, dataset, tta)
+    if method is not None:
+        return tta_forward(run, dataset, store, method, device=device, extract_missing=extract_missing, progress=progress, explain=explain)
     source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
     return forward_source(run, source, device=device, explain=explain)
 
@@ -98,22 +114,39 @@ def run_source(run, dataset, store, *, device: str = "auto", extract_missing: bo
     """The in-memory batch source of ``dataset``'s inputs for ``run``, gathered as
     training gathered them (what ``run_model`` runs the model over; distillation runs
     a teacher over it with modalities removed)."""
-    from mmtk.device import resolve_device
-    from mmtk.features import GatherContext, gather_inputs, resolve_features
-    from mmtk.training.data import hide_presence, memory_source
-    from mmtk.training.normalize import Standardizer
+    from mmtk.features import resolve_features
 
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
+    gathered = gather_for_run(run, dataset, store, run.feature_refs, resolved, device=device, extract_missing=extract_missing, progress=progress)
+    return source_of(run, gathered, device)
+
+
+def gather_for_run(run, dataset, store, refs, resolved, *, device: str = "auto", extract_missing: bool = True, progress=None) -> dict:
+    """``refs`` (some of the run's features, possibly with other extraction options:
+    test-time views, ``mmtk.tta``) gathered over ``dataset`` with the run's pooling and
+    missing-modality policy; ``resolved`` are their stored features bound to it."""
+    from mmtk.features import GatherContext, gather_inputs
+
     prep = run.preprocessing
     context = GatherContext(
         store=store, pool=prep["pool"], missing="fail" if prep["missing_modality"] in ("fail", "skip") else prep["missing_modality"],
         extract_missing=extract_missing, device=device, progress=progress, tabular=run.tabular,
         resolved={feature.name: feature for feature in resolved},
     )
-    gathered = gather_inputs(dataset, run.feature_refs, context)
-    torch_device = resolve_device(device)
-    source = memory_source(gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
+    return gather_inputs(dataset, refs, context)
+
+
+def source_of(run, gathered: dict, device: str = "auto"):
+    """The in-memory batch source over every input of the run (``gathered``, by input
+    name), standardised as in training."""
+    from mmtk.device import resolve_device
+    from mmtk.training.data import hide_presence, memory_source
+    from mmtk.training.normalize import Standardizer
+
+    prep = run.preprocessing
+    inputs = {ref.name: gathered[ref.name] for ref in run.feature_refs}  # the run's input order
+    source = memory_source(inputs, {}, None, resolve_device(device), Standardizer.from_json(prep["standardize"]))
     if prep["missing_modality"] == "zero":
         hide_presence(source)
     return source

@@ -38,6 +38,7 @@ def predict(
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
     dataset_name: str | None = None,
+    tta: str = "none",
 ) -> list[dict]:
     """Predict every item of ``data`` (a ``Dataset`` or a dataset path, read with the
     columns the run's features need; labels are not needed) with the run at ``run_dir`` (a path or a loaded ``Run``).
@@ -46,6 +47,9 @@ def predict(
     Features missing from the store are extracted first unless ``extract_missing`` is
     False. ``columns`` holds ``read_dataset``'s column overrides (``text_column``, ...).
     ``dataset_name`` (a run trained on several datasets) keeps that dataset's heads.
+    ``tta="ten-crop"`` averages over test-time views of the image features
+    (``mmtk.tta``; ``explain`` weights are the views' mean) and each record then holds
+    ``"tta": "ten-crop"``.
     """
     from mmtk.inference import open_run, read_for_run, run_model
     from mmtk.models import explainable_models
@@ -60,7 +64,9 @@ def predict(
         )
     dataset = read_for_run(run, data, columns)
     tasks = pick_tasks(run, dataset, dataset_name, labelled=False)
-    logits, weights = run_model(run, dataset, store, explain=explain, device=device, extract_missing=extract_missing, progress=progress)
+    logits, weights = run_model(
+        run, dataset, store, explain=explain, device=device, extract_missing=extract_missing, progress=progress, tta=tta,
+    )
     outputs = {task: to_outputs(run.kind(task), logits[task], run.target_stats.get(task)) for task in tasks}
     records = []
     for row, item_id in enumerate(dataset.ids):
@@ -72,6 +78,8 @@ def predict(
             record["tasks"] = per_task
         if weights is not None:
             record["explain"] = {name: float(w[row]) for name, w in weights.items()}
+        if tta != "none":
+            record["tta"] = tta
         records.append(record)
     return records
 
@@ -125,6 +133,8 @@ def flatten_record(record: dict, *, join_labels: bool = True) -> dict:
             row[f"{prefix}prob_{cls}"] = p
     for name, weight in record.get("explain", {}).items():
         row[f"explain_{name}"] = weight
+    if "tta" in record:
+        row["tta"] = record["tta"]
     return row
 
 

@@ -70,12 +70,15 @@ class FeatureOptions:
     are sampled for an image backbone over a video column: ``fps`` frames per second,
     or, when ``frames`` is set, the first frame of each of ``frames`` equal chunks.
     Training records them with each feature, so evaluation and prediction resolve the
-    same fingerprints.
+    same fingerprints. ``view`` (``TTA:VIEW``, e.g. ``ten-crop:top-left``) names one
+    test-time view of an image feature (``mmtk.tta``): evaluation and prediction with
+    ``--tta`` set it, never training, and each view is its own feature set.
     """
 
     max_length: int = 128
     fps: float = 1.0
     frames: int | None = None
+    view: str | None = None
 
     def __post_init__(self):
         from mmtk.errors import UsageError
@@ -86,6 +89,10 @@ class FeatureOptions:
             raise UsageError(f"--fps {self.fps!r} must be a number above 0", "pass e.g. --fps 1 or --fps 0.5")
         if self.frames is not None and not (isinstance(self.frames, int) and self.frames >= 1):
             raise UsageError(f"--frames {self.frames!r} must be an integer >= 1", "pass e.g. --frames 8")
+        if self.view is not None:
+            from mmtk.tta import parse_view
+
+            parse_view(self.view)
 
     def to_json(self) -> dict:
         """Only the settings that differ from the defaults (run configs stay short)."""
@@ -118,6 +125,8 @@ class BackboneConfig:
     stored features differ from the backbone's default form ("seq max_length=128",
     "frames fps=1"; empty for the default): the spec alone names the model, and ``store
     ls`` shows both so that a pooled and a sequence feature set can be told apart.
+    ``crop_views``: the built encoder has ``crop_geometry()`` (``mmtk.backbones.images``),
+    so test-time views (``--tta ten-crop``, ``mmtk.tta``) can be cut from its input.
     """
 
     spec: str
@@ -137,6 +146,7 @@ class BackboneConfig:
     )
     companions: dict = field(default_factory=dict, compare=False)
     variant: str = ""
+    crop_views: bool = False
 
     def build(self, device: str = "cpu") -> Encoder:
         """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""

@@ -112,6 +112,7 @@ def resolve_clip(arg: str | None, modality: str | None) -> BackboneConfig:
         # ViTs, unlike small CNNs, gain from batching on CPU (bigger matrix products).
         cpu_batch_size=16 if modality == "image" else 64,
         cuda_batch_size=256,
+        crop_views=modality == "image",
     )
 
 

@@ -17,6 +17,7 @@ the quadrants, so each of them still covers at least the model's input.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -58,6 +59,7 @@ def resolve_clip_patches(arg: str | None, modality: str | None) -> BackboneConfi
         cpu_batch_size=4,
         cuda_batch_size=64,
         kind="sequence",
+        crop_views=True,
     )
 
 
@@ -96,6 +98,19 @@ class PatchEncoder:
         if min(detail.size) < 2:
             raise BadInput(f"image {value} is {detail.size[0]}x{detail.size[1]} px, too small to split into quadrants")
         return torch.stack([self.tower.load_image(crop) for crop in (whole, *quadrants(detail))])
+
+    def crop_geometry(self):
+        """The tower's resize and crop (``ImageEncoder.crop_geometry``); each test-time
+        view (``mmtk.tta``) becomes five crops as ``load`` makes them: the view whole
+        and its quadrants, each through open_clip's transform."""
+        import torch
+
+        geometry = self.tower.crop_geometry()
+
+        def finish(view):
+            return torch.stack([geometry.finish(view), *(self.tower.load_image(crop) for crop in quadrants(view))])
+
+        return replace(geometry, finish=finish)
 
     def collate(self, items: Sequence[Any]):
         import torch

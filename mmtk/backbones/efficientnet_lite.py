@@ -57,6 +57,7 @@ def resolve_efficientnet_lite0(arg: str | None, modality: str | None) -> Backbon
         cuda_batch_size=256,
         channels_last=True,
         sequence_form=grid_form,
+        crop_views=True,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mmtk.backbones.base import BadInput, autocast_for, close_resource
+from mmtk.errors import UsageError
 
 # Name of the resize method recorded in fingerprints; change it when the code changes.
 PIL_RESIZE = "pil-antialias"
@@ -87,6 +88,20 @@ def silence_pil_bomb_warning() -> None:
 
 
 @dataclass(frozen=True)
+class CropGeometry:
+    """An image encoder's preprocessing cut in two around its crop: ``resize`` (PIL image
+    -> PIL image, short side to the backbone's resize size), the crop ``size``, and
+    ``finish`` (a ``size`` x ``size`` crop -> what ``collate`` takes), plus the JPEG
+    ``draft_size`` its decoding uses. Test-time views (``mmtk.tta.views``) crop between
+    the two."""
+
+    size: int
+    resize: Callable[[Any], Any]
+    finish: Callable[[Any], Any]
+    draft_size: int | None = None
+
+
+@dataclass(frozen=True)
 class ResizeCrop:
     """Resize the short side to ``resize`` (PIL, antialiased), centre-crop ``size``: the
     eval transform of ImageNet-style CNNs. Returns the crop as an HWC uint8 array;
@@ -108,16 +123,21 @@ class ResizeCrop:
         }
 
     def __call__(self, image) -> np.ndarray:
+        image = self.resize_short_side(image)
+        left = (image.size[0] - self.size) // 2
+        top = (image.size[1] - self.size) // 2
+        return np.asarray(image.crop((left, top, left + self.size, top + self.size)))
+
+    def resize_short_side(self, image):
+        """The resize step alone: short side to ``resize``, neither side below ``size``
+        (test-time crops, ``mmtk.tta``, cut their views from this)."""
         from PIL import Image
 
         width, height = image.size
         scale = self.resize / min(width, height)
         new_size = (max(self.size, round(width * scale)), max(self.size, round(height * scale)))
         resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[self.interpolation]
-        image = image.resize(new_size, resample=resample)
-        left = (new_size[0] - self.size) // 2
-        top = (new_size[1] - self.size) // 2
-        return np.asarray(image.crop((left, top, left + self.size, top + self.size)))
+        return image.resize(new_size, resample=resample)
 
 
 class ImageEncoder:
@@ -169,6 +189,30 @@ class ImageEncoder:
     def load_image(self, image):
         """Preprocess an already decoded PIL image (a video frame, a crop)."""
         return self.transform(image if image.mode == "RGB" else image.convert("RGB"))
+
+    def crop_geometry(self) -> CropGeometry:
+        """How this encoder's preprocessing resizes and crops, for test-time crops
+        (``mmtk.tta``): ``ResizeCrop``, or a torchvision ``Compose`` that starts with a
+        short-side ``Resize`` and a square ``CenterCrop`` (open_clip's eval transform in
+        its default ``shortest`` mode). Other transforms are refused: cropping views out
+        of them would not be what the model saw in training."""
+        if isinstance(self.transform, ResizeCrop):
+            return CropGeometry(self.transform.size, self.transform.resize_short_side, lambda crop: np.asarray(crop), self.draft_size)
+        steps = list(getattr(self.transform, "transforms", []))
+        names = [type(step).__name__ for step in steps[:2]]
+        if names == ["Resize", "CenterCrop"]:
+            resize, crop = steps[0], steps[1]
+            short = resize.size[0] if isinstance(resize.size, (list, tuple)) and len(resize.size) == 1 else resize.size
+            side = crop.size if isinstance(crop.size, int) else (crop.size[0] if crop.size[0] == crop.size[1] else None)
+            if isinstance(short, int) and side is not None and getattr(resize, "max_size", None) is None:
+                from torchvision.transforms import Compose
+
+                return CropGeometry(int(side), resize, Compose(steps[2:]), self.draft_size)
+        raise UsageError(
+            f"this image encoder's preprocessing ({type(self.transform).__name__}) has no short-side resize and square "
+            "crop to cut test-time views from",
+            "use --tta none with this run, or image features such as efficientnet-lite0 or clip (default resize mode)",
+        )
 
     def collate(self, items: Sequence[Any]):
         import torch

@@ -42,6 +42,11 @@ def resolve_backbone(
     if sep and not arg:
         raise UsageError(f"backbone spec {spec!r} ends with ':'", f"write {name} or {name}:ARGUMENT")
     if modality == VIDEO:
+        if options.view is not None:
+            raise UsageError(
+                f"test-time view {options.view!r} of {spec!r} over a video column: views are cut from still images",
+                "use --tta with runs whose image features read an image column",
+            )
         if sequence:
             raise UsageError(
                 f"backbone {spec!r} over a video column already stores a sequence (one vector per frame)",
@@ -58,6 +63,10 @@ def resolve_backbone(
                 f"drop :seq / --sequence for {config.spec}",
             )
         config = config.sequence_form(config, options)
+    if options.view is not None:
+        from mmtk.tta.backbone import view_config
+
+        config = view_config(config, options.view)
     return config
 
 

@@ -42,7 +42,7 @@ def _registry_choices() -> dict[str, list[str]]:
     from mmtk.cli.list_cmd import registries
 
     regs = registries()
-    return {"--backbone": regs["backbones"].names(), "--model": regs["models"].names(), "--engine": regs["ocr-engines"].names()}
+    return {"--backbone": regs["backbones"].names(), "--model": regs["models"].names(), "--engine": regs["ocr-engines"].names(), "--tta": regs["tta"].names()}
 
 
 def _choices_of(param) -> list[str] | None:

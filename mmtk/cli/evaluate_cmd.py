@@ -10,7 +10,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
+    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, RunDir, Store, TextColumn, Tta, column_overrides, open_store,
 )
 from mmtk.errors import CheckFailed
 
@@ -41,6 +41,7 @@ def evaluate_command(
         Optional[str],
         typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
     ] = None,
+    tta: Tta = "none",
     store: Store = None,
     device: DeviceOpt = "auto",
     id_column: IdColumn = None,
@@ -71,16 +72,18 @@ def evaluate_command(
     output.warn_skipped(dataset.skipped)
     features_store = open_store(store)
     with output.progress_bar("features") as progress:
-        dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
+        dataset, skipped = usable_items(
+            loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress, tta=tta,
+        )
     output.warn_skipped(skipped)
-    result = evaluate(loaded, dataset, store=features_store, plots_dir=plots, device=device.value, dataset_name=dataset_name)
+    result = evaluate(loaded, dataset, store=features_store, plots_dir=plots, device=device.value, dataset_name=dataset_name, tta=tta)
     misses = check_thresholds(result, thresholds)
     if json_out:
         output.print_json(result)
     else:
         from mmtk.cli.tables import metrics_table
 
-        output.stdout().print(metrics_table(result, title=f"{run} on {data}"))
+        output.stdout().print(metrics_table(result, title=f"{run} on {data}" + (f" (--tta {tta})" if "tta" in result else "")))
         if "distillation" in result:
             report = result["distillation"]
             output.stdout().print(

@@ -11,7 +11,7 @@ from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import Json
 
-EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json\n\n  mmtk list models --json"
+EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json\n\n  mmtk list models --json\n\n  mmtk list tta"
 
 
 CAPABILITIES = {
@@ -30,14 +30,16 @@ class RegistryName(str, Enum):
     backbones = "backbones"
     models = "models"
     ocr_engines = "ocr-engines"
+    tta = "tta"
 
 
 def registries() -> dict:
     from mmtk.backbones import BACKBONES
     from mmtk.models import MODELS
     from mmtk.ocr.engines import ENGINES
+    from mmtk.tta import TTA
 
-    return {"backbones": BACKBONES, "models": MODELS, "ocr-engines": ENGINES}
+    return {"backbones": BACKBONES, "models": MODELS, "ocr-engines": ENGINES, "tta": TTA}
 
 
 @handle_errors
@@ -45,7 +47,7 @@ def list_command(
     which: Annotated[Optional[RegistryName], typer.Argument(help="Which registry (default: all).")] = None,
     json_out: Json = False,
 ) -> None:
-    """List the registered backbones, models and OCR engines with a line of help each.
+    """List the registered backbones, models, OCR engines and test-time augmentations with a line of help each.
 
     Models also show their --model-arg parameters with defaults and their capabilities
     (in --json: "model_params" and "model_capabilities" beside "models")."""

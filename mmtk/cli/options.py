@@ -35,6 +35,14 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No logs or progress 
 OnErrorOpt = Annotated[
     OnError, typer.Option("--on-error", help="fail: stop at the first bad item; skip: skip bad items and list them.")
 ]
+Tta = Annotated[
+    str,
+    typer.Option(
+        "--tta",
+        help="Test-time augmentation: none, or ten-crop (corners, centre and their mirrors of each image feature's "
+        "input, log-probabilities averaged; the views' features are cached in the store). See mmtk list tta.",
+    ),
+]
 IdColumn = Annotated[Optional[str], typer.Option("--id-column", help="Column holding item ids (default: id).")]
 ImageColumn = Annotated[Optional[str], typer.Option("--image-column", help="Column holding image paths (default: image or img).")]
 TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the text (default: text).")]

@@ -9,7 +9,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, PredictFormat, Quiet, RunDir, Store, TextColumn, column_overrides,
+    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, PredictFormat, Quiet, RunDir, Store, TextColumn, Tta, column_overrides,
     open_store,
 )
 
@@ -42,6 +42,7 @@ def predict_command(
         Optional[str],
         typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
     ] = None,
+    tta: Tta = "none",
     store: Store = None,
     device: DeviceOpt = "auto",
     id_column: IdColumn = None,
@@ -64,7 +65,9 @@ def predict_command(
     output.warn_skipped(dataset.skipped)
     features_store = open_store(store)
     with output.progress_bar("features") as progress:
-        dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
+        dataset, skipped = usable_items(
+            loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress, tta=tta,
+        )
     output.warn_skipped(skipped)
-    records = predict(loaded, dataset, store=features_store, explain=explain, device=device.value, dataset_name=dataset_name)
+    records = predict(loaded, dataset, store=features_store, explain=explain, device=device.value, dataset_name=dataset_name, tta=tta)
     write_predictions(records, out, fmt=infer_format(out, fmt))

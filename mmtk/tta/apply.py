@@ -1,0 +1,74 @@
+"""Running a frozen-feature run over every test-time view of a dataset.
+
+Each image feature of the run (a stored backbone over an image column, pooled or a
+sequence form) is gathered once per view (``FeatureOptions.view``: its own feature set,
+extracted when missing); every other input (text, tabular, audio, run outputs) is the
+same in every view and gathered once. The model runs over each view's inputs and
+``mmtk.tta.combine`` averages the views' log-probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mmtk.errors import UsageError
+from mmtk.tta import NONE, TtaMethod, get_tta, view_name
+
+
+def image_features(run, dataset) -> list[str]:
+    """The names of the run's inputs that test-time views change: stored features whose
+    backbone reads an image column (a video column's frames are not cut)."""
+    from mmtk.features import resolve_features
+
+    return [feature.name for feature in resolve_features(dataset, run.feature_refs) if feature.backbone.modality == "image"]
+
+
+def check_tta(run, dataset, tta: str) -> TtaMethod | None:
+    """The method ``tta`` names, or None for ``none``; a ``UsageError`` for an unknown
+    name or a run with no image feature to augment."""
+    method = get_tta(tta)
+    if method.name == NONE:
+        return None
+    if not image_features(run, dataset):
+        names = ", ".join(ref.name for ref in run.feature_refs)
+        raise UsageError(
+            f"--tta {method.name}: run {run.path} has no image feature to augment (its features: {names})",
+            "drop --tta for this run; test-time views need features of an image column, such as efficientnet-lite0",
+        )
+    return method
+
+
+def view_refs(run, images, method: TtaMethod, view: str) -> list:
+    """The run's feature references with the image ones (names in ``images``) set to ``view``."""
+    return [
+        replace(ref, options=replace(ref.options, view=view_name(method, view))) if ref.name in images else ref
+        for ref in run.feature_refs
+    ]
+
+
+def tta_forward(run, dataset, store, method: TtaMethod, *, device: str = "auto", extract_missing: bool = True, progress=None, explain: bool = False):
+    """``(logits, weights)`` as ``mmtk.inference.forward_source`` returns them, averaged
+    over ``method``'s views: logits per task (``combine.average_log_probs``), gate
+    weights (``explain``) by their mean."""
+    from mmtk.features import resolve_features
+    from mmtk.inference import forward_source, gather_for_run, source_of
+    from mmtk.tta.combine import average_views, average_weights
+
+    resolved = resolve_features(dataset, run.feature_refs)
+    run.check_fingerprints(resolved)
+    images = {feature.name for feature in resolved if feature.backbone.modality == "image"}
+    if not images:
+        raise UsageError(f"--tta {method.name}: run {run.path} has no image feature to augment", "drop --tta for this run")
+    gather = dict(device=device, extract_missing=extract_missing, progress=progress)
+    shared = gather_for_run(
+        run, dataset, store, [ref for ref in run.feature_refs if ref.name not in images],
+        [feature for feature in resolved if feature.name not in images], **gather,
+    )
+    logits, weights = [], []
+    for view in method.views:
+        refs = [ref for ref in view_refs(run, images, method, view) if ref.name in images]
+        viewed = gather_for_run(run, dataset, store, refs, resolve_features(dataset, refs), **gather)
+        view_logits, view_weights = forward_source(run, source_of(run, {**shared, **viewed}, device), device=device, explain=explain)
+        logits.append(view_logits)
+        weights.append(view_weights)
+    return average_views({task: run.kind(task) for task in logits[0]}, logits), average_weights(weights)
