@@ -25,6 +25,7 @@ _mmtk() {
     "distill:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "distill:--out"|"distill:--val"|"distill:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "distill:--teacher"|"distill:--student"|"distill:--features"|"distill:--task"|"distill:--msd"|"distill:--lambda"|"distill:--temperature"|"distill:--msd-weight"|"distill:--hidden-loss"|"distill:--teacher-features"|"distill:--teacher-weights"|"distill:--teacher-arg"|"distill:--student-arg"|"distill:--student-layers"|"distill:--student-hidden"|"distill:--lookahead"|"distill:--meta-lr"|"distill:--val-split"|"distill:--epochs"|"distill:--lr"|"distill:--batch-size"|"distill:--patience"|"distill:--seed"|"distill:--max-length"|"distill:--fps"|"distill:--frames"|"distill:--id-column"|"distill:--image-column"|"distill:--text-column") COMPREPLY=(); return ;;
+    "evaluate:--tta") COMPREPLY=($(compgen -W "none ten-crop" -- "$cur")); return ;;
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "evaluate:--plots"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -40,6 +41,7 @@ _mmtk() {
     "ocr-subtitles:--out") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "ocr-subtitles:--fps"|"ocr-subtitles:--region"|"ocr-subtitles:--lang"|"ocr-subtitles:--min-confidence"|"ocr-subtitles:--column"|"ocr-subtitles:--into"|"ocr-subtitles:--workers"|"ocr-subtitles:--id-column"|"ocr-subtitles:--image-column"|"ocr-subtitles:--text-column") COMPREPLY=(); return ;;
     "predict:--format") COMPREPLY=($(compgen -W "jsonl csv" -- "$cur")); return ;;
+    "predict:--tta") COMPREPLY=($(compgen -W "none ten-crop" -- "$cur")); return ;;
     "predict:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "predict:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "predict:--out"|"predict:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -60,11 +62,11 @@ _mmtk() {
     case "$cmd" in
       "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
       "distill") COMPREPLY=($(compgen -W "--teacher --student --features --out --task --msd --lambda --temperature --msd-weight --hidden-loss --teacher-features --teacher-weights --teacher-arg --student-arg --student-layers --student-hidden --lookahead --meta-lr --val --val-split --epochs --lr --batch-size --patience --seed --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-      "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --dataset-name --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --dataset-name --tta --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
       "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
-      "predict") COMPREPLY=($(compgen -W "--out --format --explain --dataset-name --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
+      "predict") COMPREPLY=($(compgen -W "--out --format --explain --dataset-name --tta --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;
       "store") COMPREPLY=($(compgen -W "" -- "$cur")) ;;
       "store gc") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
       "store info") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
@@ -81,7 +83,7 @@ _mmtk() {
     "distill") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "evaluate") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "extract-features") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
-    "list") COMPREPLY=($(compgen -W "backbones models ocr-engines" -- "$cur")) ;;
+    "list") COMPREPLY=($(compgen -W "backbones models ocr-engines tta" -- "$cur")) ;;
     "ocr-subtitles") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "predict") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "store") COMPREPLY=($(compgen -W "gc info ls repair rm verify" -- "$cur")) ;;
