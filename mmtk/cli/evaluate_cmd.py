@@ -21,6 +21,8 @@ EXAMPLE = """Examples:
   mmtk evaluate runs/gmu test.jsonl --json --fail-under macro_f1=0.70 --plots plots/
 
   mmtk evaluate runs/multitask dev.csv --fail-under sentiment.macro_f1=0.5
+
+  mmtk evaluate runs/gmu test.jsonl --tta ten-crop --json
 """
 
 

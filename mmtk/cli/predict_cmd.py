@@ -20,6 +20,8 @@ EXAMPLE = """Examples:
   mmtk predict runs/gmu new_memes/ --explain --out predictions.csv
 
   cat items.jsonl | mmtk predict runs/gmu - | jq -r 'select(.label == 1) | .id'
+
+  mmtk predict runs/gmu new_memes.jsonl --tta ten-crop > predictions.jsonl
 """
 
 

@@ -131,6 +131,8 @@ def test_example_parses(example):
             assert set(ctx.params["model"].split(",")) <= set(regs["models"].names())  # several: a comparison
         if ctx.params.get("engine"):
             assert ctx.params["engine"] in regs["ocr-engines"].names()
+        if ctx.params.get("tta"):
+            assert ctx.params["tta"] in regs["tta"].names()
 
 
 # --- running the examples that use bundled data ---------------------------------------
