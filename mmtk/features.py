@@ -631,7 +631,10 @@ def _extract_command(dataset, feature: ResolvedFeature, store) -> str:
     command = f"mmtk extract-features {dataset.source} --backbone {feature.ref.backbone} --column {feature.column}"
     if feature.ref.sequence and feature.backbone.modality != "video":
         command += " --sequence"
-    command += "".join(f" --{name.replace('_', '-')} {value}" for name, value in feature.ref.options.to_json().items())
+    # A test-time view (``view``) has no flag: extract-features computes the plain
+    # features, which fail on the same bad items; evaluate/predict --tta store the views.
+    options = {name: value for name, value in feature.ref.options.to_json().items() if name != "view"}
+    command += "".join(f" --{name.replace('_', '-')} {value}" for name, value in options.items())
     if Path(store.root).resolve() != default_store_dir().resolve():
         command += f" --store {store.root}"
     return command

@@ -172,3 +172,20 @@ def test_command_line_records_tta_and_refuses_what_it_cannot_augment(runs, store
     [line] = err.strip().splitlines()
     assert line.startswith(f"error: --tta ten-crop: run {folder / 'text'} has no image feature to augment")
     assert cli("predict", str(folder / "text"), data, "--tta", "none")[0] == 0
+
+
+def test_on_error_skip_leaves_out_an_image_no_view_can_be_cut_from(runs, store, monkeypatch):
+    folder, dataset = runs
+    lines = dataset.source.read_text().splitlines()
+    (dataset.source.parent / "img" / "broken.png").write_bytes(b"not an image")
+    broken = json.loads(lines[0]) | {"id": "broken", "img": "img/broken.png"}
+    data = dataset.source.parent / "with_broken.jsonl"
+    data.write_text("\n".join([*lines, json.dumps(broken)]) + "\n")
+    monkeypatch.setenv("MMTK_STORE", str(store.root))
+
+    code, out, err = cli("predict", str(folder / "both"), str(data), "--tta", "ten-crop", "--on-error", "skip")
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [f"m{i}" for i in range(N)]
+    assert f"{data}:{N + 1}" in err and "broken" in err and "cannot decode image" in err
+    code, _, err = cli("predict", str(folder / "both"), str(data), "--tta", "ten-crop")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"{data}:{N + 1}" in err
