@@ -12,7 +12,8 @@ Two data sets, each evaluated with and without ``--tta ten-crop`` in one process
 Costs, per test set: plain evaluation with cached features; the first ``--tta``
 evaluation, which computes the ten views and stores them (the share of its time spent
 in ``FeatureStore.put`` is what storing adds over computing the views on the fly); a
-second ``--tta`` evaluation, which reads them. Run from the repository root:
+second ``--tta`` evaluation, which reads them. Accuracy and log-loss are also given for
+the centre view alone, the five unmirrored views and all ten. Run from the repository root:
 
     .venv/bin/python benchmarks/bench_tta.py [--sets memes,digits]
 """
@@ -81,12 +82,32 @@ def measure(name: str, run: Path, test, store, put_seconds: list) -> dict:
     for label, result, tta in (("plain", plain, "none"), ("ten-crop", cold, "ten-crop")):
         records = predict(loaded, test, store=store, device="cpu", tta=tta)
         row[label] = {**{k: round(result["metrics"][k], 4) for k in ("accuracy", "macro_f1")}, "log_loss": round(log_loss(records, labels, classes), 4)}
+    row["views"] = by_views(loaded, test, store, labels, classes)
     row["seconds"] = {"plain": round(plain_s, 2), "tta_first": round(cold_s, 2), "tta_first_in_store_put": round(stored_s, 2), "tta_again": round(warm_s, 2)}
     row["ratios"] = {
         "tta_first / plain": round(cold_s / plain_s, 1), "tta_again / plain": round(warm_s / plain_s, 1),
         "store share of tta_first": round(stored_s / cold_s, 3),
     }
     return row
+
+
+def by_views(run, test, store, labels, classes) -> dict:
+    """Accuracy and log-loss averaging over some of the stored views: the centre alone
+    (the plain crop but for TenCrop's rounding), the five unmirrored ones, all ten."""
+    from mmtk.models.objectives import to_outputs
+    from mmtk.tta import get_tta
+    from mmtk.tta.apply import view_outputs
+    from mmtk.tta.combine import average_log_probs
+
+    task = run.tasks[0]
+    per_view = [logits[task] for logits, _ in view_outputs(run, test, store, get_tta("ten-crop"), device="cpu")]
+    index = np.array([classes.index(label) for label in labels])
+    out = {}
+    for name, views in (("center", [4]), ("five unmirrored", range(5)), ("ten", range(10))):
+        probs = to_outputs(run.kind(task), average_log_probs(run.kind(task), [per_view[i] for i in views]), run.target_stats.get(task))
+        true = np.clip(probs[np.arange(len(index)), index], 1e-15, None)
+        out[name] = {"accuracy": round(float(np.mean(probs.argmax(axis=1) == index)), 4), "log_loss": round(float(-np.mean(np.log(true))), 4)}
+    return out
 
 
 def main() -> None:

@@ -50,9 +50,17 @@ def tta_forward(run, dataset, store, method: TtaMethod, *, device: str = "auto",
     """``(logits, weights)`` as ``mmtk.inference.forward_source`` returns them, averaged
     over ``method``'s views: logits per task (``combine.average_log_probs``), gate
     weights (``explain``) by their mean."""
+    from mmtk.tta.combine import average_views, average_weights
+
+    outputs = view_outputs(run, dataset, store, method, device=device, extract_missing=extract_missing, progress=progress, explain=explain)
+    logits, weights = [view[0] for view in outputs], [view[1] for view in outputs]
+    return average_views({task: run.kind(task) for task in logits[0]}, logits), average_weights(weights)
+
+
+def view_outputs(run, dataset, store, method: TtaMethod, *, device: str = "auto", extract_missing: bool = True, progress=None, explain: bool = False) -> list:
+    """``forward_source``'s ``(logits, weights)`` for each of ``method``'s views, in order."""
     from mmtk.features import resolve_features
     from mmtk.inference import forward_source, gather_for_run, source_of
-    from mmtk.tta.combine import average_views, average_weights
 
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
@@ -64,11 +72,9 @@ def tta_forward(run, dataset, store, method: TtaMethod, *, device: str = "auto",
         run, dataset, store, [ref for ref in run.feature_refs if ref.name not in images],
         [feature for feature in resolved if feature.name not in images], **gather,
     )
-    logits, weights = [], []
+    outputs = []
     for view in method.views:
         refs = [ref for ref in view_refs(run, images, method, view) if ref.name in images]
         viewed = gather_for_run(run, dataset, store, refs, resolve_features(dataset, refs), **gather)
-        view_logits, view_weights = forward_source(run, source_of(run, {**shared, **viewed}, device), device=device, explain=explain)
-        logits.append(view_logits)
-        weights.append(view_weights)
-    return average_views({task: run.kind(task) for task in logits[0]}, logits), average_weights(weights)
+        outputs.append(forward_source(run, source_of(run, {**shared, **viewed}, device), device=device, explain=explain))
+    return outputs
