@@ -25,8 +25,9 @@ def ten_crop(image, geometry) -> list[Any]:
     """The ten views of a PIL ``image`` as model inputs, in ``TEN_CROP_VIEWS`` order.
 
     ``geometry`` is a ``mmtk.backbones.images.CropGeometry`` (or anything with ``size``,
-    ``resize`` and ``finish``): an image smaller than ``size`` after ``resize`` is
-    padded with black by TenCrop, as torchvision does."""
+    ``resize`` and ``finish``) whose ``resize`` leaves both sides at least ``size``, as
+    the backbones' own do (``ResizeCrop`` keeps both sides >= its crop; open_clip resizes
+    the short side to its crop size): TenCrop refuses a smaller image."""
     from torchvision.transforms import v2
 
     crops = v2.TenCrop(geometry.size)(geometry.resize(image))
