@@ -9,7 +9,7 @@ from PIL import Image
 
 from mmtk.backbones import FeatureOptions, resolve_backbone
 from mmtk.backbones.efficientnet_lite import PREPROCESS
-from mmtk.backbones.images import CropGeometry, ImageEncoder, ResizeCrop
+from mmtk.backbones.images import CropGeometry, ImageEncoder
 from mmtk.errors import UsageError
 from mmtk.tta import TTA, get_tta, parse_view
 from mmtk.tta.views import TEN_CROP_VIEWS, ten_crop
