@@ -101,6 +101,30 @@ class CropGeometry:
     draft_size: int | None = None
 
 
+def crop_geometry(transform, draft_size: int | None = None) -> CropGeometry:
+    """How an image preprocessing ``transform`` resizes and crops, for test-time views
+    (``mmtk.tta``): ``ResizeCrop``, or a torchvision ``Compose`` that starts with a
+    short-side ``Resize`` and a square ``CenterCrop`` (open_clip's eval transform in its
+    default ``shortest`` mode). Other transforms are refused: views cut out of them would
+    not be what the model saw in training. A run that holds its own image tower (fine-
+    tuning) passes the transform its tower was trained with."""
+    if isinstance(transform, ResizeCrop):
+        return CropGeometry(transform.size, transform.resize_short_side, np.asarray, draft_size)
+    steps = list(getattr(transform, "transforms", []))
+    if [type(step).__name__ for step in steps[:2]] == ["Resize", "CenterCrop"]:
+        resize, crop = steps[0], steps[1]
+        short = resize.size[0] if isinstance(resize.size, (list, tuple)) and len(resize.size) == 1 else resize.size
+        side = crop.size if isinstance(crop.size, int) else (crop.size[0] if crop.size[0] == crop.size[1] else None)
+        if isinstance(short, int) and side is not None and getattr(resize, "max_size", None) is None:
+            from torchvision.transforms import Compose
+
+            return CropGeometry(int(side), resize, Compose(steps[2:]), draft_size)
+    raise UsageError(
+        f"image preprocessing {type(transform).__name__} has no short-side resize and square crop to cut test-time views from",
+        "use --tta none with this run, or image features such as efficientnet-lite0 or clip (default resize mode)",
+    )
+
+
 @dataclass(frozen=True)
 class ResizeCrop:
     """Resize the short side to ``resize`` (PIL, antialiased), centre-crop ``size``: the
@@ -191,28 +215,8 @@ class ImageEncoder:
         return self.transform(image if image.mode == "RGB" else image.convert("RGB"))
 
     def crop_geometry(self) -> CropGeometry:
-        """How this encoder's preprocessing resizes and crops, for test-time crops
-        (``mmtk.tta``): ``ResizeCrop``, or a torchvision ``Compose`` that starts with a
-        short-side ``Resize`` and a square ``CenterCrop`` (open_clip's eval transform in
-        its default ``shortest`` mode). Other transforms are refused: cropping views out
-        of them would not be what the model saw in training."""
-        if isinstance(self.transform, ResizeCrop):
-            return CropGeometry(self.transform.size, self.transform.resize_short_side, lambda crop: np.asarray(crop), self.draft_size)
-        steps = list(getattr(self.transform, "transforms", []))
-        names = [type(step).__name__ for step in steps[:2]]
-        if names == ["Resize", "CenterCrop"]:
-            resize, crop = steps[0], steps[1]
-            short = resize.size[0] if isinstance(resize.size, (list, tuple)) and len(resize.size) == 1 else resize.size
-            side = crop.size if isinstance(crop.size, int) else (crop.size[0] if crop.size[0] == crop.size[1] else None)
-            if isinstance(short, int) and side is not None and getattr(resize, "max_size", None) is None:
-                from torchvision.transforms import Compose
-
-                return CropGeometry(int(side), resize, Compose(steps[2:]), self.draft_size)
-        raise UsageError(
-            f"this image encoder's preprocessing ({type(self.transform).__name__}) has no short-side resize and square "
-            "crop to cut test-time views from",
-            "use --tta none with this run, or image features such as efficientnet-lite0 or clip (default resize mode)",
-        )
+        """This encoder's ``crop_geometry`` (module function), for test-time views."""
+        return crop_geometry(self.transform, self.draft_size)
 
     def collate(self, items: Sequence[Any]):
         import torch

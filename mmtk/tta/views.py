@@ -5,8 +5,10 @@ resizes it (``CropGeometry.resize``: short side to the backbone's resize size), 
 ``TenCrop`` cuts the four corners and the centre at the backbone's input size and the
 same five from the horizontally mirrored image, and each crop goes through the rest of
 the backbone's preprocessing (``CropGeometry.finish``). Frozen-feature runs reach it
-through ``mmtk.tta.backbone``; a run holding its own trainable image tower calls it with
-the tower's geometry and averages with ``mmtk.tta.combine``.
+through ``mmtk.tta.backbone``. A run holding its own trainable image tower (fine-tuning)
+plugs in with ``geometry = mmtk.backbones.images.crop_geometry(its transform)``, its tower
+over ``collate(ten_crop(image, geometry))``, its heads over the ten feature rows, and
+``mmtk.tta.combine.average_log_probs`` over the ten logits.
 """
 
 from __future__ import annotations
