@@ -189,3 +189,29 @@ def test_on_error_skip_leaves_out_an_image_no_view_can_be_cut_from(runs, store, 
     assert f"{data}:{N + 1}" in err and "broken" in err and "cannot decode image" in err
     code, _, err = cli("predict", str(folder / "both"), str(data), "--tta", "ten-crop")
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"{data}:{N + 1}" in err
+
+
+def test_items_without_an_image_get_the_plain_prediction(runs, tmp_path, tiny_clip_dir):
+    """A run trained with --missing-modality mask: an item with no image has the same
+    inputs in every view, so its averaged prediction is its plain one."""
+    folder, dataset = runs
+    rows = [json.loads(line) for line in dataset.source.read_text().splitlines()]
+    for row in rows[:3]:
+        row["img"] = ""
+    data = dataset.source.parent / "some_blank.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    specs = features_of(tiny_clip_dir)
+    store = FeatureStore(tmp_path / "store")
+    blanks = read_dataset(data, optional=["image"])
+    for spec, column in ((specs["image"], "img"), (specs["text"].partition("@")[0], "text")):
+        present = [i for i, value in enumerate(blanks.values(column)) if value]
+        extract_features(blanks.subset(present), spec, store=store, column=column, device="cpu")
+    run = tmp_path / "masked"
+    train(
+        blanks, features=[specs["image"], specs["text"]], model="concat", tasks=["label"], out=run, store=store,
+        val_dataset=blanks, epochs=10, hidden=8, device="cpu", seed=0, missing_modality="mask",
+    )
+    plain = probs_of(predict(run, blanks, store=store, device="cpu"))
+    tta = probs_of(predict(run, blanks, store=store, device="cpu", tta="ten-crop"))
+    np.testing.assert_allclose(tta[:3], plain[:3], atol=1e-6)
+    assert np.abs(tta[3:] - plain[3:]).max() > 1e-4
