@@ -9,7 +9,7 @@ from PIL import Image
 
 from mmtk.backbones import FeatureOptions, resolve_backbone
 from mmtk.backbones.efficientnet_lite import PREPROCESS
-from mmtk.backbones.images import CropGeometry, ImageEncoder
+from mmtk.backbones.images import CropGeometry, ImageEncoder, crop_geometry
 from mmtk.errors import UsageError
 from mmtk.tta import TTA, get_tta, parse_view
 from mmtk.tta.views import TEN_CROP_VIEWS, ten_crop
@@ -80,10 +80,18 @@ def test_open_clip_views_finish_with_its_transform(tiny_clip_dir):
     torch.testing.assert_close(views[TEN_CROP_VIEWS.index("center")], encoder.load_image(picture), rtol=0, atol=0)
 
 
-def test_a_transform_without_a_square_crop_is_refused():
+def test_a_transform_without_a_short_side_resize_and_square_crop_is_refused():
+    from torchvision.transforms import CenterCrop, Compose, Resize, ToTensor
+
     encoder = ImageEncoder(None, lambda image: image, 4, "cpu")
     with pytest.raises(UsageError, match="no short-side resize and square crop"):
         encoder.crop_geometry()
+    # open_clip's "squash" mode resizes both sides: a corner crop would be the whole image.
+    with pytest.raises(UsageError, match="Compose has no short-side resize"):
+        crop_geometry(Compose([Resize((32, 32)), CenterCrop(32), ToTensor()]))
+    geometry = crop_geometry(Compose([Resize(32), CenterCrop(32), ToTensor()]), draft_size=32)
+    assert (geometry.size, geometry.draft_size) == (32, 32)
+    assert ten_crop(quadrants_image(64), geometry)[0].shape == (3, 32, 32)
 
 
 def test_registry_and_view_names():
