@@ -264,6 +264,7 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     from mmtk.features import items_with_features, parse_feature_refs, required_columns, resolve_features
     from mmtk.tabular import column_spec
     from mmtk.train import train
+    from mmtk.training.heap import keep_freed_memory
 
     if resume and call["data"] is None and not call.get("datasets"):
         raise UsageError("--resume: the run read its data from stdin, which cannot be read again", "train it afresh")
@@ -310,6 +311,7 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
         features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
         tabular=tabular if has_tabular else None, record=call, **options,
     )
+    keep_freed_memory()  # training reuses each step's buffers (mmtk/training/heap.py)
     if "," in call["model"]:
         from mmtk.compare import compare_models
 
