@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -12,7 +16,7 @@ from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
     AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
 )
-from mmtk.errors import CheckFailed
+from mmtk.errors import CheckFailed, UsageError
 
 EXAMPLE = """Examples:
 
@@ -21,6 +25,8 @@ EXAMPLE = """Examples:
   mmtk evaluate runs/gmu test.jsonl --json --fail-under macro_f1=0.70 --plots plots/
 
   mmtk evaluate runs/multitask dev.csv --fail-under sentiment.macro_f1=0.5
+
+  mmtk evaluate runs/gmu examples/memes/test.jsonl --plots plots/ --report report.html
 """
 
 
@@ -28,7 +34,19 @@ EXAMPLE = """Examples:
 def evaluate_command(
     run: RunDir,
     data: Data,
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots (confusion matrix, ROC/PR curves) here.")] = None,
+    plots: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plots",
+            help="Write PNG plots here: confusion matrices, ROC/PR curves, reliability (ECE), F1 per class; modality weights "
+            "per class (models with gates); a class-query decoder's outputs in 2-D.",
+        ),
+    ] = None,
+    report: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Write one self-contained HTML page: the tables, the plots, the run's config, this command line.", show_default=False),
+    ] = None,
+    projection: Annotated[str, typer.Option("--projection", help="How a class-query decoder's outputs are drawn in 2-D: pca | tsne.")] = "pca",
     fail_under: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -60,6 +78,13 @@ def evaluate_command(
     from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
 
     output.set_quiet(quiet)
+    from mmtk.plots.models import PROJECTIONS
+    from mmtk.report import check_destination
+
+    if projection not in PROJECTIONS:
+        raise UsageError(f"--projection {projection!r} is not one of {', '.join(PROJECTIONS)}", f"choose one of: {', '.join(PROJECTIONS)}")
+    if report is not None:
+        check_destination(report)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
     loaded = open_run(run, device.value)
     # A mistyped name (macro_f=0.7) is refused now, not after minutes of extraction.
@@ -73,7 +98,14 @@ def evaluate_command(
     with output.progress_bar("features") as progress:
         dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
     output.warn_skipped(skipped)
-    result = evaluate(loaded, dataset, store=features_store, plots_dir=plots, device=device.value, dataset_name=dataset_name)
+    with _plots_folder(plots, report) as plots_dir:
+        result = evaluate(loaded, dataset, store=features_store, plots_dir=plots_dir, device=device.value, dataset_name=dataset_name, projection=projection)
+        if report is not None:
+            from mmtk.report import write_report
+
+            write_report(report, result, plots=result.get("plots", []), runs=[run], command=shlex.join(["mmtk", *sys.argv[1:]]))
+        if plots is None:
+            result.pop("plots", None)  # drawn for the report only, in a folder now gone
     misses = check_thresholds(result, thresholds)
     if json_out:
         output.print_json(result)
@@ -90,5 +122,18 @@ def evaluate_command(
             )
         for path in result.get("plots", []):
             output.stdout().print(f"plot: {path}", highlight=False)
+        if report is not None:
+            output.stdout().print(f"report: {report}", highlight=False)
     if misses:
         raise CheckFailed("; ".join(misses))
+
+
+@contextmanager
+def _plots_folder(plots: Path | None, report: Path | None) -> Iterator[Path | None]:
+    """Where evaluate draws: ``--plots``, else for ``--report`` alone a temporary folder
+    (the report embeds the images), else nowhere."""
+    if plots is not None or report is None:
+        yield plots
+        return
+    with tempfile.TemporaryDirectory(prefix="mmtk-plots-") as folder:
+        yield Path(folder)

@@ -79,9 +79,11 @@ def plot_reliability(kind: str, labels: np.ndarray, outputs: np.ndarray, path: P
     width = 1.0 / bins
     filled = [b for b in table if b.count]
     top.bar([b.low for b in filled], [b.frequency for b in filled], width=width, align="edge", edgecolor="black", label="observed")
+    # The gap spans from the observed frequency to the bin's mean probability, above the
+    # bar (over-confident) or inside it (under-confident).
     top.bar(
-        [b.low for b in filled], [b.confidence - b.frequency for b in filled], bottom=[b.frequency for b in filled], width=width,
-        align="edge", color="tab:red", alpha=0.3, hatch="//", label="gap to the mean probability",
+        [b.low for b in filled], [abs(b.confidence - b.frequency) for b in filled], bottom=[min(b.confidence, b.frequency) for b in filled],
+        width=width, align="edge", color="tab:red", alpha=0.3, hatch="//", label="gap to the mean probability",
     )
     top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
     top.set_xlim(0, 1)
