@@ -40,6 +40,19 @@ def validation_series(entries: list[dict]) -> dict[str, list[float]]:
     return series
 
 
+def loss_series(entries: list[dict]) -> dict[tuple[str, str], list[float]]:
+    """Every loss term per epoch: ``{(term, "train" | "val"): values}``, terms in the
+    order the log first names them (NaN where an epoch lacks one)."""
+    terms = list(dict.fromkeys(name for entry in entries for part in ("train_terms", "val_terms") for name in entry.get(part, {})))
+    series = {}
+    for term in terms:
+        for part, what in (("train_terms", "train"), ("val_terms", "val")):
+            values = [float(entry.get(part, {}).get(term, float("nan"))) for entry in entries]
+            if any(v == v for v in values):
+                series[(term, what)] = values
+    return series
+
+
 def plot_learning_curves(run_dir: str | Path, path: str | Path | None = None) -> Path:
     """Draw ``run_dir``'s ``train_log.jsonl``: every loss term per epoch (training solid,
     validation dashed, one colour per term), and every validation metric. Written to
@@ -54,22 +67,25 @@ def plot_learning_curves(run_dir: str | Path, path: str | Path | None = None) ->
     if not entries:
         raise DataError(f"{log} holds no epoch", "train the run again")
     epochs = [entry.get("epoch", i + 1) for i, entry in enumerate(entries)]
-    terms = list(dict.fromkeys(name for entry in entries for part in ("train_terms", "val_terms") for name in entry.get(part, {})))
     plt = pyplot()
     fig, (losses, metrics) = plt.subplots(1, 2, figsize=(11, 4.2))
     colours = plt.get_cmap("tab10")
-    for i, term in enumerate(terms):
-        colour = colours(i % colours.N)
-        for part, style, what in (("train_terms", "-", "train"), ("val_terms", "--", "val")):
-            values = [entry.get(part, {}).get(term, float("nan")) for entry in entries]
-            if any(v == v for v in values):
-                losses.plot(epochs, values, linestyle=style, color=colour, marker="." if len(epochs) < 30 else None, label=f"{what} {term}")
+    marker = "." if len(epochs) < 30 else None
+    series = loss_series(entries)
+    terms = list(dict.fromkeys(term for term, _ in series))
+    for (term, what), values in series.items():
+        colour = colours(terms.index(term) % colours.N)
+        losses.plot(epochs, values, linestyle="-" if what == "train" else "--", color=colour, marker=marker, label=f"{what} {term}")
+    finite = [v for values in series.values() for v in values if v == v]
+    # Losses that fall by orders of magnitude flatten on a linear axis after a few epochs.
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 50:
+        losses.set_yscale("log")
     losses.set_xlabel("epoch")
     losses.set_ylabel("loss")
     losses.set_title("loss terms (solid: training, dashed: validation)")
     losses.legend(fontsize=7)
     for name, values in validation_series(entries).items():
-        metrics.plot(epochs, values, marker="." if len(epochs) < 30 else None, label=name)
+        metrics.plot(epochs, values, marker=marker, label=name)
     metrics.set_xlabel("epoch")
     metrics.set_ylabel("validation metric")
     metrics.set_title("validation metrics")
