@@ -98,7 +98,10 @@ def test_evaluate_writes_plots(trained, shared_store, tmp_path):
     run, _, test_ds = trained
     result = evaluate(run, test_ds, store=shared_store, plots_dir=tmp_path / "plots")
     names = sorted(p.rsplit("/", 1)[-1] for p in result["plots"])
-    assert names == ["confusion_matrix.png", "pr_curve.png", "roc_curve.png"]
+    assert names == [
+        "confusion_matrix.png", "confusion_matrix_normalized.png", "modality_weights.png", "per_class_f1.png", "pr_curve.png",
+        "reliability.png", "roc_curve.png",
+    ]
     for path in result["plots"]:
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
