@@ -211,5 +211,6 @@ def test_regression_runs_predict_values_in_target_units(tmp_path, store):
 def test_multilabel_plots_per_label_average_precision(tmp_path):
     y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     probs = np.array([[0.9, 0.2], [0.3, 0.8], [0.6, 0.7], [0.1, 0.4]])
-    (path,) = plot_task("multilabel", y, probs, ["shaming", "violence"], tmp_path, prefix="hate_")
+    path, *others = plot_task("multilabel", y, probs, ["shaming", "violence"], tmp_path, prefix="hate_")
     assert path.name == "hate_average_precision.png" and path.read_bytes()[:4] == b"\x89PNG"
+    assert all(other.name.startswith("hate_") for other in others)  # the rest: tests/test_plots.py
