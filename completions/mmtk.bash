@@ -25,10 +25,11 @@ _mmtk() {
     "distill:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "distill:--out"|"distill:--val"|"distill:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "distill:--teacher"|"distill:--student"|"distill:--features"|"distill:--task"|"distill:--msd"|"distill:--lambda"|"distill:--temperature"|"distill:--msd-weight"|"distill:--hidden-loss"|"distill:--teacher-features"|"distill:--teacher-weights"|"distill:--teacher-arg"|"distill:--student-arg"|"distill:--student-layers"|"distill:--student-hidden"|"distill:--lookahead"|"distill:--meta-lr"|"distill:--val-split"|"distill:--epochs"|"distill:--lr"|"distill:--batch-size"|"distill:--patience"|"distill:--seed"|"distill:--max-length"|"distill:--fps"|"distill:--frames"|"distill:--id-column"|"distill:--image-column"|"distill:--text-column") COMPREPLY=(); return ;;
+    "evaluate:--projection") COMPREPLY=($(compgen -W "pca tsne" -- "$cur")); return ;;
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "evaluate:--plots"|"evaluate:--report"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "evaluate:--projection"|"evaluate:--fail-under"|"evaluate:--dataset-name"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
+    "evaluate:--fail-under"|"evaluate:--dataset-name"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
     "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;

@@ -112,4 +112,11 @@ def test_evaluate_report_from_the_command_line(runs, tmp_path, monkeypatch):
     missing = CliRunner().invoke(app, ["evaluate", str(folder / "gmu"), str(test_ds.source), "--report", str(tmp_path / "no" / "r.html")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
     bad = CliRunner().invoke(app, ["evaluate", str(folder / "gmu"), str(test_ds.source), "--projection", "umap"])
-    assert bad.exit_code == 2 and "--projection 'umap'" in bad.output
+    assert bad.exit_code == 2 and "umap" in bad.output and "pca" in bad.output
+
+
+def test_the_cli_offers_every_projection_the_library_draws():
+    from mmtk.cli.evaluate_cmd import Projection
+    from mmtk.plots.models import PROJECTIONS
+
+    assert [p.value for p in Projection] == list(PROJECTIONS)

@@ -6,6 +6,7 @@ import shlex
 import sys
 import tempfile
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -16,7 +17,14 @@ from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
     AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, RunDir, Store, TextColumn, column_overrides, open_store,
 )
-from mmtk.errors import CheckFailed, UsageError
+from mmtk.errors import CheckFailed
+
+class Projection(str, Enum):
+    """``mmtk.plots.models.PROJECTIONS`` (not imported here: it would load numpy for --help)."""
+
+    pca = "pca"
+    tsne = "tsne"
+
 
 EXAMPLE = """Examples:
 
@@ -46,7 +54,7 @@ def evaluate_command(
         Optional[Path],
         typer.Option("--report", help="Write one self-contained HTML page: the tables, the plots, the run's config, this command line.", show_default=False),
     ] = None,
-    projection: Annotated[str, typer.Option("--projection", help="How a class-query decoder's outputs are drawn in 2-D: pca | tsne.")] = "pca",
+    projection: Annotated[Projection, typer.Option("--projection", help="How a class-query decoder's outputs are drawn in 2-D.")] = Projection.pca,
     fail_under: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -78,11 +86,8 @@ def evaluate_command(
     from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
 
     output.set_quiet(quiet)
-    from mmtk.plots.models import PROJECTIONS
     from mmtk.report import check_destination
 
-    if projection not in PROJECTIONS:
-        raise UsageError(f"--projection {projection!r} is not one of {', '.join(PROJECTIONS)}", f"choose one of: {', '.join(PROJECTIONS)}")
     if report is not None:
         check_destination(report)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
@@ -99,7 +104,7 @@ def evaluate_command(
         dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
     output.warn_skipped(skipped)
     with _plots_folder(plots, report) as plots_dir:
-        result = evaluate(loaded, dataset, store=features_store, plots_dir=plots_dir, device=device.value, dataset_name=dataset_name, projection=projection)
+        result = evaluate(loaded, dataset, store=features_store, plots_dir=plots_dir, device=device.value, dataset_name=dataset_name, projection=projection.value)
         if report is not None:
             from mmtk.report import write_report
 
