@@ -52,7 +52,7 @@ def evaluate_command(
     ] = None,
     report: Annotated[
         Optional[Path],
-        typer.Option("--report", help="Write one self-contained HTML page: the tables, the plots, the run's config, this command line.", show_default=False),
+        typer.Option("--report", help="Write one self-contained HTML page: the tables, the plots (and the run's learning_curves.png), its config, this command line.", show_default=False),
     ] = None,
     projection: Annotated[Projection, typer.Option("--projection", help="How a class-query decoder's outputs are drawn in 2-D.")] = Projection.pca,
     fail_under: Annotated[
@@ -106,9 +106,13 @@ def evaluate_command(
     with _plots_folder(plots, report) as plots_dir:
         result = evaluate(loaded, dataset, store=features_store, plots_dir=plots_dir, device=device.value, dataset_name=dataset_name, projection=projection.value)
         if report is not None:
+            from mmtk.plots import LEARNING_CURVES
             from mmtk.report import write_report
 
-            write_report(report, result, plots=result.get("plots", []), runs=[run], command=shlex.join(["mmtk", *sys.argv[1:]]))
+            figures = list(result.get("plots", []))
+            if (run / LEARNING_CURVES).is_file():  # drawn by train --plots
+                figures.append((f"{run / LEARNING_CURVES} (from training)", run / LEARNING_CURVES))
+            write_report(report, result, plots=figures, runs=[run], command=shlex.join(["mmtk", *sys.argv[1:]]))
         if plots is None:
             result.pop("plots", None)  # drawn for the report only, in a folder now gone
     misses = check_thresholds(result, thresholds)

@@ -49,9 +49,11 @@ def modality_weights(kind: str, labels: np.ndarray, weights: Mapping[str, np.nda
     for m, name in enumerate(names):
         ax.bar(x - 0.4 + width * (m + 0.5), np.nan_to_num(means[:, m]), width=width, label=name)
     ax.set_xticks(x, list(classes), rotation=45 if len(classes) > 4 else 0, ha="right" if len(classes) > 4 else "center")
+    # Head room above the tallest bar for the legend.
+    ax.set_ylim(0, 1.2 * max(float(np.nanmax(means)) if np.isfinite(means).any() else 1.0, 0.5))
     ax.set_ylabel("mean modality weight")
     ax.set_xlabel("true class" if kind != "multilabel" else "label present")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper right", ncol=min(len(names), 3))
     ax.set_title(titled(title, "modality weight per class"))
     return save(fig, path)
 
