@@ -167,3 +167,28 @@ def test_learning_curves_refuse_a_damaged_log(tmp_path):
         plot_learning_curves(tmp_path)
     with pytest.raises(DataError, match="has no train_log.jsonl"):
         plot_learning_curves(tmp_path / "nothing")
+
+
+def test_plot_predictions_draws_from_the_extras_it_finds(tmp_path):
+    from mmtk.evaluate import RunPredictions, TaskPredictions
+    from mmtk.plots import plot_predictions
+
+    def predictions(n: int) -> RunPredictions:
+        y, outputs, classes = task_data("multiclass", n)
+        values, predicted, _ = task_data("regression", n)
+        rng = np.random.default_rng(2)
+        extras = {
+            "explain": {"image": rng.random(n), "text": rng.random(n)},
+            "class_queries": {"outputs": {"sentiment": rng.normal(size=(n, 3, 8))}, "queries": {"sentiment": rng.normal(size=(3, 8))}},
+        }
+        tasks = {
+            "sentiment": TaskPredictions("sentiment", "multiclass", classes, y, outputs),
+            "memes/score": TaskPredictions("memes/score", "regression", [], values, predicted),
+        }
+        return RunPredictions(run=None, dataset=None, ids=[str(i) for i in range(n)], tasks=tasks, extras=extras)
+
+    names = [p.name for p in plot_predictions(predictions(30), tmp_path / "many")]
+    assert "sentiment_modality_weights.png" in names and "sentiment_class_queries.png" in names
+    assert [n for n in names if n.startswith("memes_score_")] == ["memes_score_predicted_vs_true.png"]  # nothing by class
+    few = [p.name for p in plot_predictions(predictions(2), tmp_path / "few")]
+    assert "sentiment_modality_weights.png" in few and "sentiment_class_queries.png" not in few  # no plane to project onto

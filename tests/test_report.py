@@ -113,6 +113,7 @@ def test_header_has_command_version_date_and_run_configs(tmp_path):
     assert "<dd>mmtk evaluate run test.jsonl --report r.html</dd>" in page
     assert f"<dd>{mmtk.__version__}</dd>" in page and "<dd>2026-01-02T03:04:05+00:00</dd>" in page
     assert f"<h3>{run}</h3>" in page and "&quot;hidden&quot;: 64" in page
+    assert f"<dt>run</dt><dd>{run}</dd>" in page
 
 
 def test_bad_inputs_are_refused_and_nothing_is_written(tmp_path):

@@ -55,7 +55,7 @@ def plot_predictions(predictions, out_dir: str | Path, *, projection: str = "pca
     """Every task's plots of a ``RunPredictions`` (``mmtk.evaluate.collect_predictions``)
     in ``out_dir``, plus, where ``predictions.extras`` holds them, the modality weights
     per class (``"explain"``) and the class-query projection (``"class_queries"``, by
-    ``projection``: ``pca`` or ``tsne``). Files of a run with several tasks are prefixed
+    ``projection``: ``pca`` or ``tsne``; from ``models.MIN_PROJECTED_ITEMS`` items). Files of a run with several tasks are prefixed
     ``TASK_`` (a several-dataset head ``DATASET/TASK`` as ``DATASET_TASK_``)."""
     from mmtk.plots import models
 
@@ -71,7 +71,7 @@ def plot_predictions(predictions, out_dir: str | Path, *, projection: str = "pca
             continue  # no classes to group items by
         if weights:
             plotted.append(models.modality_weights(entry.kind, entry.labels, weights, entry.classes, out_dir / f"{prefix}modality_weights.png", name))
-        if queries and name in queries["outputs"]:
+        if queries and name in queries["outputs"] and len(entry.labels) >= models.MIN_PROJECTED_ITEMS:
             plotted.append(models.class_query_projection(
                 entry.kind, entry.labels, queries["outputs"][name], queries["queries"][name], entry.classes,
                 out_dir / f"{prefix}class_queries.png", name, method=projection,

@@ -55,9 +55,10 @@ def reliability_bins(probability: np.ndarray, outcome: np.ndarray, bins: int = D
     out = []
     for k in range(bins):
         inside = index == k
-        count = int(inside.sum())
-        mean = (lambda values: float(values.mean()) if count else float("nan"))
-        out.append(Bin(k / bins, (k + 1) / bins, count, mean(probability[inside]), mean(outcome[inside])))
+        if inside.any():
+            out.append(Bin(k / bins, (k + 1) / bins, int(inside.sum()), float(probability[inside].mean()), float(outcome[inside].mean())))
+        else:
+            out.append(Bin(k / bins, (k + 1) / bins, 0, float("nan"), float("nan")))
     return out
 
 

@@ -12,6 +12,8 @@ import numpy as np
 from mmtk.plots.common import pyplot, save, titled
 
 PROJECTIONS = ("pca", "tsne")
+# Fewer items than this leave no plane to project onto (PCA needs two points per axis).
+MIN_PROJECTED_ITEMS = 3
 # t-SNE costs grow with the square of the points; beyond this many items a seeded sample
 # is drawn (PCA takes every item).
 TSNE_MAX_ITEMS = 1000

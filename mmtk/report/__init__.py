@@ -41,15 +41,17 @@ def render_report(
     tables = comparison_tables(result) if comparison else result_tables(result)
     created = created or datetime.now(timezone.utc)
     meta = {}
+    configs = [RunConfig(name, config) for name, config in _runs(runs)]
     if comparison:
         meta["runs"] = ", ".join(str(run["run"]) for run in result["runs"])
         meta["data"] = str(result.get("data", ""))
+    elif configs:
+        meta["run" if len(configs) == 1 else "runs"] = ", ".join(config.name for config in configs)
     if command:
         meta["command"] = command
     meta["mmtk"] = __version__
     meta["date"] = created.isoformat(timespec="seconds")
     figures = [Figure(caption, _image_type(path), path.read_bytes()) for caption, path in _plots(plots)]
-    configs = [RunConfig(name, config) for name, config in _runs(runs)]
     default = "mmtk comparison report" if comparison else "mmtk evaluation report"
     return render(title=title or default, meta=meta, tables=tables, figures=figures, runs=configs)
 
@@ -70,7 +72,8 @@ def write_report(
     name) or ``(caption, path)``. ``runs``: each run's configuration, as a run directory
     (its ``config.json`` is read) or ``(name, config dict)``. ``command``: the command
     line that made the result, shown as given. A missing or unreadable plot or config
-    is a ``DataError`` naming it, and nothing is written."""
+    is a ``DataError`` naming it, a path that is a folder or lies in none a
+    ``UsageError``; either way nothing is written."""
     from mmtk.ocr.outputs import atomic_text
 
     path = Path(path)
@@ -86,9 +89,9 @@ def check_destination(path: str | Path) -> None:
     any work is done (``UsageError``)."""
     path = Path(path)
     if path.is_dir():
-        raise UsageError(f"--report {path} is a folder", "name the HTML file to write, e.g. --report report.html")
+        raise UsageError(f"report {path} is a folder", "name the HTML file to write, e.g. --report report.html")
     if not path.parent.is_dir():
-        raise UsageError(f"--report {path}: the folder {path.parent} does not exist", "create it first, or write the report elsewhere")
+        raise UsageError(f"report {path}: the folder {path.parent} does not exist", "create it first, or write the report elsewhere")
 
 
 def _plots(plots: Sequence[PlotSpec]) -> list[tuple[str, Path]]:
