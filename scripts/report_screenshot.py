@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Open an mmtk HTML report (``mmtk evaluate --report``) in headless Chromium, offline:
-take a screenshot and count the images that loaded.
+take a screenshot and count the images that loaded (``print_pdf`` prints it too).
 
     python scripts/report_screenshot.py REPORT.html OUT.png [--width 1200 --height 1600]
 
@@ -69,6 +69,18 @@ def screenshot(html: Path, png: Path, *, width: int = 1200, height: int = 1600, 
     if not png.is_file():
         raise RuntimeError(f"chromium wrote no screenshot (exit {done.returncode}): {done.stderr.strip()[-400:]}")
     return png
+
+
+def print_pdf(html: Path, pdf: Path, *, chromium: str | None = None) -> int:
+    """Print the report to ``pdf`` as Chromium prints it (the page's print style, A4);
+    return the number of pages."""
+    chromium = chromium or find_chromium()
+    pdf = Path(pdf).resolve()
+    with tempfile.TemporaryDirectory() as work:
+        done = _run(chromium, Path(work) / "profile", "--no-pdf-header-footer", f"--print-to-pdf={pdf}", Path(html).resolve().as_uri())
+    if not pdf.is_file():
+        raise RuntimeError(f"chromium printed no PDF (exit {done.returncode}): {done.stderr.strip()[-400:]}")
+    return len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
 
 
 def pixel_spread(png: Path) -> float:

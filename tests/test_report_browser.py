@@ -45,6 +45,11 @@ def test_screenshot_is_not_blank(report, tmp_path):
     assert browser.pixel_spread(shot) > 10.0
 
 
+def test_it_prints(report, tmp_path):
+    pages = browser.print_pdf(report, tmp_path / "report.pdf")
+    assert (tmp_path / "report.pdf").read_bytes()[:5] == b"%PDF-" and 1 <= pages <= 6
+
+
 def test_the_checks_catch_a_broken_image_and_a_blank_page(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)  # a PNG signature and nothing decodable
