@@ -115,6 +115,11 @@ def test_header_has_command_version_date_and_run_configs(tmp_path):
     assert f"<h3>{run}</h3>" in page and "&quot;hidden&quot;: 64" in page
     assert f"<dt>run</dt><dd>{run}</dd>" in page
 
+    several = render_report(SINGLE, runs=[{"model": {"name": "concat"}}, ("b", {"model": {"name": "gmu"}})])
+    assert "<h3>run 1</h3>" in several and "<h3>b</h3>" in several and "<dt>runs</dt><dd>run 1, b</dd>" in several
+    loaded = type("Run", (), {"path": run, "config": {"model": {"name": "mult"}}})()  # what load_run returns, as far as the report reads
+    assert "&quot;mult&quot;" in render_report(SINGLE, runs=[loaded])
+
 
 def test_bad_inputs_are_refused_and_nothing_is_written(tmp_path):
     target = tmp_path / "report.html"

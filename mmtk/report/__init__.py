@@ -20,7 +20,7 @@ __all__ = ["check_destination", "render_report", "write_report"]
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/svg+xml", "image/webp"}
 
 PlotSpec = str | Path | tuple[str, str | Path]
-RunSpec = str | Path | tuple[str, Mapping]
+RunSpec = str | Path | tuple[str, Mapping] | Mapping
 
 
 def render_report(
@@ -70,7 +70,8 @@ def write_report(
 
     ``plots``: image files (PNG, ...) to embed, each a path (captioned with its file
     name) or ``(caption, path)``. ``runs``: each run's configuration, as a run directory
-    (its ``config.json`` is read) or ``(name, config dict)``. ``command``: the command
+    (its ``config.json`` is read), a loaded ``mmtk.runs.Run``, ``(name, config dict)``,
+    or a config dict alone (named "run 1", "run 2", ... by position). ``command``: the command
     line that made the result, shown as given. A missing or unreadable plot or config
     is a ``DataError`` naming it, a path that is a folder or lies in none a
     ``UsageError``; either way nothing is written."""
@@ -116,9 +117,15 @@ def _runs(runs: Sequence[RunSpec]) -> list[tuple[str, Mapping]]:
     from mmtk.runs import CONFIG
 
     out = []
-    for run in runs:
+    for position, run in enumerate(runs, 1):
         if isinstance(run, tuple):
             out.append((str(run[0]), run[1]))
+            continue
+        if isinstance(run, Mapping):
+            out.append((f"run {position}", run))
+            continue
+        if hasattr(run, "config") and hasattr(run, "path"):  # a loaded mmtk.runs.Run
+            out.append((str(run.path), run.config))
             continue
         config = Path(run) / CONFIG
         try:
