@@ -10,6 +10,9 @@ from mmtk.errors import DataError
 from mmtk.plots.common import pyplot, save
 
 LEARNING_CURVES = "learning_curves.png"
+# The summed loss, drawn apart from its terms: mmtk.training.objectives.TOTAL (not
+# imported: that module loads torch, which drawing a log does not need).
+TOTAL = "total"
 
 
 def read_log(path: Path) -> list[dict]:
@@ -72,10 +75,13 @@ def plot_learning_curves(run_dir: str | Path, path: str | Path | None = None) ->
     colours = plt.get_cmap("tab10")
     marker = "." if len(epochs) < 30 else None
     series = loss_series(entries)
-    terms = list(dict.fromkeys(term for term, _ in series))
+    terms = [term for term in dict.fromkeys(term for term, _ in series) if term != TOTAL]
     for (term, what), values in series.items():
-        colour = colours(terms.index(term) % colours.N)
-        losses.plot(epochs, values, linestyle="-" if what == "train" else "--", color=colour, marker=marker, label=f"{what} {term}")
+        style = "-" if what == "train" else "--"
+        if term == TOTAL:  # wide and grey underneath: with one task it equals that task's term
+            losses.plot(epochs, values, linestyle=style, color="black", alpha=0.3, linewidth=3, label=f"{what} {term}", zorder=1)
+        else:
+            losses.plot(epochs, values, linestyle=style, color=colours(terms.index(term) % colours.N), marker=marker, label=f"{what} {term}", zorder=2)
     finite = [v for values in series.values() for v in values if v == v]
     # Losses that fall by orders of magnitude flatten on a linear axis after a few epochs.
     if finite and min(finite) > 0 and max(finite) / min(finite) > 50:
