@@ -77,7 +77,7 @@ def curves(kind: str, y: np.ndarray, outputs: np.ndarray, classes: Sequence[str]
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.legend(loc="lower right" if name == "roc_curve" else "lower left", fontsize=7 if len(scored) > 6 else 9)
-        ax.set_title(titled(title, what))
+        ax.set_title(titled(title, f"{what}, one vs rest" if kind == "multiclass" else what))
         paths.append(save(fig, out_dir / f"{prefix}{name}.png"))
     return paths
 
