@@ -50,7 +50,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from distill' -l on-error -x -a 'fai
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l quiet -d 'No logs or progress bars'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -F
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l plots -r -F -d 'Write PNG plots here: confusion matrices, ROC/PR curves, reliability (ECE), F1 per class; modality weights per class (models with gates); a class-query decoders outputs in 2-D'
-complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l report -r -F -d 'Write one self-contained HTML page: the tables, the plots, the runs config, this command line'
+complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l report -r -F -d 'Write one self-contained HTML page: the tables, the plots (and the runs learning_curves.png), its config, this command line'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l projection -x -a 'pca tsne' -d 'How a class-query decoders outputs are drawn in 2-D'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l fail-under -x -d 'METRIC=VALUE or TASK.METRIC=VALUE: exit 1 when the metric is below VALUE; for the error metrics rmse and mae VALUE is a ceiling (exit 1 when above)'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l dataset-name -x -d 'A run trained on several datasets: use this datasets heads (see the runs config.json)'
