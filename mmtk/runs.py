@@ -16,6 +16,7 @@ RUN/model.safetensors weights (tensors only: loading runs no code); config.json
                       records their SHA-256, checked at every load
 RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
 RUN/train_log.jsonl   one JSON object per epoch
+RUN/members/NAME/     a stack's member runs (``mmtk.stacking``), each a run as above
 ```
 
 Nothing here unpickles anything: the config is JSON, weights are safetensors, and the
