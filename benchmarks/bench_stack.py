@@ -19,7 +19,7 @@ The data have no images, so the members are text and tabular. Test metrics: accu
 macro-F1 (PetFinder: 5 classes, micro-F1 = accuracy) and F1 of the positive class at 0.5
 (Clothing). Seconds are wall-clock on whatever machine runs it (ratios only, in one run).
 
-    MMTK_STORE=benchmarks/out/store .venv/bin/python benchmarks/bench_stack.py [--datasets Clothing,PetFinder] [--member-model logreg]
+    MMTK_STORE=benchmarks/out/store .venv/bin/python benchmarks/bench_stack.py [--datasets Clothing,PetFinder] [--member-model logreg] [--metas ...]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _train_rows(dataset, config, seed: int) -> list[int]:
     return split_indices(_strata(dataset, specs), 0.2, seed, dataset.source)[0]
 
 
-def run_dataset(name: str, info: dict, store, member_model: str, seed: int) -> list[dict]:
+def run_dataset(name: str, info: dict, store, member_model: str, seed: int, metas: list[str]) -> list[dict]:
     from mmtk.data import read_dataset
     from mmtk.evaluate import evaluate
     from mmtk.extract import extract_features
@@ -127,7 +127,7 @@ def run_dataset(name: str, info: dict, store, member_model: str, seed: int) -> l
         for member in sorted((stack / "members").iterdir()):
             record(f"member {member.name} alone ({member_model})", member, None)
         record("stack, meta fitted on in-sample scores", stack, None, leaky_metrics(stack, train_ds, test_ds, store, seed))
-        for meta in METAS:
+        for meta in metas:
             tick = time.perf_counter()
             train(train_ds, features=fused, model="stack", out=Path(tmp) / f"stack-{meta}", model_args={"meta": meta, "member": member_model}, **common)
             record(f"stack, meta {meta}", Path(tmp) / f"stack-{meta}", time.perf_counter() - tick)
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--member-model", default="logreg", help="model of the stack's members (any registered model but stack)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--metas", default=",".join(METAS), help="the fixed meta-estimators to train stacks with besides auto ('' for none)")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: the real data folder {DATA} is absent (it is only on mmtk's development machines)")
@@ -150,10 +151,10 @@ def main() -> None:
     print(f"store {store.root}; seed {args.seed}; load average {os.getloadavg()[0]:.1f}")
     rows = []
     for name in args.datasets.split(","):
-        rows += run_dataset(name, DATASETS[name], store, args.member_model, args.seed)
+        rows += run_dataset(name, DATASETS[name], store, args.member_model, args.seed, [m for m in args.metas.split(",") if m])
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_stack.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"\nresults written to {OUT / 'bench_stack.json'}", file=sys.stderr)
+    (OUT / f"bench_stack_{args.member_model}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"\nresults written to {OUT / f'bench_stack_{args.member_model}.json'}", file=sys.stderr)
 
 
 if __name__ == "__main__":
