@@ -122,7 +122,7 @@ def run_dataset(name: str, info: dict, store, member_model: str, seed: int, meta
         report = train(train_ds, features=fused, model="stack", out=stack, model_args={"meta": "auto", "member": member_model}, **common)
         chosen = report.log[0]["meta"][spec.label_col]
         record(f"stack of {member_model} members, meta auto -> {chosen['meta']}", stack, time.perf_counter() - tick)
-        print(f"    cross-validated macro-F1 on the out-of-fold scores: "
+        print("    cross-validated macro-F1 on the out-of-fold scores: "
               + ", ".join(f"{k} {v:.3f}" for k, v in chosen["cv_macro_f1"].items()), flush=True)
         for member in sorted((stack / "members").iterdir()):
             record(f"member {member.name} alone ({member_model})", member, None)

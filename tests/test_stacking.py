@@ -178,6 +178,7 @@ def test_bad_input_is_refused_with_one_line(xor, cli_env, tmp_path):
     cases = [
         (["--members", f"{tmp_path / 'nowhere'},{xor['given']['minilm']}"], "nowhere/config.json cannot be read"),
         (["--members", f"{label_only},{xor['given']['minilm']}"], "label-only predicts label (binary: 0, 1), but the stack's members"),
+        (["--members", f"{xor['report'].run},{xor['given']['minilm']}"], "it is a stack itself, so it cannot be retrained per fold"),
         ([*features, "--meta", "boost"], "unknown --meta 'boost'; choose one of: forest, hard-vote, logreg, soft-vote, tree, auto"),
         ([*features, "--folds", "1"], "--folds 1 must be at least 2"),
         ([*features, "--folds", "500"], "--folds 500 is more than the"),
