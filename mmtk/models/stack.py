@@ -16,8 +16,9 @@ Parts (``META``; ``--meta auto`` picks one per task, per label, in ``mmtk.stacki
 - ``hard-vote``: each member votes for its most probable class; the probabilities are
   the vote shares, so the label is the class with the most votes (a tie goes to the
   lower class index, as scikit-learn's ``VotingClassifier(voting="hard")`` breaks it);
-- ``logreg``: scikit-learn's ``LogisticRegression`` (its defaults, the final estimator
-  ``StackingClassifier`` uses when none is given), kept as ``coef``/``intercept``;
+- ``logreg``: scikit-learn's ``LogisticRegression`` (C = 1, lbfgs: the final estimator
+  ``StackingClassifier`` uses when none is given, allowed 1,000 iterations instead of
+  100), kept as ``coef``/``intercept``;
 - ``tree`` / ``forest``: a ``DecisionTreeClassifier`` / ``RandomForestClassifier``
   (100 trees), kept as node arrays (``children_left``, ``children_right``, ``feature``,
   ``threshold``, ``value`` as class fractions; the trees of a forest concatenated, child
@@ -212,7 +213,7 @@ def fit_vote(soft: bool) -> Callable:
 
 
 def fit_logreg(columns, x, y, classes: int, seed: int) -> LinearPart:
-    """scikit-learn's ``LogisticRegression`` with its defaults (C = 1, lbfgs) on the flat scores."""
+    """scikit-learn's ``LogisticRegression`` (C = 1, lbfgs, up to 1,000 iterations) on the flat scores."""
     from sklearn.linear_model import LogisticRegression
 
     _every_class(y, classes, "logreg meta-estimator")
