@@ -17,6 +17,7 @@ from mmtk.cli.app import app
 from mmtk.evaluate import evaluate
 from mmtk.predict import predict
 from mmtk.runs import load_run
+from mmtk.stacking import train_stack
 from mmtk.store import FeatureStore
 from mmtk.train import train
 from synthetic_features import FEATURES, xor_split
@@ -154,8 +155,8 @@ def test_predict_extracts_features_missing_from_the_store(tmp_path):
     store = FeatureStore(tmp_path / "store")
     train_ds, new = write("train", 60), write("new", 12)
     extract_features(train_ds, "pixels:4", store=store, device="cpu")
-    report = train(train_ds, features=["pixels:4", "tabular"], model="stack", tasks=["label"], out=tmp_path / "stack", store=store,
-                   tabular=TabularSpec(num_cols=("size",)), device="cpu", model_args={"meta": "soft-vote", "folds": 2})
+    report = train_stack(train_ds, features=["pixels:4", "tabular"], tasks=["label"], out=tmp_path / "stack", store=store,
+                         tabular=TabularSpec(num_cols=("size",)), device="cpu", meta="soft-vote", folds=2)
     fingerprint = resolve_backbone("pixels:4", "image").fingerprint
     keys = content_keys(new.values("image"), "image")
     assert len(store.missing(fingerprint, keys)) == len(new)

@@ -139,8 +139,13 @@ def test_auto_picks_per_task_and_per_label():
     for choice in [choices["flip"], choices["easy"], *choices["tags"]]:
         best = max(choice["cv_macro_f1"].values())
         assert choice["cv_macro_f1"][choice["meta"]] == best
-    model.fit_parts(parts)
+    model.fit_parts(parts).eval()
     assert [len(p) for p in model.parts] == [1, 1, 2]
+    scores = {"m1": torch.as_tensor(good[:5], dtype=torch.float32), "m2": torch.as_tensor(backwards[:5], dtype=torch.float32)}
+    with torch.no_grad():
+        tags = to_outputs("multilabel", model(scores)["tags"])
+    assert tags.shape == (5, 2)
+    np.testing.assert_array_equal((tags >= 0.5).astype(int), targets["tags"][:5])  # both labels right on clear scores
 
 
 def test_saved_buffers_load_into_a_fresh_stack(tmp_path):
