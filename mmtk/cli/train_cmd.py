@@ -40,6 +40,8 @@ EXAMPLE = """Examples:
 
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --perturb fgsm --perturb-eps 0.05 --task label:binary --out runs/gmu-fgsm
 
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model stack --meta auto --folds 3 --task label:binary --out runs/stack
+
   mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
 """
 
@@ -130,6 +132,20 @@ def train_command(
     dropout: Annotated[
         Optional[float], typer.Option("--dropout", min=0.0, max=0.95, help="Dropout rate (same as --model-arg dropout=P). Default: the model's.", show_default=False)
     ] = None,
+    members: Annotated[
+        Optional[str],
+        typer.Option("--members", help="--model stack: comma-separated run directories to stack (each retrained per fold for out-of-fold scores), besides or instead of --features.", show_default=False),
+    ] = None,
+    meta: Annotated[
+        Optional[str],
+        typer.Option("--meta", help="--model stack: meta-estimator over the members' scores: logreg | tree | forest | hard-vote | soft-vote | auto (best per task by cross-validated macro-F1). Default: auto.", show_default=False),
+    ] = None,
+    folds: Annotated[
+        Optional[int], typer.Option("--folds", help="--model stack: folds of the out-of-fold member scores (stratified). Default: 5.", show_default=False)
+    ] = None,
+    member_model: Annotated[
+        Optional[str], typer.Option("--member-model", help="--model stack: the model of the member trained on each feature. Default: logreg.", show_default=False)
+    ] = None,
     model_arg: Annotated[
         Optional[list[str]],
         typer.Option("--model-arg", help="KEY=VALUE model parameter, repeatable; `mmtk list models` shows each model's.", show_default=False),
@@ -209,6 +225,7 @@ def train_command(
             raise UsageError(f"--resume {resume}: the checkpoint was not written by `mmtk train`", "resume it from Python with train(..., resume=True)")
         report = _train(call, resume=True)
     else:
+        features, stack_args = _stack_options(model, features, members, meta, folds, member_model)
         missing = [name for name, value in (("DATA", data or dataset), ("--features", features), ("--model", model), ("--out", out)) if not value]
         if missing:
             raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
@@ -227,7 +244,7 @@ def train_command(
             "data": None if several else named[0][1], "datasets": named if several else None, "mix": mix, "features": features, "model": model, "out": str(out), "task": task, "val": val,
             "val_split": val_split, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
             "patience": patience, "class_weights": class_weights, "hidden": hidden, "dropout": dropout,
-            "model_args": split_pairs(model_arg, "--model-arg"), "task_weights": task_weights(task_weight),
+            "model_args": {**split_pairs(model_arg, "--model-arg"), **stack_args}, "task_weights": task_weights(task_weight),
             "label_smoothing": label_smoothing, "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm,
             "accumulate": accumulate, "amp": amp, "monitor": monitor, "missing_modality": missing_modality, "pool": pool,
             "standardize": standardize, "max_memory": max_memory, "checkpoint_every": checkpoint_every, "seed": seed,
@@ -274,6 +291,20 @@ def _learning_curves(run: Path) -> Path:
     from mmtk.plots import plot_learning_curves
 
     return plot_learning_curves(run)
+
+
+def _stack_options(model, features, members, meta, folds, member_model) -> tuple[str | None, dict]:
+    """The features with ``--members`` added as ``run:`` features, and ``--meta``,
+    ``--folds``, ``--member-model`` as the stack's ``--model-arg``s; refused with another model."""
+    given = {"meta": meta, "folds": folds, "member": member_model}
+    options = {key: value for key, value in given.items() if value is not None}
+    if (options or members) and model != "stack":
+        flag = "--members" if members else "--" + {"member": "member-model"}.get(next(iter(options)), next(iter(options)))
+        raise UsageError(f"{flag} belongs to --model stack, not --model {model}", "add --model stack, or drop it")
+    if members:
+        runs = [f"run:{part.strip()}" for part in members.split(",") if part.strip()]
+        features = ",".join(([features] if features else []) + runs)
+    return features, options
 
 
 def _train(call: dict, *, resume: bool, stdin: bool = False):
