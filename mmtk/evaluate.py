@@ -136,14 +136,16 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
     dataset_name: str | None = None,
+    scorer: Callable[[RunPredictions, Any], dict] | None = None,
 ) -> dict:
     """Evaluate the run at ``run_dir`` on ``data``: :func:`collect_predictions` then
-    :func:`score_predictions`, plus plots (``plots_dir``) and, for a student run, how
-    closely it follows its teacher."""
+    ``scorer`` (default :func:`score_predictions`; a metric suite of ``mmtk.suites`` is
+    another), plus plots (``plots_dir``) and, for a student run, how closely it follows
+    its teacher."""
     predictions = collect_predictions(
         run_dir, data, store=store, device=device, extract_missing=extract_missing, progress=progress, columns=columns, dataset_name=dataset_name,
     )
-    result = score_predictions(predictions)
+    result = (scorer or score_predictions)(predictions, None)
     run = predictions.run
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report
