@@ -35,9 +35,21 @@ def memotion_rows(path: Path) -> None:
 
 
 def mmtk(*args, env, check: int | None = 0):
+    """``mmtk ARGS`` in a fresh interpreter, as a shell runs it."""
     result = subprocess.run([sys.executable, "-m", "mmtk", *map(str, args)], capture_output=True, text=True, env=env)
     if check is not None:
         assert result.returncode == check, result.stderr
+    return result
+
+
+def cli(*args, env, check: int = 0):
+    """``mmtk ARGS`` in this process (the same exit code and output; no interpreter start)."""
+    from typer.testing import CliRunner
+
+    from mmtk.cli.app import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200", **({"MMTK_STORE": env["MMTK_STORE"]} if env else {})})
+    assert result.exit_code == check, result.output
     return result
 
 
@@ -79,14 +91,14 @@ def test_memotion_suite_from_the_shell_matches_the_library(runs):
     ]
     predictions = collect_predictions(runs["memotion"], runs["test"], store=FeatureStore(Path(runs["env"]["MMTK_STORE"])), device="cpu")
     assert result == json.loads(json.dumps(get_suite("memotion")(predictions)))
-    table = mmtk("evaluate", runs["memotion"], runs["test"], "--suite", "memotion", env={**runs["env"], "COLUMNS": "120"}).stdout
+    table = cli("evaluate", runs["memotion"], runs["test"], "--suite", "memotion", env=runs["env"]).stdout
     assert "(memotion)" in table and "task_c/motivational" in table and "weighted_f1" in table
 
 
 def test_fail_under_takes_suite_names_and_gates(runs):
     missed = mmtk("evaluate", runs["memotion"], runs["test"], "--suite", "memotion", "--fail-under", "task_c.macro_f1=1.01", env=runs["env"], check=1)
     assert "task_c.macro_f1 = " in missed.stderr and "below the required 1.01" in missed.stderr
-    mmtk("evaluate", runs["memotion"], runs["test"], "--suite", "memotion", "--fail-under", "task_a.macro_f1=0.0", env=runs["env"])
+    cli("evaluate", runs["memotion"], runs["test"], "--suite", "memotion", "--fail-under", "task_a.macro_f1=0.0", env=runs["env"])
 
 
 @pytest.mark.parametrize(
@@ -106,7 +118,7 @@ def test_bad_suite_usage_is_one_line_before_any_work(runs, tmp_path, args, expec
     # New items whose features are not stored: the refusal must come before extraction.
     data = write_xor_dataset(tmp_path, "new", 6, seed=9)
     memotion_rows(data)
-    result = mmtk("evaluate", runs["memotion"], data, *args, env=runs["env"], check=2)
+    result = cli("evaluate", runs["memotion"], data, *args, env=runs["env"], check=2)
     assert result.stderr.count("\n") == 1, result.stderr
     for text in expected:
         assert text in result.stderr
@@ -116,8 +128,8 @@ def test_suite_map_by_column_name(runs, tmp_path):
     """A suite file's task reading `sarcasm`, pointed at the hateful run's `label` column."""
     suite = tmp_path / "s.toml"
     suite.write_text('[[tasks]]\nname = "s"\ncolumn = "sarcasm"\nkind = "binary"\nmetrics = ["f1"]\n')
-    plain = json.loads(mmtk("evaluate", runs["hateful"], runs["test"], "--json", env=runs["env"]).stdout)["metrics"]
-    scored = json.loads(mmtk("evaluate", runs["hateful"], runs["test"], "--suite", suite, "--suite-map", "sarcasm=label", "--json", env=runs["env"]).stdout)
+    plain = json.loads(cli("evaluate", runs["hateful"], runs["test"], "--json", env=runs["env"]).stdout)["metrics"]
+    scored = json.loads(cli("evaluate", runs["hateful"], runs["test"], "--suite", suite, "--suite-map", "sarcasm=label", "--json", env=runs["env"]).stdout)
     assert scored["task"] == "s" and scored["metrics"] == {"f1": pytest.approx(plain["f1"])}
 
 
@@ -135,35 +147,35 @@ def test_a_label_outside_the_levels_names_file_and_line(runs, tmp_path):
 
 
 def test_hateful_memes_and_the_example_suite_file(runs):
-    plain = json.loads(mmtk("evaluate", runs["hateful"], runs["test"], "--json", env=runs["env"]).stdout)["metrics"]
-    suite = json.loads(mmtk("evaluate", runs["hateful"], runs["test"], "--suite", "hateful-memes", "--json", env=runs["env"]).stdout)
+    plain = json.loads(cli("evaluate", runs["hateful"], runs["test"], "--json", env=runs["env"]).stdout)["metrics"]
+    suite = json.loads(cli("evaluate", runs["hateful"], runs["test"], "--suite", "hateful-memes", "--json", env=runs["env"]).stdout)
     assert suite["task"] == "hateful" and suite["metrics"] == pytest.approx({"accuracy": plain["accuracy"], "roc_auc": plain["roc_auc"]})
-    custom = json.loads(mmtk("evaluate", runs["hateful"], runs["test"], "--suite", REPO / "examples" / "suites" / "memes.toml", "--json", env=runs["env"]).stdout)
+    custom = json.loads(cli("evaluate", runs["hateful"], runs["test"], "--suite", REPO / "examples" / "suites" / "memes.toml", "--json", env=runs["env"]).stdout)
     assert custom["suite"] == "memes-sarcasm"
     assert custom["metrics"] == pytest.approx({k: plain[k] for k in ("accuracy", "macro_f1", "weighted_f1", "roc_auc")})
 
 
 def test_mmimdb_with_thresholds_tuned_on_validation(runs):
-    at_half = json.loads(mmtk("evaluate", runs["genres"], runs["test"], "--suite", "mmimdb", "--json", env=runs["env"]).stdout)
+    at_half = json.loads(cli("evaluate", runs["genres"], runs["test"], "--suite", "mmimdb", "--json", env=runs["env"]).stdout)
     assert set(at_half["metrics"]) == {"micro_f1", "macro_f1", "weighted_f1", "samples_f1"} and "thresholds" not in at_half
     tuned = json.loads(
         mmtk("evaluate", runs["genres"], runs["test"], "--suite", "mmimdb", "--tune-threshold", "--val", runs["val"], "--json", env=runs["env"]).stdout
     )
     assert set(tuned["thresholds"]) == {"comedy", "drama", "horror"}
     assert all(0 < t < 1 for t in tuned["thresholds"].values())
-    shown = mmtk("evaluate", runs["genres"], runs["test"], "--suite", "mmimdb", "--tune-threshold", "--val", runs["val"], env=runs["env"]).stdout
+    shown = cli("evaluate", runs["genres"], runs["test"], "--suite", "mmimdb", "--tune-threshold", "--val", runs["val"], env=runs["env"]).stdout
     assert f"genres thresholds (tuned on {runs['val']}): comedy" in shown
-    aps = json.loads(mmtk("evaluate", runs["genres"], runs["test"], "--suite", "moviescope", "--json", env=runs["env"]).stdout)
+    aps = json.loads(cli("evaluate", runs["genres"], runs["test"], "--suite", "moviescope", "--json", env=runs["env"]).stdout)
     assert set(aps["metrics"]) == {"micro_ap", "macro_ap", "samples_ap"}
 
 
 def test_list_suites_shows_tasks_and_metrics():
-    listed = mmtk("list", "suites", "--json", env=None)
+    listed = cli("list", "suites", "--json", env=None)
     described = json.loads(listed.stdout)
     assert sorted(described["suites"]) == ["hateful-memes", "mami", "memotion", "mmimdb", "moviescope"]
     assert described["suite_tasks"]["mami"]["sub_task_b"] == {
         "of": ["sub_task_b/shaming", "sub_task_b/stereotype", "sub_task_b/objectification", "sub_task_b/violence"],
         "weights": "positives", "metrics": ["weighted_f1"],
     }
-    text = mmtk("list", "suites", env=None).stdout
+    text = cli("list", "suites", env=None).stdout
     assert "task_c/motivational (column motivational): macro_f1, weighted_f1" in text
