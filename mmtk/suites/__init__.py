@@ -43,14 +43,17 @@ def get_suite(name_or_path: str | Path, mapping: Mapping[str, str] | None = None
 
 
 def describe_suites() -> dict[str, dict]:
-    """Every registered suite: its one-line help, and per task (and average) its column
-    and metrics, for ``mmtk list suites``."""
+    """Every registered suite: its one-line help, and per task its column, kind, metrics
+    and a line about it (per average the tasks, weights and metrics), for ``mmtk list suites``."""
     described = {}
     for name in SUITES.names():
         suite = SUITES.get(name)()
-        tasks = {task.name: {"column": task.column, "kind": task.kind, "metrics": list(task.metrics)} for task in suite.tasks}
-        tasks.update(
-            {entry.name: {"of": list(entry.of), "weights": entry.weights, "metrics": [reported for reported, _ in entry.metrics]} for entry in suite.averages}
-        )
+        tasks = {
+            task.name: {"column": task.column, "kind": task.kind, "metrics": list(task.metrics), "description": task.description} for task in suite.tasks
+        }
+        tasks.update({
+            entry.name: {"of": list(entry.of), "weights": entry.weights, "metrics": [reported for reported, _ in entry.metrics], "description": entry.description}
+            for entry in suite.averages
+        })
         described[name] = {"help": SUITES.describe()[name], "tasks": {name: tasks[name] for name in suite.report_order()}}
     return described

@@ -105,7 +105,9 @@ class Suite:
         heads = self.check_run(predictions.run, list(predictions.tasks))
         chosen = predictions if indices is None else predictions.subset(indices)
         gold = self._gold_labels(predictions.dataset)
-        rows = _positions(predictions.dataset, chosen.ids)
+        rows = _positions(predictions.dataset, predictions.ids)
+        if indices is not None:
+            rows = rows[np.asarray(indices, dtype=np.int64)]
         tuned = self._thresholds_of(predictions.run)
         per_task: dict[str, dict[str, Any]] = {}
         positives: dict[str, int] = {}
@@ -194,7 +196,9 @@ def _read_gold(suite: str, task: SuiteTask, dataset) -> np.ndarray:
 
 
 def _positions(dataset, ids: list[str]) -> np.ndarray:
-    """Rows of ``dataset`` holding ``ids`` (a resample's or a subset's items)."""
+    """Rows of ``dataset`` holding ``ids``: all in order for what ``collect_predictions``
+    returns, others for predictions already subset (``RunPredictions.subset`` keeps the
+    whole dataset)."""
     own = dataset.ids
     if ids == own:
         return np.arange(len(own))

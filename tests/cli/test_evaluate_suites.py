@@ -175,7 +175,7 @@ def test_list_suites_shows_tasks_and_metrics():
     assert sorted(described["suites"]) == ["hateful-memes", "mami", "memotion", "mmimdb", "moviescope"]
     assert described["suite_tasks"]["mami"]["sub_task_b"] == {
         "of": ["sub_task_b/shaming", "sub_task_b/stereotype", "sub_task_b/objectification", "sub_task_b/violence"],
-        "weights": "positives", "metrics": ["weighted_f1"],
+        "weights": "positives", "metrics": ["weighted_f1"], "description": "the four types' F1 weighted by positive gold items",
     }
     text = cli("list", "suites", env=None).stdout
     assert "task_c/motivational (column motivational): macro_f1, weighted_f1" in text
