@@ -413,3 +413,22 @@ def test_a_bad_suite_file_is_one_line_naming_it(tmp_path, text, expected):
         get_suite(path)
     assert str(path) in str(caught.value) and expected in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_fail_under_names_and_gates_come_from_the_suite(tmp_path):
+    from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
+
+    suite = get_suite("mmimdb")
+    known = suite.metric_names()
+    assert check_threshold_names([parse_fail_under("weighted_f1=0.5")], known) == ["genres"]  # not a multilabel kind's metric
+    with pytest.raises(UsageError, match="unknown metric 'micro_ap' for suite task 'genres'.*micro_f1, macro_f1, weighted_f1, samples_f1"):
+        check_threshold_names([parse_fail_under("genres.micro_ap=0.5")], known)
+    result = suite(genre_predictions(tmp_path / "g"))
+    assert check_thresholds(result, [parse_fail_under("weighted_f1=0.58")], known) == []
+    assert check_thresholds(result, [parse_fail_under("weighted_f1=0.59")], known) == ["weighted_f1 = 0.5867 is below the required 0.59"]
+    # ROC-AUC left out on one class is a miss (exit 1), not an unknown name (exit 2).
+    path = write_rows(tmp_path / "h", [{"label": 1}, {"label": 1}])
+    one_class = get_suite("hateful-memes")(predictions(path, {"label": {"kind": "binary", "columns": ["label"], "classes": [0, 1], "outputs": one_hot([1, 0], 2)}}))
+    assert "roc_auc" not in one_class["metrics"]
+    misses = check_thresholds(one_class, [parse_fail_under("roc_auc=0.5")], get_suite("hateful-memes").metric_names())
+    assert misses == ["roc_auc is undefined on this data (e.g. one class only), required 0.5"]
