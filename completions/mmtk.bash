@@ -25,9 +25,10 @@ _mmtk() {
     "distill:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "distill:--out"|"distill:--val"|"distill:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "distill:--teacher"|"distill:--student"|"distill:--features"|"distill:--task"|"distill:--msd"|"distill:--lambda"|"distill:--temperature"|"distill:--msd-weight"|"distill:--hidden-loss"|"distill:--teacher-features"|"distill:--teacher-weights"|"distill:--teacher-arg"|"distill:--student-arg"|"distill:--student-layers"|"distill:--student-hidden"|"distill:--lookahead"|"distill:--meta-lr"|"distill:--val-split"|"distill:--epochs"|"distill:--lr"|"distill:--batch-size"|"distill:--patience"|"distill:--seed"|"distill:--max-length"|"distill:--fps"|"distill:--frames"|"distill:--id-column"|"distill:--image-column"|"distill:--text-column") COMPREPLY=(); return ;;
+    "evaluate:--projection") COMPREPLY=($(compgen -W "pca tsne" -- "$cur")); return ;;
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
-    "evaluate:--plots"|"evaluate:--val"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "evaluate:--plots"|"evaluate:--report"|"evaluate:--val"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "evaluate:--fail-under"|"evaluate:--dataset-name"|"evaluate:--suite"|"evaluate:--suite-map"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
     "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
@@ -60,7 +61,7 @@ _mmtk() {
     case "$cmd" in
       "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
       "distill") COMPREPLY=($(compgen -W "--teacher --student --features --out --task --msd --lambda --temperature --msd-weight --hidden-loss --teacher-features --teacher-weights --teacher-arg --student-arg --student-layers --student-hidden --lookahead --meta-lr --val --val-split --epochs --lr --batch-size --patience --seed --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-      "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --dataset-name --suite --suite-map --tune-threshold --val --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "evaluate") COMPREPLY=($(compgen -W "--plots --report --projection --fail-under --dataset-name --suite --suite-map --tune-threshold --val --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
       "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
@@ -72,7 +73,7 @@ _mmtk() {
       "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
       "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --plots --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     esac
     return
   fi

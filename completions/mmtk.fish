@@ -49,7 +49,9 @@ complete -c mmtk -n '__fish_seen_subcommand_from distill' -l json -d 'Print one 
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l on-error -x -a 'fail skip' -d 'fail: stop at the first bad item; skip: skip bad items and list them'
 complete -c mmtk -n '__fish_seen_subcommand_from distill' -l quiet -d 'No logs or progress bars'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -F
-complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l plots -r -F -d 'Write PNG plots (confusion matrix, ROC/PR curves) here'
+complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l plots -r -F -d 'Write PNG plots here: confusion matrices, ROC/PR curves, reliability (ECE), F1 per class; modality weights per class (models with gates); a class-query decoders outputs in 2-D'
+complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l report -r -F -d 'Write one self-contained HTML page: the tables, the plots (and the runs learning_curves.png), its config, this command line'
+complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l projection -x -a 'pca tsne' -d 'How a class-query decoders outputs are drawn in 2-D'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l fail-under -x -d 'METRIC=VALUE or TASK.METRIC=VALUE: exit 1 when the metric is below VALUE; for the error metrics rmse and mae VALUE is a ceiling (exit 1 when above)'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l dataset-name -x -d 'A run trained on several datasets: use this datasets heads (see the runs config.json)'
 complete -c mmtk -n '__fish_seen_subcommand_from evaluate' -l suite -x -d 'Score as a shared task does: a suite name (mmtk list suites) or a suite file (.toml/.json, see examples/suites/memes.toml)'
@@ -170,6 +172,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from train' -l max-memory -x -d 'Inp
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l checkpoint-every -x -d 'Seconds between checkpoints (0: every epoch)'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l resume -r -F -d 'Continue the killed run OUT from its last checkpoint, with its settings'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l seed -x -d 'Random seed (splits, initialisation, batches)'
+complete -c mmtk -n '__fish_seen_subcommand_from train' -l plots -d 'Draw OUT/learning_curves.png beside train_log.jsonl: every loss term and validation metric per epoch'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l perturb -x -d 'Adversarial input perturbation while training: none | fgsm (loss: clean and perturbed averaged)'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l perturb-eps -x -d 'FGSM step size, in the units the model sees (after --standardize)'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l cat-cols -x -d 'Categorical columns of the tabular feature (one-hot), comma-separated'

@@ -36,6 +36,8 @@ EXAMPLE = """Examples:
 
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model concat,gmu --task label:binary --out runs/cmp
 
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --task label:binary --plots --out runs/gmu-curves
+
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --perturb fgsm --perturb-eps 0.05 --task label:binary --out runs/gmu-fgsm
 
   mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
@@ -160,6 +162,9 @@ def train_command(
         Optional[Path], typer.Option("--resume", help="Continue the killed run OUT from its last checkpoint, with its settings.", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
+    plots: Annotated[
+        bool, typer.Option("--plots", help="Draw OUT/learning_curves.png beside train_log.jsonl: every loss term and validation metric per epoch.")
+    ] = False,
     perturb: Annotated[str, typer.Option("--perturb", help="Adversarial input perturbation while training: none | fgsm (loss: clean and perturbed averaged).")] = "none",
     perturb_eps: Annotated[
         Optional[float], typer.Option("--perturb-eps", min=0.0, help="FGSM step size, in the units the model sees (after --standardize).", show_default=False)
@@ -230,17 +235,23 @@ def train_command(
             "scaling": scaling, "max_length": max_length, "fps": fps, "frames": frames,
             "store": None if store is None else str(store), "device": device.value, "id_column": id_column,
             "image_column": image_column, "text_column": text_column, "allow_outside_paths": allow_outside_paths,
-            "on_error": on_error.value, "perturb": perturb, "perturb_eps": perturb_eps or 0.0,
+            "on_error": on_error.value, "perturb": perturb, "perturb_eps": perturb_eps or 0.0, "plots": plots,
         }
         stdin = call["data"] == "-"
         if stdin:
             call["data"] = None  # stdin cannot be read again on --resume
         report = _train(call, resume=False, stdin=stdin)
     if "," in call["model"]:
+        if call.get("plots"):
+            for result in report.results:
+                if result.ok:
+                    _learning_curves(result.report.run)
         _print_comparison(report, json_out)
         return
     output.warn_skipped(report.skipped)
     summary = report.to_json()
+    if call.get("plots"):  # absent in checkpoints written before --plots
+        summary["plots"] = [str(_learning_curves(report.run))]
     if json_out:
         output.print_json(summary)
         return
@@ -255,6 +266,14 @@ def train_command(
     from mmtk.cli.tables import metrics_table
 
     console.print(metrics_table(summary["val_metrics"], title="validation metrics (best epoch)"))
+    for path in summary.get("plots", []):
+        console.print(f"plot: {path}", highlight=False)
+
+
+def _learning_curves(run: Path) -> Path:
+    from mmtk.plots import plot_learning_curves
+
+    return plot_learning_curves(run)
 
 
 def _train(call: dict, *, resume: bool, stdin: bool = False):
@@ -264,6 +283,7 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     from mmtk.features import items_with_features, parse_feature_refs, required_columns, resolve_features
     from mmtk.tabular import column_spec
     from mmtk.train import train
+    from mmtk.training.heap import keep_freed_memory
 
     if resume and call["data"] is None and not call.get("datasets"):
         raise UsageError("--resume: the run read its data from stdin, which cannot be read again", "train it afresh")
@@ -310,6 +330,7 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
         features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
         tabular=tabular if has_tabular else None, record=call, **options,
     )
+    keep_freed_memory()  # training reuses each step's buffers (mmtk/training/heap.py)
     if "," in call["model"]:
         from mmtk.compare import compare_models
 
