@@ -179,3 +179,10 @@ def test_list_suites_shows_tasks_and_metrics():
     }
     text = cli("list", "suites", env=None).stdout
     assert "task_c/motivational (column motivational): macro_f1, weighted_f1" in text
+
+
+def test_a_suite_result_goes_into_the_report(runs, tmp_path):
+    report = tmp_path / "report.html"
+    cli("evaluate", runs["hateful"], runs["test"], "--suite", "hateful-memes", "--report", report, env=runs["env"])
+    page = report.read_text()
+    assert "hateful" in page and "roc_auc" in page
