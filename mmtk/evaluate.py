@@ -169,11 +169,13 @@ def evaluate(
     columns: Mapping[str, str | None] | None = None,
     dataset_name: str | None = None,
     projection: str = "pca",
+    scorer: Callable[[RunPredictions, Any], dict] | None = None,
 ) -> dict:
     """Evaluate the run at ``run_dir`` on ``data``: :func:`collect_predictions` then
-    :func:`score_predictions`, plus plots (``plots_dir``, see ``mmtk.plots``; a
-    class-query decoder's outputs are projected by ``projection``: ``pca`` or ``tsne``)
-    and, for a student run, how closely it follows its teacher."""
+    ``scorer`` (default :func:`score_predictions`; a metric suite of ``mmtk.suites`` is
+    another), plus plots (``plots_dir``, see ``mmtk.plots``; a class-query decoder's
+    outputs are projected by ``projection``: ``pca`` or ``tsne``) and, for a student run,
+    how closely it follows its teacher."""
     from mmtk.inference import open_run
     from mmtk.models.inference import has_class_queries
     from mmtk.plots.models import PROJECTIONS
@@ -186,7 +188,7 @@ def evaluate(
         run, data, store=store, device=device, extract_missing=extract_missing, progress=progress, columns=columns, dataset_name=dataset_name,
         explain=plotting and callable(getattr(run.model, "explain", None)), class_queries=plotting and has_class_queries(run.model),
     )
-    result = score_predictions(predictions)
+    result = (scorer or score_predictions)(predictions, None)
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report
 

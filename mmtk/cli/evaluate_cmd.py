@@ -35,6 +35,12 @@ EXAMPLE = """Examples:
   mmtk evaluate runs/multitask dev.csv --fail-under sentiment.macro_f1=0.5
 
   mmtk evaluate runs/gmu examples/memes/test.jsonl --plots plots/ --report report.html
+
+  mmtk evaluate runs/memotion test.csv --suite memotion --fail-under task_a.macro_f1=0.3
+
+  mmtk evaluate runs/genres test.jsonl --suite mmimdb --tune-threshold --val dev.jsonl
+
+  mmtk evaluate runs/gmu examples/memes/test.jsonl --suite examples/suites/memes.toml
 """
 
 
@@ -67,6 +73,22 @@ def evaluate_command(
         Optional[str],
         typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
     ] = None,
+    suite_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--suite",
+            help="Score as a shared task does: a suite name (mmtk list suites) or a suite file (.toml/.json, see examples/suites/memes.toml).",
+            show_default=False,
+        ),
+    ] = None,
+    suite_map: Annotated[
+        Optional[list[str]],
+        typer.Option("--suite-map", help="TASK=COLUMN (or SUITE_COLUMN=COLUMN): the data column holding a suite task's labels. Repeatable.", show_default=False),
+    ] = None,
+    tune_threshold: Annotated[
+        bool, typer.Option("--tune-threshold", help="Multi-label suite tasks: decide each label at the threshold with the best F1 on --val.")
+    ] = False,
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation data for --tune-threshold.", show_default=False)] = None,
     store: Store = None,
     device: DeviceOpt = "auto",
     id_column: IdColumn = None,
@@ -80,8 +102,9 @@ def evaluate_command(
     """Evaluate RUN on DATA with the shared-task metrics.
 
     Features missing from the store are extracted first with the run's own backbones.
+    With --suite the run is scored as that shared task defines (one entry per suite task).
     """
-    from mmtk.evaluate import evaluate
+    from mmtk.evaluate import collect_predictions, evaluate
     from mmtk.inference import open_run, read_for_run, usable_items
     from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
 
@@ -91,20 +114,35 @@ def evaluate_command(
     if report is not None:
         check_destination(report)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
+    suite = _suite(suite_name, suite_map, tune_threshold, val)
     loaded = open_run(run, device.value)
-    # A mistyped name (macro_f=0.7) is refused now, not after minutes of extraction.
-    check_threshold_names(thresholds, {task: loaded.kind(task) for task in loaded.tasks})
-    dataset = read_for_run(
-        loaded, data, column_overrides(id_column, image_column, text_column, allow_outside_paths), require_labels=True, on_error=on_error.value,
-        dataset_name=dataset_name,
-    )
-    output.warn_skipped(dataset.skipped)
+    # A mistyped name (macro_f=0.7) or an unmatched suite task is refused now, not after
+    # minutes of extraction.
+    known = suite.metric_names() if suite else None
+    check_threshold_names(thresholds, known or {task: loaded.kind(task) for task in loaded.tasks})
+    if suite:
+        suite.check_run(loaded)
+    columns = column_overrides(id_column, image_column, text_column, allow_outside_paths)
+
+    def usable(path):
+        dataset = read_for_run(loaded, path, columns, require_labels=True, on_error=on_error.value, dataset_name=dataset_name)
+        output.warn_skipped(dataset.skipped)
+        if suite:
+            suite.check_data(dataset)
+        with output.progress_bar("features") as progress:
+            dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
+        output.warn_skipped(skipped)
+        return dataset
+
     features_store = open_store(store)
-    with output.progress_bar("features") as progress:
-        dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
-    output.warn_skipped(skipped)
+    dataset = usable(data)
+    if tune_threshold:
+        suite = suite.tuned([collect_predictions(loaded, usable(val), store=features_store, device=device.value, dataset_name=dataset_name)])
     with _plots_folder(plots, report) as plots_dir:
-        result = evaluate(loaded, dataset, store=features_store, plots_dir=plots_dir, device=device.value, dataset_name=dataset_name, projection=projection.value)
+        result = evaluate(
+            loaded, dataset, store=features_store, plots_dir=plots_dir, device=device.value, dataset_name=dataset_name, projection=projection.value,
+            scorer=suite,
+        )
         if report is not None:
             from mmtk.plots import LEARNING_CURVES
             from mmtk.report import write_report
@@ -115,13 +153,14 @@ def evaluate_command(
             write_report(report, result, plots=figures, runs=[run], command=shlex.join(["mmtk", *sys.argv[1:]]))
         if plots is None:
             result.pop("plots", None)  # drawn for the report only, in a folder now gone
-    misses = check_thresholds(result, thresholds)
+    misses = check_thresholds(result, thresholds, known)
     if json_out:
         output.print_json(result)
     else:
-        from mmtk.cli.tables import metrics_table
+        from mmtk.cli.tables import metrics_table, suite_table
 
-        output.stdout().print(metrics_table(result, title=f"{run} on {data}"))
+        table = suite_table if suite else metrics_table
+        output.stdout().print(table(result, title=f"{run} on {data}" + (f" ({result['suite']})" if suite else "")))
         if "distillation" in result:
             report = result["distillation"]
             output.stdout().print(
@@ -129,6 +168,10 @@ def evaluate_command(
                 f"KL to teacher {report['kl_to_teacher']:.4f}, consistency ratio {report['consistency_ratio']:.3f}",
                 highlight=False,
             )
+        for name, entry in (result["tasks"] if "tasks" in result else {result["task"]: result}).items():
+            if "thresholds" in entry:  # tuned on --val
+                cuts = ", ".join(f"{label} {cut:.2f}" for label, cut in entry["thresholds"].items())
+                output.stdout().print(f"{name} thresholds (tuned on {val}): {cuts}", highlight=False, markup=False)
         for path in result.get("plots", []):
             output.stdout().print(f"plot: {path}", highlight=False)
         if report is not None:
@@ -146,3 +189,25 @@ def _plots_folder(plots: Path | None, report: Path | None) -> Iterator[Path | No
         return
     with tempfile.TemporaryDirectory(prefix="mmtk-plots-") as folder:
         yield Path(folder)
+
+
+def _suite(name, mapping, tune_threshold: bool, val):
+    """The ``--suite`` scorer, or None; the options that only work with one are refused without it."""
+    from mmtk.errors import UsageError
+
+    if name is None:
+        for given, option in ((mapping, "--suite-map"), (tune_threshold, "--tune-threshold"), (val, "--val")):
+            if given:
+                raise UsageError(f"{option} applies to a metric suite", "add --suite NAME (mmtk list suites)")
+        return None
+    if tune_threshold != (val is not None):
+        raise UsageError(
+            "--tune-threshold needs --val DATA" if tune_threshold else "--val is only read by --tune-threshold",
+            "give both: --tune-threshold --val DEV_DATA",
+        )
+    from mmtk.suites import get_suite, parse_mapping
+
+    suite = get_suite(name, parse_mapping(mapping))
+    if tune_threshold:
+        suite.tuned([])  # refuses a suite without multi-label tasks before any work
+    return suite

@@ -171,6 +171,7 @@ def worlds(tmp_path_factory):
         world = tmp_path_factory.mktemp(name)
         (world / "examples").mkdir()
         (world / "examples" / "memes").symlink_to(REPO / "examples" / "memes")
+        (world / "examples" / "suites").symlink_to(REPO / "examples" / "suites")
         store = FeatureStore(world / "store")
         for split in ("train", "test"):
             for sequence in (False, True) if name == "seq" else (False,):
