@@ -162,10 +162,10 @@ def evaluate_command(
         table = suite_table if suite else metrics_table
         output.stdout().print(table(result, title=f"{run} on {data}" + (f" ({result['suite']})" if suite else "")))
         if "distillation" in result:
-            report = result["distillation"]
+            distilled = result["distillation"]
             output.stdout().print(
-                f"against its teacher {report['teacher']}: agreement {report['agreement']:.3f}, "
-                f"KL to teacher {report['kl_to_teacher']:.4f}, consistency ratio {report['consistency_ratio']:.3f}",
+                f"against its teacher {distilled['teacher']}: agreement {distilled['agreement']:.3f}, "
+                f"KL to teacher {distilled['kl_to_teacher']:.4f}, consistency ratio {distilled['consistency_ratio']:.3f}",
                 highlight=False,
             )
         for name, entry in (result["tasks"] if "tasks" in result else {result["task"]: result}).items():
