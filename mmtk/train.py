@@ -94,6 +94,7 @@ def train(
     perturb_eps: float = 0.0,
     teaching=None,
     mix: str = "proportional",
+    callbacks: Sequence[Callable] = (),
 ) -> TrainReport:
     """Train ``model`` on the ``features`` of ``dataset`` for ``tasks`` and write the run
     directory ``out``.
@@ -131,6 +132,12 @@ def train(
     (``mmtk.multidata``): each task makes one head per dataset that has its columns
     (``NAME/TASK``), each dataset is split by ``val_split``, and each training batch
     comes from one dataset, ordered by ``mix`` (``mmtk.training.mix``).
+
+    ``callbacks`` are called after every epoch of the loop, after the checkpoint and
+    progress callbacks, with its ``FitContext`` (``state.log[-1]`` is the epoch's entry:
+    losses and validation metrics); an exception raised there ends training and
+    propagates, writing no run (``mmtk.tune`` raises ``optuna.TrialPruned`` to prune a
+    trial). Models fitted whole (``fits="arrays"``) have no epochs and never call them.
     """
     from mmtk.data import parse_task
     from mmtk.device import resolve_device
@@ -269,7 +276,7 @@ def train(
         **({"perturb": perturbation} if perturbation else {}),  # absent otherwise: older checkpoints still resume
     }
     checkpointer = Checkpointer(out, {"call": record, "signature": signature}, every_s=checkpoint_every)
-    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else [])
+    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else []) + list(callbacks)
     restore = _resume_from(out, signature) if resume else None
 
     def validate(network) -> dict:
