@@ -34,6 +34,8 @@ from mmtk.tune.results import BEST_JSON, trial_row, write_json, write_tables
 from mmtk.tune.space import Space, load_space
 
 VAL_LOSS = "val_loss"
+#: Training options that do not change a trial's result: a study resumes across them.
+_NOT_SETTINGS = ("device", "max_memory", "checkpoint_every")
 STUDY_FILE = "study.db"
 BEST_RUN = "best-run"
 
@@ -149,7 +151,7 @@ def tune(
         "model": model, "features": _names(features), "tasks": _names(tasks), "metric": metric, "folds": folds, "seed": seed,
         "dataset": str(dataset.source), "items": len(dataset),
         "val": str(val_dataset.source) if val_dataset is not None else (None if folds else val_split),
-        "model_args": fixed_args, "options": _plain(train_options),
+        "model_args": fixed_args, "options": {k: v for k, v in _plain(train_options).items() if k not in _NOT_SETTINGS},
     }
     outputs = _Outputs(
         out, space, metric, direction, settings, fixed_args, train_options, None if val_dataset is not None else val_split, command, run_out
@@ -219,10 +221,8 @@ def _run_trial(trial, space: Space, evaluations, fixed_args: dict, metric: str, 
             bar = progress(label) if progress is not None else contextlib.nullcontext(None)
             with bar as update:
                 # No checkpoints: a killed trial is run again whole when the study resumes.
-                report = train(
-                    train_ds, val_dataset=val_ds, out=scratch / f"fold{i}", progress=update, callbacks=[reporter],
-                    checkpoint_every=math.inf, **options,
-                )
+                report = train(train_ds, **{**options, "val_dataset": val_ds, "out": scratch / f"fold{i}", "progress": update,
+                                            "callbacks": [reporter], "checkpoint_every": math.inf})
             reporter.before += len(report.log)
             values.append(epoch_value(_best_entry(report), metric))
     except TrainingDiverged as exc:
@@ -339,7 +339,7 @@ def _check_fixed(space: Space, fixed_args: dict, train_options: dict, model: str
         if key in train_options:
             raise UsageError(f"tune sets {key} itself", f"leave {key} out of the training options")
     for name in space.names:
-        if name in fixed_args or name in train_options:
+        if name in fixed_args or train_options.get(name) is not None:
             raise UsageError(f"{space.source}: {name} is both tuned and fixed", f"leave {name} out of the fixed options, or out of the space")
     if model_capabilities(model).get("fits") == "arrays":
         trained = [name for name in space.names if name in ("lr", "weight_decay", "batch_size", "label_smoothing")]
