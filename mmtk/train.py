@@ -575,7 +575,7 @@ def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dic
     """Validation metrics in evaluate's JSON shape (targets de-standardised for regression).
     With ``rows`` (several datasets) each task is scored on its own dataset's items, and
     the top-level ``n`` counts every validation item."""
-    from mmtk.metrics import compute_metrics, task_result
+    from mmtk.metrics import METRICS, compute_metrics, task_result
     from mmtk.models.objectives import to_outputs
 
     per_task = {}
@@ -589,6 +589,11 @@ def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dic
             y = y * stats[name]["std"] + stats[name]["mean"]
         outputs = to_outputs(kind, scores, stats.get(name))
         classes = [str(c) for c in encoders[name].classes]
+        if not np.all(np.isfinite(outputs)):
+            # A diverged epoch (NaN logits): no metric is defined, and scikit-learn
+            # would raise on it; NaN is never the best epoch, as for the loss.
+            per_task[name] = {"task": name, "n": len(y), "metrics": {metric: float("nan") for metric in METRICS[kind]}}
+            continue
         per_task[name] = {"task": name, "n": len(y), "metrics": compute_metrics(kind, y, outputs, classes)}
     if rows is not None and len(per_task) > 1:
         return {"n": len(next(iter(labels.values()))), "tasks": per_task}

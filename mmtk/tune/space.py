@@ -212,7 +212,7 @@ def _choices(where: str, choices, want) -> tuple:
         }[want]
         if not fits:
             kind = want.__name__ if want is not None else "number, string or boolean"
-            raise UsageError(f"{where}: choice {choice!r} is not a {kind}", f"give {kind} choices only")
+            raise UsageError(f"{where}: choice {choice!r} does not fit the parameter's type ({kind})", f"give {kind} choices only")
     if len(set(map(repr, choices))) < len(choices):
         raise UsageError(f"{where}: a choice is listed twice", "list each choice once")
     return tuple(choices)
