@@ -176,7 +176,10 @@ def tune(
                 on_trial(trial_row(frozen))
 
         if todo:
+            from mmtk.compare import _load_libraries
             from mmtk.training.loop import TrainingDiverged
+
+            _load_libraries()  # so that the first trial's duration is its own, not the imports'
 
             study.optimize(objective, n_trials=todo, catch=(TrainingDiverged,), callbacks=[after])
         best = outputs.write(study)

@@ -138,3 +138,12 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(data, tmp
     assert states[1e30]["state"] == "fail" and states[1e30]["error"].startswith("diverged: training diverged")
     assert states[0.01]["state"] == "complete" and math.isfinite(states[0.01]["value"])
     assert report.best["params"] == {"lr": 0.01}
+
+
+def test_one_process_works_a_study_at_a_time(data, tmp_path):
+    from mmtk.tune.study import study_lock
+
+    with study_lock(tmp_path / "l" / "study.db"):  # another mmtk tune holds it
+        with pytest.raises(UsageError, match="another mmtk tune is working on this study"):
+            run(data, tmp_path / "l", 1)
+    assert run(data, tmp_path / "l", 1).ran == 1
