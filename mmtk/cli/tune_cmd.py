@@ -108,6 +108,11 @@ def tune_command(
     dataset, common = train_cmd.read_inputs(call)
     for key in ("record", "monitor"):
         common.pop(key)
+    from mmtk.tune.space import TRAIN_KEYS
+
+    for key in TRAIN_KEYS:  # train's defaults, unless given here: the space may tune them
+        if key not in given or ctx.get_parameter_source(key).name.startswith("DEFAULT"):
+            common.pop(key)
     from mmtk.tune import tune
 
     def on_trial(row: dict) -> None:

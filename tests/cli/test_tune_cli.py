@@ -75,3 +75,14 @@ def test_bad_space_files_exit_2_with_one_line(world, tmp_path, text, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(space) in lines[0] and expected in lines[0]
     assert not (tmp_path / "out").exists()  # refused before any study or trial
+
+
+def test_training_options_left_at_their_defaults_can_be_tuned(world, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("weight_decay: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\nbatch_size: {type: categorical, choices: [16, 32]}\n")
+    tuned = mmtk("tune", *world["base"], "--space", str(space), "--trials", "1", "--out", str(tmp_path / "ok"), "--json", env=world["env"])
+    assert tuned.returncode == 0, tuned.stderr
+    assert set(json.loads(tuned.stdout)["best"]["params"]) == {"weight_decay", "batch_size"}
+    # Given on the command line as well, it is both fixed and tuned: refused.
+    both = mmtk("tune", *world["base"], "--batch-size", "8", "--space", str(space), "--out", str(tmp_path / "no"), env=world["env"])
+    assert both.returncode == 2 and "batch_size is both tuned and fixed" in both.stderr
