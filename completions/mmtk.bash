@@ -60,7 +60,7 @@ _mmtk() {
     "tune:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "tune:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "tune:--space"|"tune:--out"|"tune:--val"|"tune:--storage"|"tune:--run-out"|"tune:--columns"|"tune:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "tune:--features"|"tune:--trials"|"tune:--task"|"tune:--val-split"|"tune:--folds"|"tune:--metric"|"tune:--seed"|"tune:--prune-startup"|"tune:--epochs"|"tune:--batch-size"|"tune:--patience"|"tune:--model-arg"|"tune:--cat-cols"|"tune:--num-cols"|"tune:--scaling"|"tune:--missing-modality"|"tune:--max-length"|"tune:--id-column"|"tune:--image-column"|"tune:--text-column") COMPREPLY=(); return ;;
+    "tune:--features"|"tune:--trials"|"tune:--task"|"tune:--val-split"|"tune:--folds"|"tune:--metric"|"tune:--seed"|"tune:--prune-startup"|"tune:--prune-warmup"|"tune:--epochs"|"tune:--batch-size"|"tune:--patience"|"tune:--model-arg"|"tune:--cat-cols"|"tune:--num-cols"|"tune:--scaling"|"tune:--missing-modality"|"tune:--max-length"|"tune:--id-column"|"tune:--image-column"|"tune:--text-column") COMPREPLY=(); return ;;
   esac
   if [[ "$cur" == -* ]]; then
     case "$cmd" in
@@ -79,7 +79,7 @@ _mmtk() {
       "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-      "tune") COMPREPLY=($(compgen -W "--features --model --space --trials --out --task --val --val-split --folds --metric --seed --storage --prune --no-prune --prune-startup --retrain --run-out --epochs --batch-size --patience --model-arg --class-weights --cat-cols --num-cols --columns --scaling --missing-modality --max-length --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "tune") COMPREPLY=($(compgen -W "--features --model --space --trials --out --task --val --val-split --folds --metric --seed --storage --prune --no-prune --prune-startup --prune-warmup --retrain --run-out --epochs --batch-size --patience --model-arg --class-weights --cat-cols --num-cols --columns --scaling --missing-modality --max-length --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     esac
     return
   fi

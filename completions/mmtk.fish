@@ -201,6 +201,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from tune' -l storage -r -F -d 'The 
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l prune -d 'Median pruning: stop a trial whose epoch is worse than the median of earlier trials at that epoch'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l no-prune -d 'Median pruning: stop a trial whose epoch is worse than the median of earlier trials at that epoch'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l prune-startup -x -d 'Complete trials before pruning starts'
+complete -c mmtk -n '__fish_seen_subcommand_from tune' -l prune-warmup -x -d 'Epochs every trial trains before it can be pruned'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l retrain -d 'Train the best configuration into a run (--run-out)'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l run-out -r -F -d 'Run directory of --retrain'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l epochs -x -d 'Maximum epochs per training, as for `mmtk train`'

@@ -14,6 +14,7 @@ from mmtk.cli.options import (
     AllowOutsidePaths, DeviceOpt, IdColumn, ImageColumn, Json, MaxLength, OnError, OnErrorOpt, Quiet, Store, TextColumn,
 )
 from mmtk.errors import UsageError
+from mmtk.tune.recipe import PRUNE_STARTUP, PRUNE_WARMUP
 
 EXAMPLE = """Examples:
 
@@ -60,7 +61,8 @@ def tune_command(
         Optional[Path], typer.Option("--storage", help="The study's SQLite file. Default: OUT/study.db. Running the same command again resumes it.", show_default=False)
     ] = None,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Median pruning: stop a trial whose epoch is worse than the median of earlier trials at that epoch.")] = True,
-    prune_startup: Annotated[int, typer.Option("--prune-startup", min=0, help="Complete trials before pruning starts.")] = 5,
+    prune_startup: Annotated[int, typer.Option("--prune-startup", min=0, help="Complete trials before pruning starts.")] = PRUNE_STARTUP,
+    prune_warmup: Annotated[int, typer.Option("--prune-warmup", min=0, help="Epochs every trial trains before it can be pruned.")] = PRUNE_WARMUP,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the best configuration into a run (--run-out).")] = False,
     run_out: Annotated[Optional[Path], typer.Option("--run-out", help="Run directory of --retrain. Default: OUT/best-run.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Maximum epochs per training, as for `mmtk train`.", show_default=False)] = None,
@@ -121,7 +123,7 @@ def tune_command(
 
     report = tune(
         dataset, model=model, space=space, trials=trials, out=out, folds=folds, metric=metric, storage=storage, pruning=prune,
-        prune_startup=prune_startup, retrain=retrain, run_out=run_out, command=["mmtk", "train", *train_argv],
+        prune_startup=prune_startup, prune_warmup=prune_warmup, retrain=retrain, run_out=run_out, command=["mmtk", "train", *train_argv],
         progress=output.progress_bar, on_trial=on_trial, model_args=common.pop("model_args"), **common,
     )
     if json_out:

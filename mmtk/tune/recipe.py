@@ -37,6 +37,11 @@ VAL_LOSS = "val_loss"
 #: Training options that do not change a trial's result: a study resumes across them.
 _NOT_SETTINGS = ("device", "max_memory", "checkpoint_every")
 STUDY_FILE = "study.db"
+#: Epochs a trial trains before it can be pruned: the first ones are the learning-rate
+#: warm-up and too noisy to rank trials by (BENCHMARKS.md, "Hyper-parameter search").
+PRUNE_WARMUP = 3
+#: Complete trials before the median pruner starts (Optuna's default).
+PRUNE_STARTUP = 5
 BEST_RUN = "best-run"
 
 
@@ -89,7 +94,8 @@ def tune(
     seed: int = 0,
     storage: str | Path | None = None,
     pruning: bool = True,
-    prune_startup: int = 5,
+    prune_startup: int = PRUNE_STARTUP,
+    prune_warmup: int = PRUNE_WARMUP,
     retrain: bool = False,
     run_out: str | Path | None = None,
     model_args: dict | None = None,
@@ -108,7 +114,8 @@ def tune(
     and ``model_args`` are fixed ``mmtk.train.train`` arguments; a space key may not
     repeat one. Every trial trains with ``seed`` (the same split and initialisation, so
     trials differ by their settings only) and early-stops on ``metric``. The median
-    pruner starts after ``prune_startup`` complete trials (``pruning=False``: none).
+    pruner starts after ``prune_startup`` complete trials and leaves each trial's first
+    ``prune_warmup`` epochs alone (``pruning=False``: no pruning).
     A trial whose training diverges is recorded as failed and the study goes on.
 
     Writes ``out/trials.csv``, ``out/trials.json`` and ``out/best.json``: the best
@@ -160,7 +167,8 @@ def tune(
     out.mkdir(parents=True, exist_ok=True)
     with study_lock(storage):
         study = open_study(
-            storage, direction=direction, space=space.to_json(), settings=settings, seed=seed, pruning=pruning, prune_startup=prune_startup
+            storage, direction=direction, space=space.to_json(), settings=settings, seed=seed, pruning=pruning,
+            prune_startup=prune_startup, prune_warmup=prune_warmup,
         )
         todo = max(0, trials - len(finished(study)))
         ran = []

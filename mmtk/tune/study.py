@@ -49,15 +49,18 @@ def study_lock(storage: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def open_study(storage: Path, *, direction: str, space: dict, settings: dict, seed: int, pruning: bool, prune_startup: int):
+def open_study(storage: Path, *, direction: str, space: dict, settings: dict, seed: int, pruning: bool, prune_startup: int, prune_warmup: int = 0):
     """The study in ``storage`` (created when absent), after checking it searches
-    ``space`` under ``settings``, and after queueing again its unfinished trials."""
+    ``space`` under ``settings``, and after queueing again its unfinished trials. The
+    median pruner starts after ``prune_startup`` complete trials and never stops a
+    trial in its first ``prune_warmup`` epochs."""
     import optuna
     import sqlalchemy.exc
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # mmtk reports trials itself
     url = f"sqlite:///{storage.resolve()}"
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=prune_startup) if pruning else optuna.pruners.NopPruner()
+    # Steps are epochs, from 1; Optuna prunes from step n_warmup_steps on.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=prune_startup, n_warmup_steps=prune_warmup + 1) if pruning else optuna.pruners.NopPruner()
     existed = storage.exists() and storage.stat().st_size > 0
     try:
         if existed:

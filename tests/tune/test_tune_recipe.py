@@ -13,6 +13,7 @@ import pytest
 from synthetic_features import store_xor_features, write_xor_dataset
 
 from mmtk.errors import UsageError
+from mmtk.tune.recipe import PRUNE_WARMUP
 
 FEATURES = ["efficientnet-lite0", "minilm"]
 # lr from far too small to far too large: some trials are clearly bad.
@@ -70,6 +71,7 @@ def test_median_pruning_stops_clearly_bad_trials(data, tmp_path):
     assert pruned, report.rows
     # Pruned mid-training: fewer epochs than any complete trial, and no value.
     assert all(row["epochs"] < min(c["epochs"] for c in complete) and row["value"] is None for row in pruned)
+    assert all(row["epochs"] > PRUNE_WARMUP for row in pruned)  # never during the warm-up epochs
     assert report.counts == {"complete": len(complete), "pruned": len(pruned)}
     unpruned = run(data, tmp_path / "np", 5, pruning=False)
     assert unpruned.counts == {"complete": 5}
