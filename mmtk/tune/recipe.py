@@ -27,10 +27,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from typing import Callable, ContextManager, Mapping, Sequence
 
 from mmtk.errors import UsageError
-from mmtk.tune.results import BEST_JSON, trial_row, write_json, write_tables
+from mmtk.tune.results import BEST_JSON, TRIALS_CSV, TRIALS_JSON, trial_row, write_json, write_tables
 from mmtk.tune.space import Space, load_space
 
 VAL_LOSS = "val_loss"
@@ -188,7 +188,6 @@ def tune(
             from mmtk.training.loop import TrainingDiverged
 
             _load_libraries()  # so that the first trial's duration is its own, not the imports'
-
             study.optimize(objective, n_trials=todo, catch=(TrainingDiverged,), callbacks=[after])
         best = outputs.write(study)
         rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
@@ -200,7 +199,7 @@ def tune(
         )
     report = TuneReport(
         out=out, storage=storage, metric=metric, direction=direction, rows=rows, ran=len(ran), best=best, seconds=0.0,
-        files={"trials_csv": str(out / "trials.csv"), "trials_json": str(out / "trials.json"), "best": str(out / BEST_JSON)},
+        files={"trials_csv": str(out / TRIALS_CSV), "trials_json": str(out / TRIALS_JSON), "best": str(out / BEST_JSON)},
     )
     if retrain:
         from mmtk.train import train
