@@ -166,6 +166,8 @@ def tune(
     common = dict(features=features, model=model, tasks=tasks, store=store, seed=seed, monitor=metric, val_split=val_split, **train_options)
     out.mkdir(parents=True, exist_ok=True)
     with study_lock(storage):
+        for left in out.glob(".trial-*"):  # scratch of trials a killed run left (the lock says none runs now)
+            shutil.rmtree(left, ignore_errors=True)
         study = open_study(
             storage, direction=direction, space=space.to_json(), settings=settings, seed=seed, pruning=pruning,
             prune_startup=prune_startup, prune_warmup=prune_warmup,
