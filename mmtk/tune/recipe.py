@@ -158,7 +158,7 @@ def tune(
         "model": model, "features": _names(features), "tasks": _names(tasks), "metric": metric, "folds": folds, "seed": seed,
         "dataset": str(dataset.source), "items": len(dataset),
         "val": str(val_dataset.source) if val_dataset is not None else (None if folds else val_split),
-        "model_args": fixed_args, "options": {k: v for k, v in _plain(train_options).items() if k not in _NOT_SETTINGS},
+        "model_args": fixed_args, "options": {k: v for k, v in _plain(train_options, records=True).items() if k not in _NOT_SETTINGS},
     }
     outputs = _Outputs(
         out, space, metric, direction, settings, fixed_args, train_options, None if val_dataset is not None else val_split, command, run_out
@@ -379,10 +379,15 @@ def _names(values: Sequence) -> list[str]:
     return [value if isinstance(value, str) else getattr(value, "name", str(value)) for value in values]
 
 
-def _plain(options: dict) -> dict:
-    """The options that are plain JSON (a ``TabularSpec`` or a store is not)."""
+def _plain(options: dict, *, records: bool = False) -> dict:
+    """The options that are plain JSON (a ``TabularSpec`` or a store is not); with
+    ``records``, frozen-data options (a ``TabularSpec``) too, as their fields."""
+    import dataclasses
+
     plain = {}
     for key, value in options.items():
+        if records and dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
         try:
             json.dumps(value)
         except TypeError:

@@ -149,3 +149,12 @@ def test_one_process_works_a_study_at_a_time(data, tmp_path):
         with pytest.raises(UsageError, match="another mmtk tune is working on this study"):
             run(data, tmp_path / "l", 1)
     assert run(data, tmp_path / "l", 1).ran == 1
+
+
+def test_changed_tabular_columns_are_other_settings(data, tmp_path):
+    from mmtk.tabular.spec import TabularSpec
+
+    features = [*FEATURES, "tabular"]
+    assert run(data, tmp_path / "tab", 1, features=features, tabular=TabularSpec(num_cols=("p",))).ran == 1
+    with pytest.raises(UsageError, match=r"other settings \(options differ\)"):
+        run(data, tmp_path / "tab", 2, features=features, tabular=TabularSpec(num_cols=("q",)))
