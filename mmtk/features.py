@@ -54,6 +54,10 @@ class FeatureRef:
     sequence: bool = False
     column: str | None = None
     options: FeatureOptions = field(default_factory=FeatureOptions)
+    # The folder a relative ``run:`` path is inside (a stack run's ``run:members/NAME``,
+    # set by ``Run.feature_refs``): not part of the reference's name or record, so the
+    # stack's inputs keep their names wherever the run directory is moved.
+    base: str | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, text: str) -> FeatureRef:
@@ -103,6 +107,12 @@ class FeatureRef:
     def source(self) -> str:
         """The name of the feature source that provides this input (``FEATURE_SOURCES``)."""
         return source_for(self).name
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory of a ``run:PATH`` reference (a relative PATH inside ``base``)."""
+        path = Path(self.backbone[len(RUN_PREFIX):])
+        return path if path.is_absolute() or self.base is None else Path(self.base) / path
 
     @property
     def name(self) -> str:
@@ -456,7 +466,7 @@ class RunOutputs:
 
         from mmtk.runs import CONFIG
 
-        path = Path(ref.backbone[len(RUN_PREFIX):]) / CONFIG
+        path = ref.run_dir / CONFIG
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -471,7 +481,7 @@ class RunOutputs:
         from mmtk.models.objectives import to_outputs
         from mmtk.inference import open_run, run_model
 
-        run = open_run(ref.backbone[len(RUN_PREFIX):], "cpu")
+        run = open_run(ref.run_dir, "cpu")
         logits, _ = run_model(run, dataset, context.store, device="cpu", extract_missing=context.extract_missing)
         columns = []
         for task in run.tasks:

@@ -16,6 +16,7 @@ RUN/model.safetensors weights (tensors only: loading runs no code); config.json
                       records their SHA-256, checked at every load
 RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
 RUN/train_log.jsonl   one JSON object per epoch
+RUN/members/NAME/     a stack's member runs (``mmtk.stacking``), each a run as above
 ```
 
 Nothing here unpickles anything: the config is JSON, weights are safetensors, and the
@@ -74,12 +75,14 @@ def check_run_target(out: str | Path) -> None:
         )
 
 
-def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterable[dict]) -> Path:
+def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterable[dict], folders: dict[str, Path] | None = None) -> Path:
     """Write a run directory atomically and return its path.
 
     The files are written into a temporary sibling directory which is then renamed to
     ``out``; a previous run at ``out`` is moved aside first and deleted afterwards.
-    ``config.json`` records the SHA-256 of the weights file as written.
+    ``config.json`` records the SHA-256 of the weights file as written. ``folders``
+    (``{name: directory}``, on the same file system) are moved into the run under their
+    names before the rename: a stack's member runs (``members/``).
     """
     from safetensors.torch import save_file
 
@@ -99,6 +102,8 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
         with open(staging / LOG, "w", encoding="utf-8") as handle:
             for entry in log:
                 handle.write(json.dumps(entry) + "\n")
+        for name, folder in (folders or {}).items():
+            os.rename(folder, staging / name)
         _finish_files(staging)
         replace_dir(staging, out)
     except BaseException:
@@ -124,7 +129,10 @@ def _finish_files(staging: Path) -> None:
     writes 0600), and flush its files to disk before the rename makes them visible, so a
     power loss cannot leave a visible run with empty files."""
     umask = current_umask()
-    for entry in staging.iterdir():
+    for entry in sorted(staging.rglob("*"), reverse=True):  # a folder's files before the folder
+        if entry.is_dir():
+            os.chmod(entry, 0o777 & ~umask)
+            continue
         with open(entry, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(entry, 0o666 & ~umask)
@@ -176,9 +184,12 @@ class Run:
 
     @property
     def feature_refs(self) -> list:
+        from dataclasses import replace
+
         from mmtk.features import FeatureRef
 
-        return [FeatureRef.from_json(entry) for entry in self.config["features"]]
+        # A stack's members are runs inside it, recorded relative to it (run:members/NAME).
+        return [replace(FeatureRef.from_json(entry), base=str(self.path)) for entry in self.config["features"]]
 
     @property
     def label_columns(self) -> list[str]:

@@ -155,6 +155,17 @@ def train(
 
     started = time.perf_counter()
     builder = MODELS.get(model)
+    if MODELS.capabilities(model).get("fits") == "members":  # a stacking ensemble: its own recipe
+        return _stack(
+            dataset, model=model, features=features, tasks=tasks, out=out, store=store, val_dataset=val_dataset, val_split=val_split,
+            seed=seed, class_weights=class_weights, device=device, progress=progress, tabular=tabular, model_args=model_args,
+            resume=resume, teaching=teaching, member_options=dict(
+                epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, patience=patience, hidden=hidden, dropout=dropout,
+                task_weights=task_weights, label_smoothing=label_smoothing, schedule=schedule, warmup=warmup, clip_norm=clip_norm,
+                accumulate=accumulate, amp=amp, monitor=monitor, missing_modality=missing_modality, pool=pool, standardize=standardize,
+                max_memory=max_memory, perturb=perturb, perturb_eps=perturb_eps,
+            ),
+        )
     given = {**({"hidden": hidden} if hidden is not None else {}), **({"dropout": dropout} if dropout is not None else {})}
     params = {**model_params(model), **check_model_params(model, {**given, **(model_args or {})})}
     capabilities = model_capabilities(model, params)
@@ -328,6 +339,22 @@ def train(
         val_items=val_items, seconds=time.perf_counter() - started, val_metrics=result.best_metrics,
         samples_per_second=result.samples_per_second, log=result.log, batch_source=train_source.kind, skipped=dropped,
     )
+
+
+def _stack(dataset, *, model, model_args, resume, teaching, **options) -> TrainReport:
+    """``train`` of a stacking ensemble (``--model stack``): ``mmtk.stacking.train_stack``
+    with the stack's ``--model-arg``s (meta, folds, member) and the other settings for
+    its members."""
+    from mmtk.models import check_model_params, model_params
+    from mmtk.stacking import train_stack
+
+    if isinstance(dataset, Mapping) and len(dataset) > 1 or resume or teaching is not None:
+        what = "several datasets" if isinstance(dataset, Mapping) and len(dataset) > 1 else "--resume" if resume else "distillation"
+        raise UsageError(f"a stack ({model}) does not take {what}", "train it on one dataset, afresh, without a teacher")
+    if isinstance(dataset, Mapping):
+        (dataset,) = dataset.values()
+    params = {**model_params(model), **check_model_params(model, model_args or {})}
+    return train_stack(dataset, meta=params["meta"], folds=params["folds"], member_model=params["member"], **options)
 
 
 def _prepare_one(dataset, val_dataset, refs, specs, context, tabular, val_split, seed):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+import tempfile
+from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -14,6 +19,13 @@ from mmtk.cli.options import (
 )
 from mmtk.errors import CheckFailed
 
+class Projection(str, Enum):
+    """``mmtk.plots.models.PROJECTIONS`` (not imported here: it would load numpy for --help)."""
+
+    pca = "pca"
+    tsne = "tsne"
+
+
 EXAMPLE = """Examples:
 
   mmtk evaluate runs/gmu examples/memes/test.jsonl
@@ -21,6 +33,8 @@ EXAMPLE = """Examples:
   mmtk evaluate runs/gmu test.jsonl --json --fail-under macro_f1=0.70 --plots plots/
 
   mmtk evaluate runs/multitask dev.csv --fail-under sentiment.macro_f1=0.5
+
+  mmtk evaluate runs/gmu examples/memes/test.jsonl --plots plots/ --report report.html
 """
 
 
@@ -28,7 +42,19 @@ EXAMPLE = """Examples:
 def evaluate_command(
     run: RunDir,
     data: Data,
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots (confusion matrix, ROC/PR curves) here.")] = None,
+    plots: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plots",
+            help="Write PNG plots here: confusion matrices, ROC/PR curves, reliability (ECE), F1 per class; modality weights "
+            "per class (models with gates); a class-query decoder's outputs in 2-D.",
+        ),
+    ] = None,
+    report: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Write one self-contained HTML page: the tables, the plots (and the run's learning_curves.png), its config, this command line.", show_default=False),
+    ] = None,
+    projection: Annotated[Projection, typer.Option("--projection", help="How a class-query decoder's outputs are drawn in 2-D.")] = Projection.pca,
     fail_under: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -60,6 +86,10 @@ def evaluate_command(
     from mmtk.metrics import check_threshold_names, check_thresholds, parse_fail_under
 
     output.set_quiet(quiet)
+    from mmtk.report import check_destination
+
+    if report is not None:
+        check_destination(report)
     thresholds = [parse_fail_under(spec) for spec in fail_under or []]
     loaded = open_run(run, device.value)
     # A mistyped name (macro_f=0.7) is refused now, not after minutes of extraction.
@@ -73,7 +103,18 @@ def evaluate_command(
     with output.progress_bar("features") as progress:
         dataset, skipped = usable_items(loaded, dataset, features_store, on_error=on_error.value, device=device.value, progress=progress)
     output.warn_skipped(skipped)
-    result = evaluate(loaded, dataset, store=features_store, plots_dir=plots, device=device.value, dataset_name=dataset_name)
+    with _plots_folder(plots, report) as plots_dir:
+        result = evaluate(loaded, dataset, store=features_store, plots_dir=plots_dir, device=device.value, dataset_name=dataset_name, projection=projection.value)
+        if report is not None:
+            from mmtk.plots import LEARNING_CURVES
+            from mmtk.report import write_report
+
+            figures = list(result.get("plots", []))
+            if (run / LEARNING_CURVES).is_file():  # drawn by train --plots
+                figures.append((f"{run / LEARNING_CURVES} (from training)", run / LEARNING_CURVES))
+            write_report(report, result, plots=figures, runs=[run], command=shlex.join(["mmtk", *sys.argv[1:]]))
+        if plots is None:
+            result.pop("plots", None)  # drawn for the report only, in a folder now gone
     misses = check_thresholds(result, thresholds)
     if json_out:
         output.print_json(result)
@@ -90,5 +131,18 @@ def evaluate_command(
             )
         for path in result.get("plots", []):
             output.stdout().print(f"plot: {path}", highlight=False)
+        if report is not None:
+            output.stdout().print(f"report: {report}", highlight=False)
     if misses:
         raise CheckFailed("; ".join(misses))
+
+
+@contextmanager
+def _plots_folder(plots: Path | None, report: Path | None) -> Iterator[Path | None]:
+    """Where evaluate draws: ``--plots``, else for ``--report`` alone a temporary folder
+    (the report embeds the images), else nowhere."""
+    if plots is not None or report is None:
+        yield plots
+        return
+    with tempfile.TemporaryDirectory(prefix="mmtk-plots-") as folder:
+        yield Path(folder)

@@ -36,7 +36,11 @@ EXAMPLE = """Examples:
 
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model concat,gmu --task label:binary --out runs/cmp
 
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --task label:binary --plots --out runs/gmu-curves
+
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --perturb fgsm --perturb-eps 0.05 --task label:binary --out runs/gmu-fgsm
+
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model stack --meta auto --folds 3 --task label:binary --out runs/stack
 
   mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
 """
@@ -128,6 +132,20 @@ def train_command(
     dropout: Annotated[
         Optional[float], typer.Option("--dropout", min=0.0, max=0.95, help="Dropout rate (same as --model-arg dropout=P). Default: the model's.", show_default=False)
     ] = None,
+    members: Annotated[
+        Optional[str],
+        typer.Option("--members", help="--model stack: comma-separated run directories to stack (each retrained per fold for out-of-fold scores), besides or instead of --features.", show_default=False),
+    ] = None,
+    meta: Annotated[
+        Optional[str],
+        typer.Option("--meta", help="--model stack: meta-estimator over the members' scores: logreg | tree | forest | hard-vote | soft-vote | auto (best per task by cross-validated macro-F1). Default: auto.", show_default=False),
+    ] = None,
+    folds: Annotated[
+        Optional[int], typer.Option("--folds", help="--model stack: folds of the out-of-fold member scores (stratified). Default: 5.", show_default=False)
+    ] = None,
+    member_model: Annotated[
+        Optional[str], typer.Option("--member-model", help="--model stack: the model of the member trained on each feature. Default: logreg.", show_default=False)
+    ] = None,
     model_arg: Annotated[
         Optional[list[str]],
         typer.Option("--model-arg", help="KEY=VALUE model parameter, repeatable; `mmtk list models` shows each model's.", show_default=False),
@@ -160,6 +178,9 @@ def train_command(
         Optional[Path], typer.Option("--resume", help="Continue the killed run OUT from its last checkpoint, with its settings.", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
+    plots: Annotated[
+        bool, typer.Option("--plots", help="Draw OUT/learning_curves.png beside train_log.jsonl: every loss term and validation metric per epoch.")
+    ] = False,
     perturb: Annotated[str, typer.Option("--perturb", help="Adversarial input perturbation while training: none | fgsm (loss: clean and perturbed averaged).")] = "none",
     perturb_eps: Annotated[
         Optional[float], typer.Option("--perturb-eps", min=0.0, help="FGSM step size, in the units the model sees (after --standardize).", show_default=False)
@@ -204,16 +225,24 @@ def train_command(
             raise UsageError(f"--resume {resume}: the checkpoint was not written by `mmtk train`", "resume it from Python with train(..., resume=True)")
         report = _train(call, resume=True)
     else:
+        features, stack_args = _stack_options(model, features, members, meta, folds, member_model)
         call = make_call(locals())
+        call["model_args"].update(stack_args)
         stdin = call["data"] == "-"
         if stdin:
             call["data"] = None  # stdin cannot be read again on --resume
         report = _train(call, resume=False, stdin=stdin)
     if "," in call["model"]:
+        if call.get("plots"):
+            for result in report.results:
+                if result.ok:
+                    _learning_curves(result.report.run)
         _print_comparison(report, json_out)
         return
     output.warn_skipped(report.skipped)
     summary = report.to_json()
+    if call.get("plots"):  # absent in checkpoints written before --plots
+        summary["plots"] = [str(_learning_curves(report.run))]
     if json_out:
         output.print_json(summary)
         return
@@ -228,6 +257,28 @@ def train_command(
     from mmtk.cli.tables import metrics_table
 
     console.print(metrics_table(summary["val_metrics"], title="validation metrics (best epoch)"))
+    for path in summary.get("plots", []):
+        console.print(f"plot: {path}", highlight=False)
+
+
+def _learning_curves(run: Path) -> Path:
+    from mmtk.plots import plot_learning_curves
+
+    return plot_learning_curves(run)
+
+
+def _stack_options(model, features, members, meta, folds, member_model) -> tuple[str | None, dict]:
+    """The features with ``--members`` added as ``run:`` features, and ``--meta``,
+    ``--folds``, ``--member-model`` as the stack's ``--model-arg``s; refused with another model."""
+    given = {"meta": meta, "folds": folds, "member": member_model}
+    options = {key: value for key, value in given.items() if value is not None}
+    if (options or members) and model != "stack":
+        flag = "--members" if members else "--" + {"member": "member-model"}.get(next(iter(options)), next(iter(options)))
+        raise UsageError(f"{flag} belongs to --model stack, not --model {model}", "add --model stack, or drop it")
+    if members:
+        runs = [f"run:{part.strip()}" for part in members.split(",") if part.strip()]
+        features = ",".join(([features] if features else []) + runs)
+    return features, options
 
 
 def make_call(p: dict) -> dict:
@@ -252,7 +303,7 @@ def make_call(p: dict) -> dict:
         "mix", "features", "model", "task", "val", "val_split", "epochs", "lr", "weight_decay", "batch_size", "patience", "class_weights",
         "hidden", "dropout", "label_smoothing", "schedule", "warmup", "clip_norm", "accumulate", "amp", "monitor", "missing_modality",
         "pool", "standardize", "max_memory", "checkpoint_every", "seed", "cat_cols", "num_cols", "scaling", "max_length", "fps", "frames",
-        "id_column", "image_column", "text_column", "allow_outside_paths", "perturb",
+        "id_column", "image_column", "text_column", "allow_outside_paths", "perturb", "plots",
     )
     return {
         "data": None if several else named[0][1], "datasets": named if several else None, "out": str(p["out"]),
@@ -268,8 +319,10 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     """Read the data and train as ``call`` (the command's arguments, JSON) says; the same
     ``call`` is kept in the checkpoint so that ``--resume`` can start it again."""
     from mmtk.train import train
+    from mmtk.training.heap import keep_freed_memory
 
     data, common = read_inputs(call, resume=resume, stdin=stdin)
+    keep_freed_memory()  # training reuses each step's buffers (mmtk/training/heap.py)
     if "," in call["model"]:
         from mmtk.compare import compare_models
 
