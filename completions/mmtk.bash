@@ -12,6 +12,7 @@ _mmtk() {
       ":predict") cmd="predict" ;;
       ":store") cmd="store" ;;
       ":train") cmd="train" ;;
+      ":tune") cmd="tune" ;;
       "store:gc") cmd="store gc" ;;
       "store:info") cmd="store info" ;;
       "store:ls") cmd="store ls" ;;
@@ -56,6 +57,11 @@ _mmtk() {
     "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "train:--out"|"train:--val"|"train:--resume"|"train:--columns"|"train:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "train:--features"|"train:--task"|"train:--val-split"|"train:--dataset"|"train:--mix"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--members"|"train:--meta"|"train:--folds"|"train:--member-model"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
+    "tune:--model") COMPREPLY=($(compgen -W "attention attention-pool concat concat-mlp gating gmu logreg mlp-concat mm-transformer mmae mult multitask-heads stack svm tinybert visualbert weighted-sum" -- "$cur")); return ;;
+    "tune:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+    "tune:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "tune:--space"|"tune:--out"|"tune:--val"|"tune:--storage"|"tune:--run-out"|"tune:--columns"|"tune:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "tune:--features"|"tune:--trials"|"tune:--task"|"tune:--val-split"|"tune:--folds"|"tune:--metric"|"tune:--seed"|"tune:--prune-startup"|"tune:--prune-warmup"|"tune:--epochs"|"tune:--batch-size"|"tune:--patience"|"tune:--model-arg"|"tune:--cat-cols"|"tune:--num-cols"|"tune:--scaling"|"tune:--missing-modality"|"tune:--max-length"|"tune:--id-column"|"tune:--image-column"|"tune:--text-column") COMPREPLY=(); return ;;
   esac
   if [[ "$cur" == -* ]]; then
     case "$cmd" in
@@ -74,11 +80,12 @@ _mmtk() {
       "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --members --meta --folds --member-model --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --plots --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "tune") COMPREPLY=($(compgen -W "--features --model --space --trials --out --task --val --val-split --folds --metric --seed --storage --prune --no-prune --prune-startup --prune-warmup --retrain --run-out --epochs --batch-size --patience --model-arg --class-weights --cat-cols --num-cols --columns --scaling --missing-modality --max-length --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     esac
     return
   fi
   case "$cmd" in
-    "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train" -- "$cur")) ;;
+    "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train tune" -- "$cur")) ;;
     "distill") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "evaluate") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "extract-features") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
@@ -93,6 +100,7 @@ _mmtk() {
     "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "train") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
+    "tune") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
   esac
 }
 complete -o default -F _mmtk mmtk

@@ -94,6 +94,7 @@ def train(
     perturb_eps: float = 0.0,
     teaching=None,
     mix: str = "proportional",
+    callbacks: Sequence[Callable] = (),
 ) -> TrainReport:
     """Train ``model`` on the ``features`` of ``dataset`` for ``tasks`` and write the run
     directory ``out``.
@@ -131,6 +132,12 @@ def train(
     (``mmtk.multidata``): each task makes one head per dataset that has its columns
     (``NAME/TASK``), each dataset is split by ``val_split``, and each training batch
     comes from one dataset, ordered by ``mix`` (``mmtk.training.mix``).
+
+    ``callbacks`` are called after every epoch of the loop, after the checkpoint and
+    progress callbacks, with its ``FitContext`` (``state.log[-1]`` is the epoch's entry:
+    losses and validation metrics); an exception raised there ends training and
+    propagates, writing no run (``mmtk.tune`` raises ``optuna.TrialPruned`` to prune a
+    trial). Models fitted whole (``fits="arrays"``) have no epochs and never call them.
     """
     from mmtk.data import parse_task
     from mmtk.device import resolve_device
@@ -280,7 +287,7 @@ def train(
         **({"perturb": perturbation} if perturbation else {}),  # absent otherwise: older checkpoints still resume
     }
     checkpointer = Checkpointer(out, {"call": record, "signature": signature}, every_s=checkpoint_every)
-    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else [])
+    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else []) + list(callbacks)
     restore = _resume_from(out, signature) if resume else None
 
     def validate(network) -> dict:
@@ -595,7 +602,7 @@ def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dic
     """Validation metrics in evaluate's JSON shape (targets de-standardised for regression).
     With ``rows`` (several datasets) each task is scored on its own dataset's items, and
     the top-level ``n`` counts every validation item."""
-    from mmtk.metrics import compute_metrics, task_result
+    from mmtk.metrics import METRICS, compute_metrics, task_result
     from mmtk.models.objectives import to_outputs
 
     per_task = {}
@@ -609,6 +616,11 @@ def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dic
             y = y * stats[name]["std"] + stats[name]["mean"]
         outputs = to_outputs(kind, scores, stats.get(name))
         classes = [str(c) for c in encoders[name].classes]
+        if not np.all(np.isfinite(outputs)):
+            # A diverged epoch (NaN logits): no metric is defined, and scikit-learn
+            # would raise on it; NaN is never the best epoch, as for the loss.
+            per_task[name] = {"task": name, "n": len(y), "metrics": {metric: float("nan") for metric in METRICS[kind]}}
+            continue
         per_task[name] = {"task": name, "n": len(y), "metrics": compute_metrics(kind, y, outputs, classes)}
     if rows is not None and len(per_task) > 1:
         return {"n": len(next(iter(labels.values()))), "tasks": per_task}

@@ -226,34 +226,8 @@ def train_command(
         report = _train(call, resume=True)
     else:
         features, stack_args = _stack_options(model, features, members, meta, folds, member_model)
-        missing = [name for name, value in (("DATA", data or dataset), ("--features", features), ("--model", model), ("--out", out)) if not value]
-        if missing:
-            raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
-        if perturb == "fgsm" and perturb_eps is None:
-            raise UsageError("--perturb fgsm needs a step size", "add --perturb-eps, e.g. --perturb-eps 0.05")
-        for option, choices in TRAIN_CHOICES.items():
-            if locals()[option] not in choices:
-                raise UsageError(f"--{option.replace('_', '-')} {locals()[option]!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
-        from mmtk.multidata import name_datasets
-
-        named = name_datasets(data or [], dataset or [])
-        several = len(named) > 1
-        if several and any(path == "-" for _, path in named):
-            raise UsageError("- (stdin) can be the only dataset, not one of several", "write the stdin data to a file and name that")
-        call = {
-            "data": None if several else named[0][1], "datasets": named if several else None, "mix": mix, "features": features, "model": model, "out": str(out), "task": task, "val": val,
-            "val_split": val_split, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
-            "patience": patience, "class_weights": class_weights, "hidden": hidden, "dropout": dropout,
-            "model_args": {**split_pairs(model_arg, "--model-arg"), **stack_args}, "task_weights": task_weights(task_weight),
-            "label_smoothing": label_smoothing, "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm,
-            "accumulate": accumulate, "amp": amp, "monitor": monitor, "missing_modality": missing_modality, "pool": pool,
-            "standardize": standardize, "max_memory": max_memory, "checkpoint_every": checkpoint_every, "seed": seed,
-            "cat_cols": cat_cols, "num_cols": num_cols, "columns_file": None if columns_file is None else str(columns_file),
-            "scaling": scaling, "max_length": max_length, "fps": fps, "frames": frames,
-            "store": None if store is None else str(store), "device": device.value, "id_column": id_column,
-            "image_column": image_column, "text_column": text_column, "allow_outside_paths": allow_outside_paths,
-            "on_error": on_error.value, "perturb": perturb, "perturb_eps": perturb_eps or 0.0, "plots": plots,
-        }
+        call = make_call(locals())
+        call["model_args"].update(stack_args)
         stdin = call["data"] == "-"
         if stdin:
             call["data"] = None  # stdin cannot be read again on --resume
@@ -307,14 +281,63 @@ def _stack_options(model, features, members, meta, folds, member_model) -> tuple
     return features, options
 
 
+def make_call(p: dict) -> dict:
+    """The checked settings of a train command as plain JSON, from its parameters by
+    name (``p``, as Typer passes them): what ``read_inputs`` and ``--resume`` work from.
+    ``mmtk tune`` builds its trials' settings through it too."""
+    missing = [name for name, value in (("DATA", p["data"] or p["dataset"]), ("--features", p["features"]), ("--model", p["model"]), ("--out", p["out"])) if not value]
+    if missing:
+        raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
+    if p["perturb"] == "fgsm" and p["perturb_eps"] is None:
+        raise UsageError("--perturb fgsm needs a step size", "add --perturb-eps, e.g. --perturb-eps 0.05")
+    for option, choices in TRAIN_CHOICES.items():
+        if p[option] not in choices:
+            raise UsageError(f"--{option.replace('_', '-')} {p[option]!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
+    from mmtk.multidata import name_datasets
+
+    named = name_datasets(p["data"] or [], p["dataset"] or [])
+    several = len(named) > 1
+    if several and any(path == "-" for _, path in named):
+        raise UsageError("- (stdin) can be the only dataset, not one of several", "write the stdin data to a file and name that")
+    same = (
+        "mix", "features", "model", "task", "val", "val_split", "epochs", "lr", "weight_decay", "batch_size", "patience", "class_weights",
+        "hidden", "dropout", "label_smoothing", "schedule", "warmup", "clip_norm", "accumulate", "amp", "monitor", "missing_modality",
+        "pool", "standardize", "max_memory", "checkpoint_every", "seed", "cat_cols", "num_cols", "scaling", "max_length", "fps", "frames",
+        "id_column", "image_column", "text_column", "allow_outside_paths", "perturb", "plots",
+    )
+    return {
+        "data": None if several else named[0][1], "datasets": named if several else None, "out": str(p["out"]),
+        **{key: p[key] for key in same},
+        "model_args": split_pairs(p["model_arg"], "--model-arg"), "task_weights": task_weights(p["task_weight"]),
+        "columns_file": None if p["columns_file"] is None else str(p["columns_file"]),
+        "store": None if p["store"] is None else str(p["store"]), "device": getattr(p["device"], "value", p["device"]),
+        "on_error": getattr(p["on_error"], "value", p["on_error"]), "perturb_eps": p["perturb_eps"] or 0.0,
+    }
+
+
 def _train(call: dict, *, resume: bool, stdin: bool = False):
     """Read the data and train as ``call`` (the command's arguments, JSON) says; the same
     ``call`` is kept in the checkpoint so that ``--resume`` can start it again."""
+    from mmtk.train import train
+    from mmtk.training.heap import keep_freed_memory
+
+    data, common = read_inputs(call, resume=resume, stdin=stdin)
+    keep_freed_memory()  # training reuses each step's buffers (mmtk/training/heap.py)
+    if "," in call["model"]:
+        from mmtk.compare import compare_models
+
+        return compare_models(data, models=call["model"], out=call["out"], progress=output.progress_bar, **common)
+    with output.progress_bar("training") as progress:
+        return train(data, model=call["model"], out=call["out"], progress=progress, resume=resume, **common)
+
+
+def read_inputs(call: dict, *, resume: bool = False, stdin: bool = False) -> tuple:
+    """``(dataset or {name: dataset}, train's keyword arguments but model, out, progress
+    and resume)`` for ``call``: the datasets read and checked, the features parsed, the
+    tabular spec built, the store opened."""
     from mmtk.data import read_dataset
     from mmtk.features import items_with_features, parse_feature_refs, required_columns, resolve_features
     from mmtk.tabular import column_spec
-    from mmtk.train import train
-    from mmtk.training.heap import keep_freed_memory
 
     if resume and call["data"] is None and not call.get("datasets"):
         raise UsageError("--resume: the run read its data from stdin, which cannot be read again", "train it afresh")
@@ -361,13 +384,7 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
         features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
         tabular=tabular if has_tabular else None, record=call, **options,
     )
-    keep_freed_memory()  # training reuses each step's buffers (mmtk/training/heap.py)
-    if "," in call["model"]:
-        from mmtk.compare import compare_models
-
-        return compare_models(data, models=call["model"], out=call["out"], progress=output.progress_bar, **common)
-    with output.progress_bar("training") as progress:
-        return train(data, model=call["model"], out=call["out"], progress=progress, resume=resume, **common)
+    return data, common
 
 
 def _print_comparison(comparison, json_out: bool) -> None:
