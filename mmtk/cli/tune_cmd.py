@@ -115,7 +115,10 @@ def tune_command(
     for key in TRAIN_KEYS:  # train's defaults, unless given here: the space may tune them
         if key not in given or ctx.get_parameter_source(key).name.startswith("DEFAULT"):
             common.pop(key)
+    from mmtk.training.heap import keep_freed_memory
     from mmtk.tune import tune
+
+    keep_freed_memory()  # every trial trains: reuse each step's buffers (mmtk/training/heap.py)
 
     def on_trial(row: dict) -> None:
         value = "" if row["value"] is None else f" {metric} {row['value']:.4f}"
