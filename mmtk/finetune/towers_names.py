@@ -1,0 +1,6 @@
+"""Names the fine-tuning options accept, importable without torch."""
+
+#: What sits on top of a text tower's token states: the family's pooling, or a BiLSTM
+#: with dot-product attention over its outputs (``--model-arg text_head=bilstm-attention``).
+TEXT_HEADS = ("pool", "bilstm-attention")
+FINETUNABLE = "minilm, hf:MODEL (BERT/RoBERTa/XLNet/GPT-2-style), efficientnet-lite0, clip (its image tower)"
