@@ -18,7 +18,7 @@ from mmtk.errors import UsageError
 
 TRAIN_CHOICES = {"schedule": ("constant", "linear", "cosine"), "pool": ("mean", "mean-std", "max"),
                  "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none"), "perturb": ("none", "fgsm"),
-                 "mix": ("proportional", "round-robin")}
+                 "mix": ("proportional", "round-robin"), "finetune": ("none", "text", "image", "all")}
 
 EXAMPLE = """Examples:
 
@@ -39,7 +39,12 @@ EXAMPLE = """Examples:
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --perturb fgsm --perturb-eps 0.05 --task label:binary --out runs/gmu-fgsm
 
   mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
+
+  mmtk train examples/memes/train.jsonl --features minilm --model concat --finetune text --backbone-lr 5e-5 --epochs 2 --batch-size 16 --task label:binary --out runs/memes-ft
 """
+
+
+BATCH_SOURCES = {"store": "read from the store", "media": "decoded from the raw data (fine-tuning)"}
 
 
 def split_features(value: str) -> list[str]:
@@ -160,6 +165,20 @@ def train_command(
         Optional[Path], typer.Option("--resume", help="Continue the killed run OUT from its last checkpoint, with its settings.", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
+    finetune: Annotated[
+        str, typer.Option("--finetune", help="Run the backbones of these features inside the model on the raw data and train them: none | text | image | all.")
+    ] = "none",
+    backbone_lr: Annotated[float, typer.Option("--backbone-lr", min=0.0, help="Learning rate of fine-tuned backbones (the rest trains at --lr).")] = 3e-5,
+    freeze_layers: Annotated[
+        int, typer.Option("--freeze-layers", min=0, help="Fine-tuning: keep the embeddings and the first N transformer layers / image stages fixed.")
+    ] = 0,
+    grad_checkpoint: Annotated[bool, typer.Option("--grad-checkpoint", help="Fine-tuning: recompute activations in the backward pass (less memory, slower).")] = False,
+    lowercase_shouting: Annotated[
+        bool, typer.Option("--lowercase-shouting", help="Fine-tuning: lower-case texts that are mostly upper case before tokenising (kept for predict).")
+    ] = False,
+    data_workers: Annotated[
+        Optional[int], typer.Option("--data-workers", min=0, help="Fine-tuning: processes decoding images (0: in the training process). Default: 1.", show_default=False)
+    ] = None,
     perturb: Annotated[str, typer.Option("--perturb", help="Adversarial input perturbation while training: none | fgsm (loss: clean and perturbed averaged).")] = "none",
     perturb_eps: Annotated[
         Optional[float], typer.Option("--perturb-eps", min=0.0, help="FGSM step size, in the units the model sees (after --standardize).", show_default=False)
@@ -231,6 +250,10 @@ def train_command(
             "store": None if store is None else str(store), "device": device.value, "id_column": id_column,
             "image_column": image_column, "text_column": text_column, "allow_outside_paths": allow_outside_paths,
             "on_error": on_error.value, "perturb": perturb, "perturb_eps": perturb_eps or 0.0,
+            "finetune": None if finetune == "none" else {
+                "modalities": finetune, "backbone_lr": backbone_lr, "freeze_layers": freeze_layers, "grad_checkpoint": grad_checkpoint,
+                "lowercase_shouting": lowercase_shouting, "workers": data_workers,
+            },
         }
         stdin = call["data"] == "-"
         if stdin:
@@ -249,7 +272,7 @@ def train_command(
     console.print(
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
         f"{summary['train_items']} training / {summary['val_items']} validation items, {summary['seconds']:.1f} s, "
-        f"batches {'read from the store' if summary['batch_source'] == 'store' else 'in memory'}",
+        f"batches {BATCH_SOURCES.get(summary['batch_source'], 'in memory')}",
         highlight=False,
     )
     from mmtk.cli.tables import metrics_table
@@ -282,6 +305,13 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     read = {"require": needed} if call["missing_modality"] == "fail" else {"optional": needed}
     named = call.get("datasets") or [(None, "-" if stdin else call["data"])]
     datasets = {name: read_dataset(path, on_error=call["on_error"], **read, **columns) for name, path in named}
+    finetune = call.get("finetune")  # absent in older checkpoints
+    if finetune:  # fine-tuned features are read raw, never from the store
+        from mmtk.finetune.inputs import mark_finetuned
+        from mmtk.finetune.settings import FinetuneSettings
+
+        finetune = FinetuneSettings(**finetune)
+        refs = mark_finetuned(refs, finetune, next(iter(datasets.values())))
     val_dataset = read_dataset(call["val"], on_error=call["on_error"], **read, **columns) if call["val"] else None
     output.warn_skipped([item for ds in datasets.values() for item in ds.skipped] + (val_dataset.skipped if val_dataset else []))
     features_store = open_store(call["store"])
@@ -308,7 +338,7 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     data = datasets if len(datasets) > 1 else datasets[None]
     common = dict(
         features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
-        tabular=tabular if has_tabular else None, record=call, **options,
+        tabular=tabular if has_tabular else None, record=call, finetune=finetune, **options,
     )
     if "," in call["model"]:
         from mmtk.compare import compare_models

@@ -185,7 +185,14 @@ class TextTower(nn.Module):
     def checkpointing(self) -> None:
         if not getattr(self.model, "supports_gradient_checkpointing", False):
             raise UsageError(f"{self.spec} ({self.model_type}) does not support gradient checkpointing", "drop --grad-checkpoint")
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed it (the old name warns); older releases have only the old one.
+        enable = getattr(self.model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if getattr(self.model.config, "use_cache", None):
+            self.model.config.use_cache = False  # a key/value cache is for generation, and conflicts with checkpointing
 
     def save_files(self, folder: Path) -> None:
         """The tokenizer and the model's config (its weights are in the run's safetensors)."""
@@ -357,7 +364,7 @@ def weights_digest(tower: nn.Module) -> str:
     for name, tensor in sorted(tower.state_dict().items()):
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
 
 
