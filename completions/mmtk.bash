@@ -29,7 +29,7 @@ _mmtk() {
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "evaluate:--plots"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "evaluate:--fail-under"|"evaluate:--dataset-name"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
-    "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
+    "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 finetuned hf hf-audio mfcc minilm pixels run" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "extract-features:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -54,7 +54,7 @@ _mmtk() {
     "train:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "train:--out"|"train:--val"|"train:--resume"|"train:--columns"|"train:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "train:--features"|"train:--task"|"train:--val-split"|"train:--dataset"|"train:--mix"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
+    "train:--features"|"train:--task"|"train:--val-split"|"train:--dataset"|"train:--mix"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--finetune"|"train:--backbone-lr"|"train:--freeze-layers"|"train:--data-workers"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
   esac
   if [[ "$cur" == -* ]]; then
     case "$cmd" in
@@ -72,7 +72,7 @@ _mmtk() {
       "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
       "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --finetune --backbone-lr --freeze-layers --grad-checkpoint --lowercase-shouting --data-workers --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     esac
     return
   fi

@@ -6,8 +6,9 @@ same backbone under the name issue 13 gives it) encodes the column the tower was
 trained on. As a feature reference it is ``finetuned:RUN[@COLUMN]``: ``run:RUN`` in
 ``--features`` already means a run's output probabilities (stacking), so the tower's
 features are always written ``finetuned:``. The fingerprint is the one the run recorded
-(``config.json["finetune"]``): the base backbone's identity and the SHA-256 of the
-fine-tuned weights, so features of a fine-tuned tower never mix with the base model's.
+(``config.json["finetune"]``, recomputed from its ``identity``): the base backbone's
+fingerprint, the SHA-256 of the fine-tuned weights and the tower's settings, so features
+of a fine-tuned tower never mix with the base model's or another run's.
 A run with towers of both modalities gives the one of the column's modality.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmtk.backbones.base import BackboneConfig
+from mmtk.backbones.base import BackboneConfig, make_fingerprint
 from mmtk.backbones.registry import BACKBONES
 from mmtk.errors import UsageError
 
@@ -54,7 +55,9 @@ def resolve_finetuned(arg: str | None, modality: str | None, *, name: str = NAME
         spec=f"{NAME}:{path}",
         name=NAME,
         modality=tower["modality"],
-        fingerprint=tower["fingerprint"],
+        # Recomputed from the recorded identity, so that a new feature format version
+        # (part of every fingerprint) also retires features of fine-tuned towers.
+        fingerprint=make_fingerprint(NAME, tower["identity"]),
         builder=build_finetuned,
         settings={"run": str(path), "input": tower["input"]},
         dim=int(tower["tower"]["dim"]),

@@ -96,10 +96,11 @@ def run_record(model: FinetunedModel, configs: dict, columns: dict, settings) ->
         base = configs[name]
         record = tower.record()
         digest = weights_digest(tower)
+        identity = {"base": base.fingerprint, "weights": digest, "tower": record}
         towers.append({
             "input": name, "files": f"{TOWERS_DIR}/{index}", "modality": base.modality, "column": columns[name],
             "base_spec": base.spec, "base_fingerprint": base.fingerprint, "weights_sha256": digest, "tower": record,
-            "fingerprint": make_fingerprint(NAME, {"base": base.fingerprint, "weights": digest, "tower": record}),
+            "identity": identity, "fingerprint": make_fingerprint(NAME, identity),
         })
     return {"settings": settings.to_json(), "towers": towers}
 
