@@ -57,7 +57,10 @@ def build_towers(refs, dataset, settings, device: str) -> dict:
         config = resolve_backbone(ref.backbone, modality, options=ref.options)
         tower = config.build_trainable(device)
         if tower.kind == "text":
-            tower.with_options(max_length=ref.options.max_length, head=settings.text_head, lowercase_shouting=settings.lowercase_shouting)
+            tower.with_options(
+                max_length=ref.options.max_length, head=settings.text_head, lowercase_shouting=settings.lowercase_shouting,
+                pooling=settings.text_pool,
+            )
         towers[ref.name] = (configure(tower, freeze_layers=settings.freeze_layers, grad_checkpoint=settings.grad_checkpoint).to(device), config)
     return towers
 

@@ -6,21 +6,24 @@ from __future__ import annotations
 
 from mmtk.errors import UsageError
 
-TEXT_HEAD = "text_head"
+#: Text tower options carried in ``--model-arg`` (the fusion model does not take them).
+TOWER_ARGS = ("text_head", "text_pool")
 
 
 def split_settings(finetune, model_args: dict | None):
-    """``(FinetuneSettings or None, model_args without text_head)``: ``text_head`` is a
-    tower option carried in ``--model-arg``; without ``--finetune`` it is refused."""
+    """``(FinetuneSettings or None, model_args without the tower options)``:
+    ``text_head`` and ``text_pool`` are text tower options carried in ``--model-arg``;
+    without a fine-tuned text backbone they are refused."""
     from mmtk.finetune.settings import FinetuneSettings
 
     settings = FinetuneSettings.of(finetune)
     args = dict(model_args or {})
-    head = args.pop(TEXT_HEAD, None)
-    if head is not None:
+    given = {key: str(args.pop(key)) for key in TOWER_ARGS if key in args}
+    for key, value in given.items():
         if settings is None or "text" not in settings.wanted:
-            raise UsageError(f"--model-arg {TEXT_HEAD}={head} applies to a fine-tuned text backbone", "add --finetune text (or all)")
-        settings = FinetuneSettings(**{**settings.to_json(), "text_head": str(head)})
+            raise UsageError(f"--model-arg {key}={value} applies to a fine-tuned text backbone", "add --finetune text (or all)")
+    if given:
+        settings = FinetuneSettings(**{**settings.to_json(), **given})
     return settings, args
 
 

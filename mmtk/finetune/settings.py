@@ -20,7 +20,8 @@ class FinetuneSettings:
     the towers' learning rate (their own AdamW parameter group). ``freeze_layers``: the
     embeddings and the first N transformer layers / image stages stay fixed.
     ``grad_checkpoint``: recompute activations in the backward pass (less memory).
-    ``text_head``: "pool" (pooling by model family) or "bilstm-attention".
+    ``text_head``: "pool" or "bilstm-attention"; ``text_pool``: "auto" (by model
+    family: [CLS], last token or max) or one of "cls", "last", "max", "mean".
     ``lowercase_shouting``: lower-case texts that are mostly upper case before
     tokenising (recorded, so evaluate and predict do the same). ``workers``: DataLoader
     processes decoding images (None: ``mmtk.finetune.media.DEFAULT_WORKERS``)."""
@@ -30,11 +31,12 @@ class FinetuneSettings:
     freeze_layers: int = 0
     grad_checkpoint: bool = False
     text_head: str = "pool"
+    text_pool: str = "auto"
     lowercase_shouting: bool = False
     workers: int | None = None
 
     def __post_init__(self):
-        from mmtk.finetune.towers_names import TEXT_HEADS
+        from mmtk.finetune.towers_names import TEXT_HEADS, TEXT_POOLS
 
         if self.modalities not in CHOICES:
             raise UsageError(f"--finetune {self.modalities!r} is not one of {', '.join(CHOICES)}", f"choose one of: {', '.join(CHOICES)}")
@@ -44,6 +46,8 @@ class FinetuneSettings:
             raise UsageError(f"--freeze-layers {self.freeze_layers!r} must be an integer >= 0", "pass e.g. --freeze-layers 2")
         if self.text_head not in TEXT_HEADS:
             raise UsageError(f"--model-arg text_head={self.text_head} is not one of {', '.join(TEXT_HEADS)}", f"choose one of: {', '.join(TEXT_HEADS)}")
+        if self.text_pool not in TEXT_POOLS:
+            raise UsageError(f"--model-arg text_pool={self.text_pool} is not one of {', '.join(TEXT_POOLS)}", f"choose one of: {', '.join(TEXT_POOLS)}")
         if self.workers is not None and not (isinstance(self.workers, int) and self.workers >= 0):
             raise UsageError(f"--data-workers {self.workers!r} must be an integer >= 0", "pass e.g. --data-workers 1")
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from mmtk.errors import UsageError
 
-from mmtk.finetune.towers_names import FINETUNABLE, TEXT_HEADS  # noqa: F401  (FINETUNABLE: re-exported)
+from mmtk.finetune.towers_names import FINETUNABLE, TEXT_HEADS, TEXT_POOLS  # noqa: F401  (FINETUNABLE: re-exported)
 
 # Pooling by model family (transformers' ``config.model_type``): encoders trained with a
 # sentence-level [CLS] objective read it; decoder-style models see the whole text only at
@@ -67,9 +67,12 @@ def unshout(text: str) -> str:
 
 def pool_states(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     """``(B, T, d)`` token states to ``(B, d)``: the first token, the last valid one
-    (right padding: position ``length - 1``), or the max over valid ones."""
+    (right padding: position ``length - 1``), or the max or mean over valid ones."""
     if how == "cls":
         return states[:, 0]
+    if how == "mean":
+        weights = mask[:, :, None].to(states.dtype)
+        return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
     if how == "last":
         last = mask.long().sum(dim=1).clamp(min=1) - 1
         return states[torch.arange(states.shape[0], device=states.device), last]
@@ -120,13 +123,19 @@ class TextTower(nn.Module):
         self.head = BiLSTMAttention(width, max(1, width // 2)) if head == "bilstm-attention" else None
         self.dim = 2 * max(1, width // 2) if self.head is not None else width
 
-    def with_options(self, *, max_length: int | None = None, head: str = "pool", lowercase_shouting: bool = False) -> TextTower:
+    def with_options(
+        self, *, max_length: int | None = None, head: str = "pool", lowercase_shouting: bool = False, pooling: str = "auto",
+    ) -> TextTower:
         """Set the run's tokenisation limit (capped at what the model can read), text
-        head and lower-casing of shouted text; returns the tower."""
+        head, pooling (``auto``: by family) and lower-casing of shouted text; returns the
+        tower."""
         from mmtk.backbones.text import token_limit
 
         if head not in TEXT_HEADS:
             raise UsageError(f"unknown text_head {head!r}", f"choose one of: {', '.join(TEXT_HEADS)}")
+        if pooling not in TEXT_POOLS:
+            raise UsageError(f"unknown text_pool {pooling!r}", f"choose one of: {', '.join(TEXT_POOLS)}")
+        self.pooling = pooling_for(self.model_type) if pooling == "auto" else pooling
         limit = token_limit(self.model, self.tokenizer)
         if max_length is not None:
             self.max_length = min(int(max_length), limit) if limit else int(max_length)
@@ -378,10 +387,12 @@ def rebuild_tower(folder: Path, record: dict) -> nn.Module:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
         model = AutoModel.from_config(config)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        return TextTower(
+        tower = TextTower(
             model, tokenizer, spec=record["spec"], max_length=record["max_length"], head=record["text_head"],
             lowercase_shouting=record["lowercase_shouting"],
-        ).eval()
+        )
+        tower.pooling = record["pooling"]
+        return tower.eval()
     if kind == "image" and record.get("architecture") == "efficientnet-lite":
         from efficientnet_lite_pytorch import EfficientNet
 

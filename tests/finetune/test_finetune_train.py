@@ -158,6 +158,8 @@ def test_refusals_name_the_fix(world, tmp_path):
               store=FeatureStore(tmp_path / "store"), finetune="text")
     with pytest.raises(UsageError, match="add --finetune text"):
         _train(world, tmp_path, [f"hf:{world['bert']}@text"], None, model_args={"text_head": "bilstm-attention"})
+    with pytest.raises(UsageError, match="text_pool=mean applies to a fine-tuned text backbone"):
+        _train(world, tmp_path, [f"clip:local-dir:{world['clip']}"], "image", model_args={"text_pool": "mean"})
     with pytest.raises(UsageError, match="one vector per item"):
         _train(world, tmp_path, [f"hf:{world['bert']}:seq@text"], "text")
 

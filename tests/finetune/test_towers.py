@@ -24,6 +24,7 @@ def test_pool_states_reads_the_last_valid_token_and_ignores_padding_in_max():
     assert torch.equal(pool_states(states, mask, "last"), torch.stack([states[0, 1], states[1, 2]]))
     assert torch.equal(pool_states(states, mask, "cls"), states[:, 0])
     assert torch.equal(pool_states(states, mask, "max"), torch.stack([states[0, 1], states[1, 2]]))
+    assert torch.equal(pool_states(states, mask, "mean"), torch.stack([states[0, :2].mean(0), states[1].mean(0)]))
 
 
 def test_unshout_lowercases_only_mostly_upper_case_text():
@@ -53,6 +54,19 @@ def test_gpt2_tower_pools_the_last_valid_token(tmp_path):
         pooled = tower(ids, mask)
         alone = tower(ids[1:, : int(lengths[1])])  # the short text without padding
     assert torch.allclose(pooled[1], alone[0], atol=1e-5)
+
+
+def test_text_pool_overrides_the_family_and_survives_a_rebuild(tmp_path):
+    from mmtk.finetune.towers import rebuild_tower
+
+    tower = resolve_backbone(f"hf:{save_tiny_bert(tmp_path / 'bert')}", "text").build_trainable("cpu")
+    assert tower.pooling == "cls"
+    tower.with_options(pooling="mean")
+    tower.save_files(tmp_path / "files")
+    rebuilt = rebuild_tower(tmp_path / "files", tower.record())
+    assert (tower.record()["pooling"], rebuilt.pooling) == ("mean", "mean")
+    with pytest.raises(UsageError, match="unknown text_pool"):
+        tower.with_options(pooling="first")
 
 
 def test_bilstm_attention_head_sets_the_width_and_ignores_padding(tmp_path):
