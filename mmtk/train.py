@@ -142,6 +142,7 @@ def train(
     from mmtk.data import parse_task
     from mmtk.device import resolve_device
     from mmtk.features import GatherContext, parse_feature_refs
+    from mmtk.finetune import recipe as tuning
     from mmtk.models import MODELS, check_model_params, model_capabilities, model_params
     from mmtk.models.inference import cpu_threads
     from mmtk.models.objectives import head_units, target_tensor
@@ -155,8 +156,6 @@ def train(
 
     started = time.perf_counter()
     builder = MODELS.get(model)
-    from mmtk.finetune import recipe as tuning
-
     tune, model_args = tuning.split_settings(finetune, model_args)
     given = {**({"hidden": hidden} if hidden is not None else {}), **({"dropout": dropout} if dropout is not None else {})}
     params = {**model_params(model), **check_model_params(model, {**given, **(model_args or {})})}

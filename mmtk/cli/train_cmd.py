@@ -212,6 +212,7 @@ def train_command(
     """Train a model on features already in the store (run `mmtk extract-features` first).
 
     The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
+    With --finetune text|image|all the backbones of those features train inside the model on the raw data (see README, "Fine-tuning").
     A killed run continues with `mmtk train --resume OUT`.
     """
     output.set_quiet(quiet)
