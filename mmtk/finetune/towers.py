@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -221,7 +222,7 @@ def _check_freeze(count: int, available: int, spec: str, what: str) -> None:
         raise UsageError(f"--freeze-layers {count}: {spec} has {available} {what}", f"give a number from 0 to {available}")
 
 
-class ImageTower(nn.Module):
+class ImageTower(nn.Module, ABC):
     """An image model's trunk: ``forward(pixels) -> (B, dim)`` for a batch of
     preprocessed images ``(B, 3, H, W)`` (float, normalised as ``loader`` makes them).
     This is the one function that maps pixels to the run's image features: training,
@@ -244,11 +245,13 @@ class ImageTower(nn.Module):
 
         return ImageLoader.from_record(self.preprocess, train=train)
 
+    @abstractmethod
     def embeddings(self) -> list[nn.Module]:
-        raise NotImplementedError
+        """The modules before the first stage (stem, patch and position embeddings)."""
 
+    @abstractmethod
     def stages(self) -> list[nn.Module]:
-        raise NotImplementedError
+        """The stages ``--freeze-layers`` counts, input side first."""
 
     def freeze(self, count: int) -> None:
         stages = self.stages()
