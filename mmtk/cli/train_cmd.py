@@ -40,7 +40,7 @@ EXAMPLE = """Examples:
 
   mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
 
-  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --finetune text --backbone-lr 5e-5 --max-length 32 --epochs 2 --batch-size 32 --task label:binary --out runs/memes-ft
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --finetune text --model-arg text_pool=mean --lr 5e-3 --backbone-lr 5e-5 --max-length 32 --epochs 3 --batch-size 32 --task label:binary --out runs/memes-ft
 """
 
 
