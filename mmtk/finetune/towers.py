@@ -19,7 +19,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch import nn
 
 from mmtk.errors import UsageError
 
-from mmtk.finetune.towers_names import FINETUNABLE, TEXT_HEADS, TEXT_POOLS  # noqa: F401  (FINETUNABLE: re-exported)
+from mmtk.finetune.towers_names import TEXT_HEADS, TEXT_POOLS
 
 # Pooling by model family (transformers' ``config.model_type``): encoders trained with a
 # sentence-level [CLS] objective read it; decoder-style models see the whole text only at
