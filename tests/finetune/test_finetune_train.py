@@ -176,3 +176,26 @@ def test_cli_trains_with_finetune_and_refuses_bad_options(world, tmp_path, monke
     assert (settings["backbone_lr"], settings["freeze_layers"], settings["lowercase_shouting"]) == (1e-4, 1, True)
     bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--finetune", "audio"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--finetune 'audio' is not one of" in bad.stderr
+
+
+def test_all_modalities_with_absent_images_train_and_predict(world, tmp_path):
+    """--finetune all over text and images where some images are missing
+    (--missing-modality mask): absent items get a blank input and are masked out."""
+    from mmtk.predict import predict
+
+    rows = [json.loads(line) for line in (world["root"] / "train.jsonl").read_text().splitlines()]
+    for row in rows[::4]:
+        row["image"] = ""
+    for row in rows:
+        row["image"] = row["image"] and str(world["root"] / row["image"])
+    data = tmp_path / "holes.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = read_dataset(data, optional=["image", "text"])
+    report = train(
+        dataset, features=[f"clip:local-dir:{world['clip']}", f"hf:{world['bert']}@text"], model="gmu", tasks=["label"],
+        out=tmp_path / "run", store=FeatureStore(tmp_path / "store"), epochs=2, batch_size=8, device="cpu",
+        missing_modality="mask", finetune=FinetuneSettings("all", workers=0),
+    )
+    records = predict(report.run, data, store=FeatureStore(tmp_path / "store"), device="cpu")
+    assert len(records) == len(rows) and all(abs(sum(r["probs"].values()) - 1) < 1e-5 for r in records)
+    assert sorted(t["modality"] for t in json.loads((report.run / "config.json").read_text())["finetune"]["towers"]) == ["image", "text"]
