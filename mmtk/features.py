@@ -25,6 +25,7 @@ from mmtk.backbones.base import FeatureOptions
 from mmtk.backbones.registry import absolute_spec
 from mmtk.errors import DataError, StoreError, UsageError, where
 from mmtk.registry import Registry
+from mmtk.finetune.inputs import RawFeatures
 from mmtk.tokens import TokenFeatures, is_tokens_ref, parse_tokens_ref
 
 SEQUENCE_MARK = ":seq"
@@ -58,6 +59,7 @@ class FeatureRef:
     # set by ``Run.feature_refs``): not part of the reference's name or record, so the
     # stack's inputs keep their names wherever the run directory is moved.
     base: str | None = field(default=None, compare=False)
+    finetune: bool = False  # the backbone runs inside the model on raw data (mmtk.finetune)
 
     @classmethod
     def parse(cls, text: str) -> FeatureRef:
@@ -123,6 +125,8 @@ class FeatureRef:
         data = {"ref": self.name, "backbone": self.backbone, "sequence": self.sequence, "column": self.column}
         if self.options.to_json():
             data["options"] = self.options.to_json()
+        if self.finetune:
+            data["finetune"] = True
         return data
 
     @classmethod
@@ -132,6 +136,7 @@ class FeatureRef:
             sequence=bool(data["sequence"]),
             column=data.get("column"),
             options=FeatureOptions.from_json(data.get("options")),
+            finetune=bool(data.get("finetune", False)),
         )
 
 
@@ -293,6 +298,7 @@ class GatherContext:
     progress: Callable[[int, int], None] | None = None
     tabular: Any = None  # mmtk.tabular.TabularPreprocessor
     resolved: dict[str, ResolvedFeature] = field(default_factory=dict)
+    towers: dict[str, Any] = field(default_factory=dict)  # fine-tuned inputs' towers (mmtk.finetune)
 
 
 class FeatureSource(Protocol):
@@ -422,6 +428,7 @@ def drop_incomplete(dataset, refs):
     keep, dropped = [], []
     columns = [(f.name, f.column, f.backbone.modality) for f in resolve_features(dataset, refs)]
     columns += [(ref.name, dataset.column_for(ref.column or "text"), "text") for ref in parse_feature_refs(refs) if ref.source == "tokens"]
+    columns += [(ref.name, *pick_column(dataset, ref.backbone, ref.column)) for ref in parse_feature_refs(refs) if ref.finetune]
     for i, record in enumerate(dataset.records):
         lacking = [name for name, column, modality in columns if not has_value(record.values.get(column), modality)]
         if lacking:
@@ -495,6 +502,7 @@ FEATURE_SOURCES.add("stored", STORED, "backbone features cached in the feature s
 FEATURE_SOURCES.add("tabular", TabularFeatures(), "categorical and numerical columns, preprocessors fitted on the training part")
 FEATURE_SOURCES.add("run", RunOutputs(), "a trained run's output probabilities over the same items (run:PATH)")
 FEATURE_SOURCES.add("tokens", TokenFeatures(), "a text column's word-piece ids, computed at gather time (tokens@COLUMN)")
+FEATURE_SOURCES.add("finetune", RawFeatures(), "a fine-tuned backbone's raw inputs: token ids or image paths (train --finetune)")
 
 
 def pick_column(dataset, backbone: str, column: str | None) -> tuple[str, str]:

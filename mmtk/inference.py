@@ -119,9 +119,20 @@ def run_source(run, dataset, store, *, device: str = "auto", extract_missing: bo
         extract_missing=extract_missing, device=device, progress=progress, tabular=run.tabular,
         resolved={feature.name: feature for feature in resolved},
     )
+    context.towers = getattr(run.model, "tower_map", {})  # fine-tuned inputs are read raw, through the run's towers
     gathered = gather_inputs(dataset, run.feature_refs, context)
     torch_device = resolve_device(device)
-    source = memory_source(gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
+    if context.towers:
+        from mmtk.finetune.inputs import item_labels
+        from mmtk.finetune.media import DEFAULT_WORKERS, media_source
+
+        workers = run.config["finetune"]["settings"].get("workers")
+        source = media_source(
+            gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]), context.towers, item_labels(dataset),
+            train=False, workers=DEFAULT_WORKERS if workers is None else workers,
+        )
+    else:
+        source = memory_source(gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
     if prep["missing_modality"] == "zero":
         hide_presence(source)
     return source

@@ -14,6 +14,9 @@ RUN/config.json       resolved settings: model (name, params, inputs as InputSpe
                       scaler parameters, category lists; plain JSON)
 RUN/model.safetensors weights (tensors only: loading runs no code); config.json
                       records their SHA-256, checked at every load
+RUN/towers/N/         a fine-tuned run's tower N: tokenizer and transformers config, or
+                      image preprocessing (and open_clip config), to rebuild it offline
+                      (its weights are in model.safetensors; config.json "finetune")
 RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
 RUN/train_log.jsonl   one JSON object per epoch
 RUN/members/NAME/     a stack's member runs (``mmtk.stacking``), each a run as above
@@ -98,6 +101,9 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
         save_file(state, str(staging / WEIGHTS), metadata={"format": RUN_FORMAT})
         digest = _sha256(staging / WEIGHTS)
         _write_json(staging / CONFIG, {"format": RUN_FORMAT, **config, WEIGHTS_SHA256: digest})
+        write_files = getattr(model, "write_run_files", None)
+        if write_files is not None:  # fine-tuned towers: tokenizer and architecture files (mmtk.finetune)
+            write_files(staging)
         _write_json(staging / METRICS, metrics)
         with open(staging / LOG, "w", encoding="utf-8") as handle:
             for entry in log:
@@ -259,6 +265,10 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         # (the run's weights replace them; the checkpoint may be gone or on a hub).
         rebuilt = {"built_from": model_cfg["built_from"]} if model_cfg.get("built_from") else {}
         model = MODELS.get(model_cfg["name"])(specs_from_json(model_cfg), model_cfg["heads"], **params, **rebuilt)
+        if config.get("finetune"):  # fine-tuned towers in front of the fusion model
+            from mmtk.finetune.model import rebuild
+
+            model = rebuild(path, config, model)
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as exc:
         # load_state_dict lists its mismatches on several lines; the CLI prints one.

@@ -18,7 +18,7 @@ from mmtk.errors import UsageError
 
 TRAIN_CHOICES = {"schedule": ("constant", "linear", "cosine"), "pool": ("mean", "mean-std", "max"),
                  "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none"), "perturb": ("none", "fgsm"),
-                 "mix": ("proportional", "round-robin")}
+                 "mix": ("proportional", "round-robin"), "finetune": ("none", "text", "image", "all")}
 
 EXAMPLE = """Examples:
 
@@ -43,7 +43,12 @@ EXAMPLE = """Examples:
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model stack --meta auto --folds 3 --task label:binary --out runs/stack
 
   mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
+
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --finetune text --model-arg text_pool=mean --lr 5e-3 --backbone-lr 5e-5 --max-length 32 --epochs 3 --batch-size 32 --task label:binary --out runs/memes-ft
 """
+
+
+BATCH_SOURCES = {"store": "read from the store", "media": "decoded from the raw data (fine-tuning)"}
 
 
 def split_features(value: str) -> list[str]:
@@ -181,6 +186,20 @@ def train_command(
     plots: Annotated[
         bool, typer.Option("--plots", help="Draw OUT/learning_curves.png beside train_log.jsonl: every loss term and validation metric per epoch.")
     ] = False,
+    finetune: Annotated[
+        str, typer.Option("--finetune", help="Run the backbones of these features inside the model on the raw data and train them: none | text | image | all.")
+    ] = "none",
+    backbone_lr: Annotated[float, typer.Option("--backbone-lr", min=0.0, help="Learning rate of fine-tuned backbones (the rest trains at --lr).")] = 3e-5,
+    freeze_layers: Annotated[
+        int, typer.Option("--freeze-layers", min=0, help="Fine-tuning: keep the embeddings and the first N transformer layers / image stages fixed.")
+    ] = 0,
+    grad_checkpoint: Annotated[bool, typer.Option("--grad-checkpoint", help="Fine-tuning: recompute activations in the backward pass (less memory, slower).")] = False,
+    lowercase_shouting: Annotated[
+        bool, typer.Option("--lowercase-shouting", help="Fine-tuning: lower-case texts that are mostly upper case before tokenising (kept for predict).")
+    ] = False,
+    data_workers: Annotated[
+        Optional[int], typer.Option("--data-workers", min=0, help="Fine-tuning: processes decoding images (0: in the training process). Default: 1.", show_default=False)
+    ] = None,
     perturb: Annotated[str, typer.Option("--perturb", help="Adversarial input perturbation while training: none | fgsm (loss: clean and perturbed averaged).")] = "none",
     perturb_eps: Annotated[
         Optional[float], typer.Option("--perturb-eps", min=0.0, help="FGSM step size, in the units the model sees (after --standardize).", show_default=False)
@@ -214,6 +233,7 @@ def train_command(
     """Train a model on features already in the store (run `mmtk extract-features` first).
 
     The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
+    With --finetune text|image|all the backbones of those features train inside the model on the raw data (see README, "Fine-tuning").
     A killed run continues with `mmtk train --resume OUT`.
     """
     output.set_quiet(quiet)
@@ -251,7 +271,7 @@ def train_command(
     console.print(
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
         f"{summary['train_items']} training / {summary['val_items']} validation items, {summary['seconds']:.1f} s, "
-        f"batches {'read from the store' if summary['batch_source'] == 'store' else 'in memory'}",
+        f"batches {BATCH_SOURCES.get(summary['batch_source'], 'in memory')}",
         highlight=False,
     )
     from mmtk.cli.tables import metrics_table
@@ -291,8 +311,9 @@ def make_call(p: dict) -> dict:
     if p["perturb"] == "fgsm" and p["perturb_eps"] is None:
         raise UsageError("--perturb fgsm needs a step size", "add --perturb-eps, e.g. --perturb-eps 0.05")
     for option, choices in TRAIN_CHOICES.items():
-        if p[option] not in choices:
-            raise UsageError(f"--{option.replace('_', '-')} {p[option]!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
+        value = p.get(option, choices[0])  # a command without the option (tune: --finetune) gets its default
+        if value not in choices:
+            raise UsageError(f"--{option.replace('_', '-')} {value!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
     from mmtk.multidata import name_datasets
 
     named = name_datasets(p["data"] or [], p["dataset"] or [])
@@ -312,6 +333,11 @@ def make_call(p: dict) -> dict:
         "columns_file": None if p["columns_file"] is None else str(p["columns_file"]),
         "store": None if p["store"] is None else str(p["store"]), "device": getattr(p["device"], "value", p["device"]),
         "on_error": getattr(p["on_error"], "value", p["on_error"]), "perturb_eps": p["perturb_eps"] or 0.0,
+        # Commands that build a train call without fine-tuning options (mmtk tune) train on stored features.
+        "finetune": None if p.get("finetune", "none") == "none" else {
+            "modalities": p["finetune"], "backbone_lr": p["backbone_lr"], "freeze_layers": p["freeze_layers"],
+            "grad_checkpoint": p["grad_checkpoint"], "lowercase_shouting": p["lowercase_shouting"], "workers": p["data_workers"],
+        },
     }
 
 
@@ -356,6 +382,13 @@ def read_inputs(call: dict, *, resume: bool = False, stdin: bool = False) -> tup
     read = {"require": needed} if call["missing_modality"] == "fail" else {"optional": needed}
     named = call.get("datasets") or [(None, "-" if stdin else call["data"])]
     datasets = {name: read_dataset(path, on_error=call["on_error"], **read, **columns) for name, path in named}
+    finetune = call.get("finetune")  # absent in older checkpoints
+    if finetune:  # fine-tuned features are read raw, never from the store
+        from mmtk.finetune.inputs import mark_finetuned
+        from mmtk.finetune.settings import FinetuneSettings
+
+        finetune = FinetuneSettings(**finetune)
+        refs = mark_finetuned(refs, finetune, next(iter(datasets.values())))
     val_dataset = read_dataset(call["val"], on_error=call["on_error"], **read, **columns) if call["val"] else None
     output.warn_skipped([item for ds in datasets.values() for item in ds.skipped] + (val_dataset.skipped if val_dataset else []))
     features_store = open_store(call["store"])
@@ -382,7 +415,7 @@ def read_inputs(call: dict, *, resume: bool = False, stdin: bool = False) -> tup
     data = datasets if len(datasets) > 1 else datasets[None]
     common = dict(
         features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
-        tabular=tabular if has_tabular else None, record=call, **options,
+        tabular=tabular if has_tabular else None, record=call, finetune=finetune, **options,
     )
     return data, common
 
