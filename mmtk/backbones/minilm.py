@@ -64,7 +64,8 @@ def trainable_minilm(config: BackboneConfig, device: str):
     from mmtk.finetune.towers import TextTower
 
     model, tokenizer = _packaged_model(device)
-    return TextTower(model.train(), tokenizer, spec=config.spec, max_length=MAX_LENGTH)
+    # A sentence-transformers model: trained to be read by the masked mean of its tokens.
+    return TextTower(model.train(), tokenizer, spec=config.spec, max_length=MAX_LENGTH, pretrained_pooling="mean")
 
 
 def build_minilm(config: BackboneConfig, device: str) -> TransformerTextEncoder:

@@ -20,8 +20,8 @@ class FinetuneSettings:
     the towers' learning rate (their own AdamW parameter group). ``freeze_layers``: the
     embeddings and the first N transformer layers / image stages stay fixed.
     ``grad_checkpoint``: recompute activations in the backward pass (less memory).
-    ``text_head``: "pool" or "bilstm-attention"; ``text_pool``: "auto" (by model
-    family: [CLS], last token or max) or one of "cls", "last", "max", "mean".
+    ``text_head``: "pool" or "bilstm-attention"; ``text_pool``: "auto" (``minilm``: the mean it
+    was trained with; others by model family: [CLS], last token or max) or one of "cls", "last", "max", "mean".
     ``lowercase_shouting``: lower-case texts that are mostly upper case before
     tokenising (recorded, so evaluate and predict do the same). ``workers``: DataLoader
     processes decoding images (None: ``mmtk.finetune.media.DEFAULT_WORKERS``)."""

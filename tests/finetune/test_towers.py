@@ -110,3 +110,19 @@ def test_only_pooled_text_and_image_backbones_can_be_fine_tuned():
         resolve_backbone("mfcc").build_trainable("cpu")
     with pytest.raises(UsageError, match="cannot be fine-tuned"):
         resolve_backbone("minilm", "text", sequence=True).build_trainable("cpu")
+
+
+def test_minilm_is_mean_pooled_like_its_stored_features():
+    """The packaged MiniLM is a BERT by family but a sentence-transformers model by
+    training: its tower's ``auto`` pooling is the masked mean its frozen features use,
+    so fine-tuning starts from the same sentence vectors."""
+    tower = resolve_backbone("minilm", "text").build_trainable("cpu").eval()
+    assert tower.model_type == "bert" and tower.with_options(pooling="auto").pooling == "mean"
+    encoder = resolve_backbone("minilm", "text").build("cpu")
+    frozen = encoder.encode(encoder.collate([encoder.load("a cat on a mat")]))[0]
+    ids = tower.tokenizer(["a cat on a mat"], return_tensors="pt")
+    with torch.no_grad():
+        tuned = tower(ids["input_ids"], ids["attention_mask"].bool())[0]
+    # The frozen vector is the mean, L2-normalised.
+    assert torch.allclose(torch.nn.functional.normalize(tuned, dim=0), torch.as_tensor(frozen), atol=1e-5)
+    assert tower.with_options(pooling="cls").pooling == "cls"
