@@ -67,8 +67,8 @@ def usable_items(run, dataset, store, *, on_error: str = "fail", device: str = "
     and lists as ``BadItem``s, the items that cannot be encoded); see
     ``mmtk.features.items_with_features``. The backbones are checked against the run's
     fingerprints before anything is extracted. With a test-time augmentation (``tta``,
-    ``mmtk.tta``) the image features needed are its views (extracting one view stores
-    all of them), not the plain features."""
+    ``mmtk.tta``) the stored image features needed are its views (extracting one view
+    stores all of them), not the plain features."""
     from mmtk.features import items_with_features, resolve_features
     from mmtk.tta.apply import check_tta, view_refs
 
@@ -103,23 +103,31 @@ def run_model(
 def forward_source(run, source, *, device: str = "auto", explain: bool = False):
     """``run_model`` over a source already gathered (``run_source``), for a caller that
     runs it more than once (evaluate's distillation report)."""
+    out = forward_run(run, source, device=device, explain=explain)
+    return out.logits, out.weights
+
+
+def forward_run(run, source, *, device: str = "auto", explain: bool = False, queries: bool = False):
+    """``mmtk.models.inference.forward_outputs`` of ``run``'s model over ``source`` with
+    mmtk's CPU thread count: logits, and gate weights (``explain``) and class-query
+    decoder outputs (``queries``) from the same pass."""
     from mmtk.device import resolve_device
-    from mmtk.models.inference import cpu_threads, forward_all
+    from mmtk.models.inference import cpu_threads, forward_outputs
 
     with cpu_threads(resolve_device(device)):
-        return forward_all(run.model, source, explain=explain)
+        return forward_outputs(run.model, source, explain=explain, queries=queries)
 
 
 def run_source(run, dataset, store, *, device: str = "auto", extract_missing: bool = True, progress=None):
-    """The in-memory batch source of ``dataset``'s inputs for ``run``, gathered as
-    training gathered them (what ``run_model`` runs the model over; distillation runs
-    a teacher over it with modalities removed)."""
+    """The batch source of ``dataset``'s inputs for ``run``, gathered as training
+    gathered them (what ``run_model`` runs the model over; distillation runs a teacher
+    over it with modalities removed)."""
     from mmtk.features import resolve_features
 
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
     gathered = gather_for_run(run, dataset, store, run.feature_refs, resolved, device=device, extract_missing=extract_missing, progress=progress)
-    return source_of(run, gathered, device)
+    return source_of(run, gathered, dataset, device)
 
 
 def gather_for_run(run, dataset, store, refs, resolved, *, device: str = "auto", extract_missing: bool = True, progress=None) -> dict:
@@ -134,19 +142,33 @@ def gather_for_run(run, dataset, store, refs, resolved, *, device: str = "auto",
         extract_missing=extract_missing, device=device, progress=progress, tabular=run.tabular,
         resolved={feature.name: feature for feature in resolved},
     )
+    context.towers = getattr(run.model, "tower_map", {})  # fine-tuned inputs are read raw, through the run's towers
     return gather_inputs(dataset, refs, context)
 
 
-def source_of(run, gathered: dict, device: str = "auto"):
-    """The in-memory batch source over every input of the run (``gathered``, by input
-    name), standardised as in training."""
+def source_of(run, gathered: dict, dataset, device: str = "auto"):
+    """The batch source over every input of the run (``gathered``, by input name),
+    standardised as in training: in memory, or with fine-tuned inputs a ``MediaSource``
+    that decodes their raw media for the run's towers (``dataset`` names bad items)."""
     from mmtk.device import resolve_device
     from mmtk.training.data import hide_presence, memory_source
     from mmtk.training.normalize import Standardizer
 
     prep = run.preprocessing
     inputs = {ref.name: gathered[ref.name] for ref in run.feature_refs}  # the run's input order
-    source = memory_source(inputs, {}, None, resolve_device(device), Standardizer.from_json(prep["standardize"]))
+    torch_device = resolve_device(device)
+    towers = getattr(run.model, "tower_map", {})
+    if towers:
+        from mmtk.finetune.inputs import item_labels
+        from mmtk.finetune.media import DEFAULT_WORKERS, media_source
+
+        workers = run.config["finetune"]["settings"].get("workers")
+        source = media_source(
+            inputs, {}, None, torch_device, Standardizer.from_json(prep["standardize"]), towers, item_labels(dataset),
+            train=False, workers=DEFAULT_WORKERS if workers is None else workers,
+        )
+    else:
+        source = memory_source(inputs, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
     if prep["missing_modality"] == "zero":
         hide_presence(source)
     return source

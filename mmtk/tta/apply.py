@@ -76,5 +76,5 @@ def view_outputs(run, dataset, store, method: TtaMethod, *, device: str = "auto"
     for view in method.views:
         refs = [ref for ref in view_refs(run, images, method, view) if ref.name in images]
         viewed = gather_for_run(run, dataset, store, refs, resolve_features(dataset, refs), **gather)
-        outputs.append(forward_source(run, source_of(run, {**shared, **viewed}, device), device=device, explain=explain))
+        outputs.append(forward_source(run, source_of(run, {**shared, **viewed}, dataset, device), device=device, explain=explain))
     return outputs

@@ -107,7 +107,7 @@ def test_tta_equals_the_model_averaged_by_hand_over_hand_made_views(runs, store,
     for view in range(10):
         pooled = pool_steps(patches[view], np.full(N, 5), run.preprocessing["pool"])  # as the run pools sequences
         inputs = {specs["image"]: Gathered(image[view]), specs["patches"]: Gathered(pooled), specs["text"]: Gathered(text)}
-        logits, _ = forward_source(run, source_of(run, inputs, "cpu"), device="cpu")
+        logits, _ = forward_source(run, source_of(run, inputs, dataset, "cpu"), device="cpu")
         log_probs.append(torch.log_softmax(logits["label"], dim=1).numpy())
     mean = np.mean(log_probs, axis=0)
     by_hand = np.exp(mean) / np.exp(mean).sum(axis=1, keepdims=True)
