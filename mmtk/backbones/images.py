@@ -106,8 +106,10 @@ def crop_geometry(transform, draft_size: int | None = None) -> CropGeometry:
     (``mmtk.tta``): ``ResizeCrop``, or a torchvision ``Compose`` that starts with a
     short-side ``Resize`` and a square ``CenterCrop`` (open_clip's eval transform in its
     default ``shortest`` mode). Other transforms are refused: views cut out of them would
-    not be what the model saw in training. A run that holds its own image tower (fine-
-    tuning) passes the transform its tower was trained with."""
+    not be what the model saw in training. A transform that knows its own geometry (a
+    fine-tuned tower's, ``mmtk.finetune.pixels``) has a ``crop_geometry(draft_size)``."""
+    if callable(getattr(transform, "crop_geometry", None)):
+        return transform.crop_geometry(draft_size)
     if isinstance(transform, ResizeCrop):
         return CropGeometry(transform.size, transform.resize_short_side, np.asarray, draft_size)
     steps = list(getattr(transform, "transforms", []))

@@ -49,6 +49,13 @@ class ImageLoader:
             self._transform = self._build()
         return self._transform(image)
 
+    def crop_geometry(self):
+        """The evaluation preprocessing split around its crop, for test-time views
+        (``mmtk.tta``): the same resize, then the same normalisation of each view."""
+        from mmtk.backbones.images import crop_geometry
+
+        return crop_geometry(ImageLoader(self.recipe, train=False)._build(), self.recipe.get("draft_size"))
+
     def blank(self):
         """The input of an item without an image (``present`` False): zeros."""
         import torch
@@ -94,7 +101,19 @@ class _Normalized:
     std: np.ndarray
 
     def __call__(self, image):
+        return self.normalize(self.crop(image))
+
+    def normalize(self, crop):
+        """An HWC uint8 crop (or a PIL image of the crop's size) as the normalised tensor."""
         import torch
 
-        pixels = (np.asarray(self.crop(image), dtype=np.float32) / 255.0 - self.mean) / self.std
+        pixels = (np.asarray(crop, dtype=np.float32) / 255.0 - self.mean) / self.std
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+    def crop_geometry(self, draft_size=None):
+        """``ResizeCrop``'s resize and crop, each view normalised as ``__call__`` does."""
+        from dataclasses import replace
+
+        from mmtk.backbones.images import crop_geometry
+
+        return replace(crop_geometry(self.crop, draft_size), finish=self.normalize)

@@ -2,8 +2,9 @@
 
 Each image feature of the run (a stored backbone over an image column, pooled or a
 sequence form) is gathered once per view (``FeatureOptions.view``: its own feature set,
-extracted when missing); every other input (text, tabular, audio, run outputs) is the
-same in every view and gathered once. The model runs over each view's inputs and
+extracted when missing); a fine-tuned image tower (``mmtk.finetune``) reads each view's
+pixels through a ``views.ViewLoader`` in place of its evaluation loader; every other
+input (text, tabular, audio, run outputs) is the same in every view and gathered once. The model runs over each view's inputs and
 ``mmtk.tta.combine`` averages the views' log-probabilities.
 """
 
@@ -17,10 +18,23 @@ from mmtk.tta import NONE, TtaMethod, get_tta, view_name
 
 def image_features(run, dataset) -> list[str]:
     """The names of the run's inputs that test-time views change: stored features whose
-    backbone reads an image column (a video column's frames are not cut)."""
+    backbone reads an image column (a video column's frames are not cut), and fine-tuned
+    image towers (``finetuned_images``)."""
     from mmtk.features import resolve_features
 
-    return [feature.name for feature in resolve_features(dataset, run.feature_refs) if feature.backbone.modality == "image"]
+    stored = [feature.name for feature in resolve_features(dataset, run.feature_refs) if feature.backbone.modality == "image"]
+    return stored + finetuned_images(run, dataset)
+
+
+def finetuned_images(run, dataset) -> list[str]:
+    """The run's fine-tuned inputs read from an image column (``mmtk.finetune``): their
+    towers see each view's pixels, decoded from the files at evaluation time."""
+    from mmtk.features import pick_column
+
+    return [
+        ref.name for ref in run.feature_refs
+        if getattr(ref, "finetune", False) and pick_column(dataset, ref.backbone, ref.column)[1] == "image"
+    ]
 
 
 def check_tta(run, dataset, tta: str) -> TtaMethod | None:
@@ -61,11 +75,13 @@ def view_outputs(run, dataset, store, method: TtaMethod, *, device: str = "auto"
     """``forward_source``'s ``(logits, weights)`` for each of ``method``'s views, in order."""
     from mmtk.features import resolve_features
     from mmtk.inference import forward_source, gather_for_run, source_of
+    from mmtk.tta.views import ViewLoader
 
     resolved = resolve_features(dataset, run.feature_refs)
     run.check_fingerprints(resolved)
     images = {feature.name for feature in resolved if feature.backbone.modality == "image"}
-    if not images:
+    towers = finetuned_images(run, dataset)
+    if not images and not towers:
         raise UsageError(f"--tta {method.name}: run {run.path} has no image feature to augment", "drop --tta for this run")
     gather = dict(device=device, extract_missing=extract_missing, progress=progress)
     shared = gather_for_run(
@@ -73,8 +89,12 @@ def view_outputs(run, dataset, store, method: TtaMethod, *, device: str = "auto"
         [feature for feature in resolved if feature.name not in images], **gather,
     )
     outputs = []
-    for view in method.views:
+    for index, view in enumerate(method.views):
         refs = [ref for ref in view_refs(run, images, method, view) if ref.name in images]
-        viewed = gather_for_run(run, dataset, store, refs, resolve_features(dataset, refs), **gather)
-        outputs.append(forward_source(run, source_of(run, {**shared, **viewed}, dataset, device), device=device, explain=explain))
+        viewed = gather_for_run(run, dataset, store, refs, resolve_features(dataset, refs), **gather) if refs else {}
+        source = source_of(run, {**shared, **viewed}, dataset, device)
+        for name in towers:  # a fine-tuned tower's images are decoded per batch: each batch gets this view
+            if name in source.loaders:
+                source.loaders[name] = ViewLoader(source.loaders[name], method.cut, index)
+        outputs.append(forward_source(run, source, device=device, explain=explain))
     return outputs

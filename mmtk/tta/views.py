@@ -5,15 +5,16 @@ resizes it (``CropGeometry.resize``: short side to the backbone's resize size), 
 ``TenCrop`` cuts the four corners and the centre at the backbone's input size and the
 same five from the horizontally mirrored image, and each crop goes through the rest of
 the backbone's preprocessing (``CropGeometry.finish``). Frozen-feature runs reach it
-through ``mmtk.tta.backbone``. A run holding its own trainable image tower (fine-tuning)
-plugs in with ``geometry = mmtk.backbones.images.crop_geometry(its transform)``, its tower
-over ``collate(ten_crop(image, geometry))``, its heads over the ten feature rows, and
-``mmtk.tta.combine.average_log_probs`` over the ten logits.
+through ``mmtk.tta.backbone``; a run holding its own fine-tuned image tower
+(``mmtk.finetune``) through ``ViewLoader``, which stands in for the tower's evaluation
+loader and gives one view of each image, cut from that loader's own geometry
+(``mmtk.backbones.images.crop_geometry``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 #: TenCrop's order. ``mirror-*`` are crops of the mirrored image: ``mirror-top-left`` is
 #: the original's top-right corner, flipped.
@@ -34,3 +35,35 @@ def ten_crop(image, geometry) -> list[Any]:
 
     crops = v2.TenCrop(geometry.size)(geometry.resize(image))
     return [geometry.finish(crop) for crop in crops]
+
+
+@dataclass
+class ViewLoader:
+    """A fine-tuned image input's loader for one test-time view: ``loader`` is the run's
+    evaluation loader (``mmtk.finetune.pixels.ImageLoader``: ``crop_geometry()`` and
+    ``blank()``), ``cut`` the method's view maker, ``index`` the view. Each call decodes
+    the image and finishes only its view. Plain data, so it goes to DataLoader workers
+    as the loader does."""
+
+    loader: Any
+    cut: Callable
+    index: int
+    _geometry: Any = field(default=None, init=False, repr=False)
+
+    def __call__(self, path: str):
+        from dataclasses import replace
+
+        from mmtk.backbones.images import open_rgb
+
+        if self._geometry is None:
+            self._geometry = self.loader.crop_geometry()
+        geometry = self._geometry
+        crops = self.cut(open_rgb(path, draft_size=geometry.draft_size), replace(geometry, finish=_unchanged))
+        return geometry.finish(crops[self.index])
+
+    def blank(self):
+        return self.loader.blank()
+
+
+def _unchanged(crop):
+    return crop
