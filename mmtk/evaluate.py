@@ -136,14 +136,22 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
     dataset_name: str | None = None,
+    bootstrap: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """Evaluate the run at ``run_dir`` on ``data``: :func:`collect_predictions` then
     :func:`score_predictions`, plus plots (``plots_dir``) and, for a student run, how
-    closely it follows its teacher."""
+    closely it follows its teacher. ``bootstrap`` resamples (seeded by ``seed``) add
+    95% percentile intervals beside each task's metrics: ``"intervals": {metric: [low,
+    high]}`` (``mmtk.comparison.add_intervals``)."""
     predictions = collect_predictions(
         run_dir, data, store=store, device=device, extract_missing=extract_missing, progress=progress, columns=columns, dataset_name=dataset_name,
     )
     result = score_predictions(predictions)
+    if bootstrap:
+        from mmtk.comparison import add_intervals
+
+        add_intervals(result, predictions, bootstrap=bootstrap, seed=seed)
     run = predictions.run
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report

@@ -6,7 +6,8 @@ from typing import Any
 
 
 def metrics_table(result: dict[str, Any], title: str = "metrics"):
-    """A table of an evaluation result: one row per metric, one column per task."""
+    """A table of an evaluation result: one row per metric, one column per task (with
+    ``--bootstrap``, each value followed by its interval)."""
     from rich.table import Table
 
     per_task = result["tasks"] if "tasks" in result else {result["task"]: result}
@@ -21,9 +22,67 @@ def metrics_table(result: dict[str, Any], title: str = "metrics"):
         cells = []
         for task in per_task.values():
             value = task["metrics"].get(metric)
-            cells.append("-" if value is None else f"{value:.4f}")
+            interval = task.get("intervals", {}).get(metric)
+            cells.append(("-" if value is None else f"{value:.4f}") + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
         table.add_row(metric, *cells)
+    if any("intervals" in task for task in per_task.values()):
+        table.caption = "\\[low, high]: 95% bootstrap percentile intervals"  # escaped: not rich markup
     return table
+
+
+def runs_tables(comparison: dict[str, Any], labels: list[str]) -> list:
+    """Tables of ``mmtk.comparison.compare_predictions``'s result: one per task, one row
+    per run (named by ``labels``), one column per metric. A cell holds the value, its
+    interval, and for each run after the first the difference to the first and the
+    paired test's p-value, on lines of their own so that six metrics fit 100 columns."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mmtk.comparison import tasks_of
+
+    first = comparison["runs"][0]
+    tables = []
+    for task, first_entry in tasks_of(first["result"]).items():
+        metrics = list(dict.fromkeys(m for entry in comparison["runs"] for m in tasks_of(entry["result"])[task]["metrics"]))
+        table = Table(
+            title=escape(f"{task} on {comparison['data']} (n={comparison['n']})"), box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+            caption=f"value, 95% interval over {comparison['bootstrap']:,} bootstrap resamples (seed {comparison['seed']}); "
+            f"Δ: difference to {escape(labels[0])}, p: paired bootstrap test",
+        )
+        table.add_column("run", no_wrap=True, min_width=min(24, max(len(label) for label in labels)))
+        for metric in metrics:
+            table.add_column(metric, justify="right", no_wrap=True)
+        for label, entry in zip(labels, comparison["runs"]):
+            values = tasks_of(entry["result"])[task]["metrics"]
+            cells = []
+            for metric in metrics:
+                if values.get(metric) is None:
+                    cells.append("-")
+                    continue
+                lines = [f"{values[metric]:.4f}"]
+                interval = entry["intervals"][task].get(metric)
+                lines.append("-" if interval is None else f"{_bare(interval[0])}–{_bare(interval[1])}")
+                versus = entry.get("vs_first", {}).get(task, {}).get(metric)
+                if versus is not None:
+                    lines += [f"Δ {versus['difference']:+.3f}", _p_text(versus["p_value"])]
+                cells.append("\n".join(lines))
+            table.add_row(escape(label), *cells, end_section=True)
+        tables.append(table)
+    return tables
+
+
+def _bare(value: float) -> str:
+    """3 decimals without the leading zero (.425, -.031), as intervals are printed in
+    papers: an interval then takes 9 characters and six metrics fit 80 columns."""
+    text = f"{value:.3f}"
+    return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return "p -"
+    return "p<0.001" if p < 0.001 else f"p {p:.3f}"
 
 
 def comparison_table(rows: list[dict], title: str = "comparison"):
