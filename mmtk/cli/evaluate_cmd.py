@@ -176,10 +176,9 @@ def _compare(runs, data, thresholds, *, plots, bootstrap, seed, json_out, store,
     if json_out:
         output.print_json(result)
     else:
-        from mmtk.cli.tables import runs_tables
+        from mmtk.cli.tables import print_tables, runs_tables
 
-        for table in runs_tables(result, labels):
-            output.stdout().print(table)
+        print_tables(runs_tables(result, labels))
         for entry in result["runs"]:
             for path in entry["result"].get("plots", []):
                 output.stdout().print(f"plot: {path}", highlight=False)

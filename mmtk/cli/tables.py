@@ -34,7 +34,8 @@ def runs_tables(comparison: dict[str, Any], labels: list[str]) -> list:
     """Tables of ``mmtk.comparison.compare_predictions``'s result: one per task, one row
     per run (named by ``labels``), one column per metric. A cell holds the value, its
     interval, and for each run after the first the difference to the first and the
-    paired test's p-value, on lines of their own so that six metrics fit 100 columns."""
+    paired test's p-value, on lines of their own so that six metrics fit 100 columns
+    (``print_tables`` gives output to a pipe that width)."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -52,7 +53,8 @@ def runs_tables(comparison: dict[str, Any], labels: list[str]) -> list:
         )
         table.add_column("run", no_wrap=True, min_width=min(24, max(len(label) for label in labels)))
         for metric in metrics:
-            table.add_column(metric, justify="right", no_wrap=True)
+            # Folded, never cut with an ellipsis: a narrow terminal still shows every digit.
+            table.add_column(metric, justify="right", overflow="fold")
         for label, entry in zip(labels, comparison["runs"]):
             values = tasks_of(entry["result"])[task]["metrics"]
             cells = []
@@ -115,3 +117,21 @@ def comparison_table(rows: list[dict], title: str = "comparison"):
 
 #: The metrics a comparison table shows (of those a task reports), to fit 80 columns.
 COMPARED = ("accuracy", "macro_f1", "roc_auc", "micro_ap", "rmse", "mae")
+
+
+#: Columns of comparison tables written to a pipe or file, where no terminal sets the width.
+PIPE_WIDTH = 100
+
+
+def print_tables(tables: list) -> None:
+    """Print tables on stdout: as wide as the terminal, and ``PIPE_WIDTH`` columns when
+    stdout is no terminal (rich's default there, 80, folds a six-metric comparison)."""
+    from rich.console import Console
+
+    from mmtk.cli import output
+
+    console = output.stdout()
+    if not console.is_terminal and console.width < PIPE_WIDTH:
+        console = Console(soft_wrap=True, width=PIPE_WIDTH)
+    for table in tables:
+        console.print(table)
