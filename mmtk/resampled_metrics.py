@@ -127,9 +127,18 @@ def _tie_bounds(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def _sorted(order: np.ndarray, shape: tuple, *arrays: np.ndarray) -> list[np.ndarray]:
-    order = np.broadcast_to(order, shape)
-    return [np.take_along_axis(np.broadcast_to(a, shape), order, axis=-1) for a in arrays]
+def _sorted(scores: np.ndarray, y: np.ndarray, weights: np.ndarray, *, descending: bool):
+    """Scores, labels and weights in score order along the last axis, and a ``take``
+    that picks positions of each row. One ranking for every row (``scores`` ``(m,)``, the
+    resamples of one task) is sorted once and indexes all rows alike."""
+    scores = np.asarray(scores, dtype=np.float64)
+    key = -scores if descending else scores
+    order = np.argsort(key, axis=-1, kind="stable")
+    if scores.ndim == 1:
+        return key[order], np.asarray(y, dtype=np.float64)[order], weights[..., order], lambda a, at: a[..., at]
+    shape = np.broadcast_shapes(scores.shape, np.shape(y), weights.shape)
+    s, positive, w = (np.take_along_axis(np.broadcast_to(a, shape), order, axis=-1) for a in (key, np.asarray(y, dtype=np.float64), weights))
+    return s, positive, w, lambda a, at: np.take_along_axis(a, at, axis=-1)
 
 
 def average_precision(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -137,13 +146,11 @@ def average_precision(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) ->
     for 0/1 labels ``y`` and ``scores`` ``(m,)`` (one ranking, R weightings) or ``(R, m)``
     (one ranking per row): the sum over thresholds of the recall gained times the
     precision there. NaN for a row without positive weight."""
-    shape = np.broadcast_shapes(np.shape(y), np.shape(scores), np.shape(weights))
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), axis=-1, kind="stable")
-    s, positive, w = _sorted(order, shape, -np.asarray(scores, dtype=np.float64), np.asarray(y, dtype=np.float64), weights)
+    s, positive, w, take = _sorted(scores, y, np.asarray(weights, dtype=np.float64), descending=True)
     gained = w * positive
     tp, fp = np.cumsum(gained, axis=-1), np.cumsum(w - gained, axis=-1)
     _, last = _tie_bounds(s)
-    tp_at, fp_at = np.take_along_axis(tp, last, axis=-1), np.take_along_axis(fp, last, axis=-1)
+    tp_at, fp_at = take(tp, last), take(fp, last)
     # A position with weight 0 adds nothing, whatever the precision at its threshold.
     precision = np.where(tp_at + fp_at > 0, tp_at / np.where(tp_at + fp_at > 0, tp_at + fp_at, 1), 0.0)
     positives = tp[..., -1]
@@ -154,13 +161,11 @@ def roc_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarra
     """ROC-AUC of each row of ``weights`` ``(R, m)``: the weighted share of
     (positive, negative) pairs ranked right, a tie counting one half (scikit-learn's
     trapezoidal area). NaN for a row whose weighted labels hold one class only."""
-    shape = np.broadcast_shapes(np.shape(y), np.shape(scores), np.shape(weights))
-    order = np.argsort(np.asarray(scores, dtype=np.float64), axis=-1, kind="stable")
-    s, positive, w = _sorted(order, shape, np.asarray(scores, dtype=np.float64), np.asarray(y, dtype=np.float64), weights)
+    s, positive, w, take = _sorted(scores, y, np.asarray(weights, dtype=np.float64), descending=False)
     pos_w = w * positive
     neg_cum = np.cumsum(w - pos_w, axis=-1)
     first, last = _tie_bounds(s)
-    below = np.where(first > 0, np.take_along_axis(neg_cum, np.maximum(first - 1, 0), axis=-1), 0.0)
-    tied = np.take_along_axis(neg_cum, last, axis=-1) - below
+    below = np.where(first > 0, take(neg_cum, np.maximum(first - 1, 0)), 0.0)
+    tied = take(neg_cum, last) - below
     pairs = pos_w.sum(axis=-1) * neg_cum[..., -1]
     return np.where(pairs > 0, (pos_w * (below + 0.5 * tied)).sum(axis=-1) / np.where(pairs > 0, pairs, 1), np.nan)
