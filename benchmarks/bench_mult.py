@@ -70,7 +70,10 @@ def mmtk_step_factory():
     from mmtk.training.inputs import InputSpec
 
     inputs = {name: InputSpec(name, dim, "sequence", steps) for name, (steps, dim) in SHAPES.items()}
-    model = MODELS.get("mult")(inputs, {"y": 1}, hidden=180, **SETTINGS).train()
+    # The reference's attention dropout: attn_dropout (0.1) into text, attn_dropout_a and
+    # attn_dropout_v (0.0) into audio and vision; self-attention 0.1 everywhere.
+    cross = f"audio={REFERENCE_DEFAULTS['attn_dropout_a']},vision={REFERENCE_DEFAULTS['attn_dropout_v']}"
+    model = MODELS.get("mult")(inputs, {"y": 1}, hidden=180, cross_attn_dropout=cross, **SETTINGS).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=REFERENCE_DEFAULTS["lr"])
 
     def step(features, lengths, target):
@@ -121,10 +124,15 @@ def timed(step, batches, steps: int, warmup: int) -> tuple[float, float]:
     return steps * BATCH / cpu, steps * BATCH / wall
 
 
-def worker(name: str, reference: Path | None, connection) -> None:
+def worker(name: str, reference: Path | None, keep_heap: bool, connection) -> None:
     """One implementation in its own process: builds its model on the shared batches,
     then times ``(steps, warmup)`` each time it is asked, until it gets None."""
     import torch
+
+    if keep_heap:
+        from mmtk.training.heap import keep_freed_memory
+
+        keep_freed_memory()
 
     torch.set_num_threads(1)
     torch.manual_seed(1111)
@@ -143,6 +151,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions per model (default 5)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per repetition (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each repetition (default 2)")
+    parser.add_argument(
+        "--keep-heap", choices=("mmtk", "both", "none"), default="mmtk",
+        help="which processes keep freed memory (mmtk.training.heap, what `mmtk train` does): mmtk only "
+             "(default: each as its users run it), both, or none",
+    )
     args = parser.parse_args(argv)
     if args.reference is not None and not (args.reference / "src" / "models.py").is_file():
         print(f"{args.reference} is not a checkout of yaohungt/Multimodal-Transformer (no src/models.py)", file=sys.stderr)
@@ -153,7 +166,8 @@ def main(argv=None) -> int:
     workers = {}
     for name in names:
         ours, theirs = context.Pipe()
-        process = context.Process(target=worker, args=(name, args.reference, theirs), daemon=True)
+        keep = args.keep_heap == "both" or args.keep_heap == name
+        process = context.Process(target=worker, args=(name, args.reference, keep, theirs), daemon=True)
         process.start()
         workers[name] = (process, ours)
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in names}

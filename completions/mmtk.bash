@@ -12,6 +12,7 @@ _mmtk() {
       ":predict") cmd="predict" ;;
       ":store") cmd="store" ;;
       ":train") cmd="train" ;;
+      ":tune") cmd="tune" ;;
       "store:gc") cmd="store gc" ;;
       "store:info") cmd="store info" ;;
       "store:ls") cmd="store ls" ;;
@@ -25,11 +26,12 @@ _mmtk() {
     "distill:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "distill:--out"|"distill:--val"|"distill:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "distill:--teacher"|"distill:--student"|"distill:--features"|"distill:--task"|"distill:--msd"|"distill:--lambda"|"distill:--temperature"|"distill:--msd-weight"|"distill:--hidden-loss"|"distill:--teacher-features"|"distill:--teacher-weights"|"distill:--teacher-arg"|"distill:--student-arg"|"distill:--student-layers"|"distill:--student-hidden"|"distill:--lookahead"|"distill:--meta-lr"|"distill:--val-split"|"distill:--epochs"|"distill:--lr"|"distill:--batch-size"|"distill:--patience"|"distill:--seed"|"distill:--max-length"|"distill:--fps"|"distill:--frames"|"distill:--id-column"|"distill:--image-column"|"distill:--text-column") COMPREPLY=(); return ;;
+    "evaluate:--projection") COMPREPLY=($(compgen -W "pca tsne" -- "$cur")); return ;;
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
-    "evaluate:--plots"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "evaluate:--fail-under"|"evaluate:--bootstrap"|"evaluate:--seed"|"evaluate:--dataset-name"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
-    "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 hf hf-audio mfcc minilm pixels" -- "$cur")); return ;;
+    "evaluate:--plots"|"evaluate:--report"|"evaluate:--val"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "evaluate:--fail-under"|"evaluate:--bootstrap"|"evaluate:--seed"|"evaluate:--dataset-name"|"evaluate:--suite"|"evaluate:--suite-map"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
+    "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 finetuned hf hf-audio mfcc minilm pixels run" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "extract-features:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -50,17 +52,22 @@ _mmtk() {
     "store repair:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store rm:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
     "store verify:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "train:--model") COMPREPLY=($(compgen -W "attention attention-pool concat concat-mlp gating gmu logreg mlp-concat mm-transformer mmae mult multitask-heads svm tinybert visualbert weighted-sum" -- "$cur")); return ;;
+    "train:--model") COMPREPLY=($(compgen -W "attention attention-pool concat concat-mlp gating gmu logreg mlp-concat mm-transformer mmae mult multitask-heads stack svm tinybert visualbert weighted-sum" -- "$cur")); return ;;
     "train:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "train:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "train:--out"|"train:--val"|"train:--resume"|"train:--columns"|"train:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "train:--features"|"train:--task"|"train:--val-split"|"train:--dataset"|"train:--mix"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
+    "train:--features"|"train:--task"|"train:--val-split"|"train:--dataset"|"train:--mix"|"train:--epochs"|"train:--lr"|"train:--weight-decay"|"train:--batch-size"|"train:--patience"|"train:--hidden"|"train:--dropout"|"train:--members"|"train:--meta"|"train:--folds"|"train:--member-model"|"train:--model-arg"|"train:--task-weight"|"train:--label-smoothing"|"train:--schedule"|"train:--warmup"|"train:--clip-norm"|"train:--accumulate"|"train:--monitor"|"train:--missing-modality"|"train:--pool"|"train:--standardize"|"train:--max-memory"|"train:--checkpoint-every"|"train:--seed"|"train:--finetune"|"train:--backbone-lr"|"train:--freeze-layers"|"train:--data-workers"|"train:--perturb"|"train:--perturb-eps"|"train:--cat-cols"|"train:--num-cols"|"train:--scaling"|"train:--max-length"|"train:--fps"|"train:--frames"|"train:--id-column"|"train:--image-column"|"train:--text-column") COMPREPLY=(); return ;;
+    "tune:--model") COMPREPLY=($(compgen -W "attention attention-pool concat concat-mlp gating gmu logreg mlp-concat mm-transformer mmae mult multitask-heads stack svm tinybert visualbert weighted-sum" -- "$cur")); return ;;
+    "tune:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+    "tune:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
+    "tune:--space"|"tune:--out"|"tune:--val"|"tune:--storage"|"tune:--run-out"|"tune:--columns"|"tune:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    "tune:--features"|"tune:--trials"|"tune:--task"|"tune:--val-split"|"tune:--folds"|"tune:--metric"|"tune:--seed"|"tune:--prune-startup"|"tune:--prune-warmup"|"tune:--epochs"|"tune:--batch-size"|"tune:--patience"|"tune:--model-arg"|"tune:--cat-cols"|"tune:--num-cols"|"tune:--scaling"|"tune:--missing-modality"|"tune:--max-length"|"tune:--id-column"|"tune:--image-column"|"tune:--text-column") COMPREPLY=(); return ;;
   esac
   if [[ "$cur" == -* ]]; then
     case "$cmd" in
       "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
       "distill") COMPREPLY=($(compgen -W "--teacher --student --features --out --task --msd --lambda --temperature --msd-weight --hidden-loss --teacher-features --teacher-weights --teacher-arg --student-arg --student-layers --student-hidden --lookahead --meta-lr --val --val-split --epochs --lr --batch-size --patience --seed --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-      "evaluate") COMPREPLY=($(compgen -W "--plots --fail-under --bootstrap --seed --dataset-name --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "evaluate") COMPREPLY=($(compgen -W "--plots --report --projection --fail-under --bootstrap --seed --dataset-name --suite --suite-map --tune-threshold --val --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
       "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
@@ -72,16 +79,17 @@ _mmtk() {
       "store repair") COMPREPLY=($(compgen -W "--store --dry-run --json" -- "$cur")) ;;
       "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
       "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
-      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "train") COMPREPLY=($(compgen -W "--features --model --out --task --val --val-split --dataset --mix --epochs --lr --weight-decay --batch-size --patience --class-weights --hidden --dropout --members --meta --folds --member-model --model-arg --task-weight --label-smoothing --schedule --warmup --clip-norm --accumulate --amp --no-amp --monitor --missing-modality --pool --standardize --max-memory --checkpoint-every --resume --seed --plots --finetune --backbone-lr --freeze-layers --grad-checkpoint --lowercase-shouting --data-workers --perturb --perturb-eps --cat-cols --num-cols --columns --scaling --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "tune") COMPREPLY=($(compgen -W "--features --model --space --trials --out --task --val --val-split --folds --metric --seed --storage --prune --no-prune --prune-startup --prune-warmup --retrain --run-out --epochs --batch-size --patience --model-arg --class-weights --cat-cols --num-cols --columns --scaling --missing-modality --max-length --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
     esac
     return
   fi
   case "$cmd" in
-    "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train" -- "$cur")) ;;
+    "") COMPREPLY=($(compgen -W "distill evaluate extract-features list ocr-subtitles predict store train tune" -- "$cur")) ;;
     "distill") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "evaluate") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "extract-features") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
-    "list") COMPREPLY=($(compgen -W "backbones models ocr-engines" -- "$cur")) ;;
+    "list") COMPREPLY=($(compgen -W "backbones models ocr-engines suites" -- "$cur")) ;;
     "ocr-subtitles") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "predict") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     "store") COMPREPLY=($(compgen -W "gc info ls repair rm verify" -- "$cur")) ;;
@@ -92,6 +100,7 @@ _mmtk() {
     "store rm") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "store verify") COMPREPLY=($(compgen -W "--store --json" -- "$cur")) ;;
     "train") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
+    "tune") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
   esac
 }
 complete -o default -F _mmtk mmtk

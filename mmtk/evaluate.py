@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mmtk.errors import DataError
+from mmtk.errors import DataError, UsageError
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,17 @@ def collect_predictions(
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
     dataset_name: str | None = None,
+    explain: bool = False,
+    class_queries: bool = False,
 ) -> RunPredictions:
     """Run the model of ``run_dir`` (a path or a loaded ``Run``) over ``data`` (a
     ``Dataset`` or a dataset path) and keep labels and outputs per task.
+
+    From the same pass, for the plots: ``explain`` keeps each item's modality weights in
+    ``extras["explain"]`` (``{modality: (N,)}``; a model without gates is a
+    ``UsageError``), ``class_queries`` a class-query decoder's outputs in
+    ``extras["class_queries"]`` (``{"outputs": {task: (N, units, hidden)}, "queries":
+    {task: (units, hidden)}}``; ``UsageError`` for other models).
 
     Every item needs its features' columns and its labels; features missing from the
     store are extracted first unless ``extract_missing`` is False. Labels are encoded
@@ -90,19 +98,21 @@ def collect_predictions(
     naming file and line. For a run trained on several datasets ``dataset_name`` picks
     whose heads are scored (default: those whose label columns ``data`` has).
     """
-    from mmtk.inference import forward_source, open_run, read_for_run, run_source
+    from mmtk.inference import forward_run, open_run, read_for_run, run_source
     from mmtk.models.derived import task_labels
     from mmtk.models.objectives import to_outputs
     from mmtk.multidata import pick_tasks
 
     run = open_run(run_dir, device)
+    _check_extras(run, explain=explain, class_queries=class_queries)
     dataset = read_for_run(run, data, columns)
     tasks = pick_tasks(run, dataset, dataset_name)
     _check_labels(run, dataset, tasks)
     # A derived task's labels come from its column, else from its fine task's.
     labels = task_labels(run, dataset) if tasks == run.tasks else {task: run.encoders[task].encode(dataset) for task in tasks}
     source = run_source(run, dataset, store, device=device, extract_missing=extract_missing, progress=progress)
-    logits, _ = forward_source(run, source, device=device)
+    forwarded = forward_run(run, source, device=device, explain=explain, queries=class_queries)
+    logits = forwarded.logits
     per_task = {}
     for task in tasks:
         kind = run.kind(task)
@@ -110,7 +120,29 @@ def collect_predictions(
             task=task, kind=kind, classes=[str(c) for c in run.encoders[task].classes], labels=np.asarray(labels[task]),
             outputs=np.asarray(to_outputs(kind, logits[task], run.target_stats.get(task)), dtype=np.float64),
         )
-    return RunPredictions(run=run, dataset=dataset, ids=list(dataset.ids), tasks=per_task, extras={"source": source, "logits": logits})
+    extras = {"source": source, "logits": logits}
+    if explain:
+        extras["explain"] = {name: weight.float().cpu().numpy() for name, weight in forwarded.weights.items()}
+    if class_queries:
+        extras["class_queries"] = {
+            "outputs": {task: out.float().cpu().numpy() for task, out in forwarded.queries.items() if task in per_task},
+            "queries": {task: q.float().cpu().numpy() for task, q in run.model.class_queries().items() if task in per_task},
+        }
+    return RunPredictions(run=run, dataset=dataset, ids=list(dataset.ids), tasks=per_task, extras=extras)
+
+
+def _check_extras(run, *, explain: bool, class_queries: bool) -> None:
+    from mmtk.models import explainable_models
+    from mmtk.models.inference import has_class_queries
+
+    if explain and not callable(getattr(run.model, "explain", None)):
+        raise UsageError(
+            f"model {run.model_name!r} of run {run.path} has no per-modality weights", f"train with a model that has them: {', '.join(explainable_models())}"
+        )
+    if class_queries and not has_class_queries(run.model):
+        raise UsageError(
+            f"model {run.model_name!r} of run {run.path} has no class-query decoder", "train mm-transformer with --model-arg classifier=class-query"
+        )
 
 
 def score_predictions(predictions: RunPredictions, indices: Sequence[int] | np.ndarray | None = None) -> dict:
@@ -136,44 +168,45 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     columns: Mapping[str, str | None] | None = None,
     dataset_name: str | None = None,
+    projection: str = "pca",
+    scorer: Callable[[RunPredictions, Any], dict] | None = None,
     bootstrap: int | None = None,
     seed: int = 0,
 ) -> dict:
     """Evaluate the run at ``run_dir`` on ``data``: :func:`collect_predictions` then
-    :func:`score_predictions`, plus plots (``plots_dir``) and, for a student run, how
-    closely it follows its teacher. ``bootstrap`` resamples (seeded by ``seed``) add
+    ``scorer`` (default :func:`score_predictions`; a metric suite of ``mmtk.suites`` is
+    another), plus plots (``plots_dir``, see ``mmtk.plots``; a class-query decoder's
+    outputs are projected by ``projection``: ``pca`` or ``tsne``) and, for a student run,
+    how closely it follows its teacher. ``bootstrap`` resamples (seeded by ``seed``) add
     95% percentile intervals beside each task's metrics: ``"intervals": {metric: [low,
     high]}`` (``mmtk.comparison.add_intervals``)."""
+    from mmtk.inference import open_run
+    from mmtk.models.inference import has_class_queries
+    from mmtk.plots.models import PROJECTIONS
+
+    if projection not in PROJECTIONS:
+        raise UsageError(f"projection {projection!r} is not one of {', '.join(PROJECTIONS)}", f"choose one of: {', '.join(PROJECTIONS)}")
+    run = open_run(run_dir, device)
+    plotting = plots_dir is not None
     predictions = collect_predictions(
-        run_dir, data, store=store, device=device, extract_missing=extract_missing, progress=progress, columns=columns, dataset_name=dataset_name,
+        run, data, store=store, device=device, extract_missing=extract_missing, progress=progress, columns=columns, dataset_name=dataset_name,
+        explain=plotting and callable(getattr(run.model, "explain", None)), class_queries=plotting and has_class_queries(run.model),
     )
-    result = score_predictions(predictions)
+    result = (scorer or score_predictions)(predictions, None)
     if bootstrap:
         from mmtk.comparison import add_intervals
 
-        add_intervals(result, predictions, bootstrap=bootstrap, seed=seed)
-    run = predictions.run
+        add_intervals(result, predictions, scorer=scorer, bootstrap=bootstrap, seed=seed)
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report
 
         student = (predictions.extras["source"], predictions.extras["logits"])
         result["distillation"] = distillation_report(run, predictions.dataset, store, device=device, student=student)
     if plots_dir is not None:
-        result["plots"] = [str(path) for path in plot_predictions(predictions, Path(plots_dir))]
+        from mmtk.plots import plot_predictions
+
+        result["plots"] = [str(path) for path in plot_predictions(predictions, Path(plots_dir), projection=projection)]
     return result
-
-
-def plot_predictions(predictions: RunPredictions, plots_dir: Path) -> list[Path]:
-    """Write every task's plots into ``plots_dir``; return their paths."""
-    from mmtk.plots import plot_task
-
-    plotted = []
-    several = len(predictions.tasks) > 1
-    for name, entry in predictions.tasks.items():
-        # A several-dataset head's name (DATASET/TASK) is not a folder.
-        prefix = f"{name.replace('/', '_')}_" if several else ""
-        plotted += plot_task(entry.kind, entry.labels, entry.outputs, entry.classes, plots_dir, prefix=prefix, title=name)
-    return plotted
 
 
 def _check_labels(run, dataset, tasks) -> None:

@@ -25,6 +25,7 @@ from mmtk.backbones.base import FeatureOptions
 from mmtk.backbones.registry import absolute_spec
 from mmtk.errors import DataError, StoreError, UsageError, where
 from mmtk.registry import Registry
+from mmtk.finetune.inputs import RawFeatures
 from mmtk.tokens import TokenFeatures, is_tokens_ref, parse_tokens_ref
 
 SEQUENCE_MARK = ":seq"
@@ -54,6 +55,11 @@ class FeatureRef:
     sequence: bool = False
     column: str | None = None
     options: FeatureOptions = field(default_factory=FeatureOptions)
+    # The folder a relative ``run:`` path is inside (a stack run's ``run:members/NAME``,
+    # set by ``Run.feature_refs``): not part of the reference's name or record, so the
+    # stack's inputs keep their names wherever the run directory is moved.
+    base: str | None = field(default=None, compare=False)
+    finetune: bool = False  # the backbone runs inside the model on raw data (mmtk.finetune)
 
     @classmethod
     def parse(cls, text: str) -> FeatureRef:
@@ -105,6 +111,12 @@ class FeatureRef:
         return source_for(self).name
 
     @property
+    def run_dir(self) -> Path:
+        """The run directory of a ``run:PATH`` reference (a relative PATH inside ``base``)."""
+        path = Path(self.backbone[len(RUN_PREFIX):])
+        return path if path.is_absolute() or self.base is None else Path(self.base) / path
+
+    @property
     def name(self) -> str:
         """Canonical text form; the key of this input in models, runs and ``--explain``."""
         return self.backbone + (SEQUENCE_MARK if self.sequence else "") + (f"@{self.column}" if self.column else "")
@@ -113,6 +125,8 @@ class FeatureRef:
         data = {"ref": self.name, "backbone": self.backbone, "sequence": self.sequence, "column": self.column}
         if self.options.to_json():
             data["options"] = self.options.to_json()
+        if self.finetune:
+            data["finetune"] = True
         return data
 
     @classmethod
@@ -122,6 +136,7 @@ class FeatureRef:
             sequence=bool(data["sequence"]),
             column=data.get("column"),
             options=FeatureOptions.from_json(data.get("options")),
+            finetune=bool(data.get("finetune", False)),
         )
 
 
@@ -283,6 +298,7 @@ class GatherContext:
     progress: Callable[[int, int], None] | None = None
     tabular: Any = None  # mmtk.tabular.TabularPreprocessor
     resolved: dict[str, ResolvedFeature] = field(default_factory=dict)
+    towers: dict[str, Any] = field(default_factory=dict)  # fine-tuned inputs' towers (mmtk.finetune)
 
 
 class FeatureSource(Protocol):
@@ -412,6 +428,7 @@ def drop_incomplete(dataset, refs):
     keep, dropped = [], []
     columns = [(f.name, f.column, f.backbone.modality) for f in resolve_features(dataset, refs)]
     columns += [(ref.name, dataset.column_for(ref.column or "text"), "text") for ref in parse_feature_refs(refs) if ref.source == "tokens"]
+    columns += [(ref.name, *pick_column(dataset, ref.backbone, ref.column)) for ref in parse_feature_refs(refs) if ref.finetune]
     for i, record in enumerate(dataset.records):
         lacking = [name for name, column, modality in columns if not has_value(record.values.get(column), modality)]
         if lacking:
@@ -456,7 +473,7 @@ class RunOutputs:
 
         from mmtk.runs import CONFIG
 
-        path = Path(ref.backbone[len(RUN_PREFIX):]) / CONFIG
+        path = ref.run_dir / CONFIG
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -471,7 +488,7 @@ class RunOutputs:
         from mmtk.models.objectives import to_outputs
         from mmtk.inference import open_run, run_model
 
-        run = open_run(ref.backbone[len(RUN_PREFIX):], "cpu")
+        run = open_run(ref.run_dir, "cpu")
         logits, _ = run_model(run, dataset, context.store, device="cpu", extract_missing=context.extract_missing)
         columns = []
         for task in run.tasks:
@@ -485,6 +502,7 @@ FEATURE_SOURCES.add("stored", STORED, "backbone features cached in the feature s
 FEATURE_SOURCES.add("tabular", TabularFeatures(), "categorical and numerical columns, preprocessors fitted on the training part")
 FEATURE_SOURCES.add("run", RunOutputs(), "a trained run's output probabilities over the same items (run:PATH)")
 FEATURE_SOURCES.add("tokens", TokenFeatures(), "a text column's word-piece ids, computed at gather time (tokens@COLUMN)")
+FEATURE_SOURCES.add("finetune", RawFeatures(), "a fine-tuned backbone's raw inputs: token ids or image paths (train --finetune)")
 
 
 def pick_column(dataset, backbone: str, column: str | None) -> tuple[str, str]:

@@ -87,11 +87,19 @@ def run_model(run, dataset, store, *, explain: bool = False, device: str = "auto
 def forward_source(run, source, *, device: str = "auto", explain: bool = False):
     """``run_model`` over a source already gathered (``run_source``), for a caller that
     runs it more than once (evaluate's distillation report)."""
+    out = forward_run(run, source, device=device, explain=explain)
+    return out.logits, out.weights
+
+
+def forward_run(run, source, *, device: str = "auto", explain: bool = False, queries: bool = False):
+    """``mmtk.models.inference.forward_outputs`` of ``run``'s model over ``source`` with
+    mmtk's CPU thread count: logits, and gate weights (``explain``) and class-query
+    decoder outputs (``queries``) from the same pass."""
     from mmtk.device import resolve_device
-    from mmtk.models.inference import cpu_threads, forward_all
+    from mmtk.models.inference import cpu_threads, forward_outputs
 
     with cpu_threads(resolve_device(device)):
-        return forward_all(run.model, source, explain=explain)
+        return forward_outputs(run.model, source, explain=explain, queries=queries)
 
 
 def run_source(run, dataset, store, *, device: str = "auto", extract_missing: bool = True, progress=None):
@@ -111,9 +119,20 @@ def run_source(run, dataset, store, *, device: str = "auto", extract_missing: bo
         extract_missing=extract_missing, device=device, progress=progress, tabular=run.tabular,
         resolved={feature.name: feature for feature in resolved},
     )
+    context.towers = getattr(run.model, "tower_map", {})  # fine-tuned inputs are read raw, through the run's towers
     gathered = gather_inputs(dataset, run.feature_refs, context)
     torch_device = resolve_device(device)
-    source = memory_source(gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
+    if context.towers:
+        from mmtk.finetune.inputs import item_labels
+        from mmtk.finetune.media import DEFAULT_WORKERS, media_source
+
+        workers = run.config["finetune"]["settings"].get("workers")
+        source = media_source(
+            gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]), context.towers, item_labels(dataset),
+            train=False, workers=DEFAULT_WORKERS if workers is None else workers,
+        )
+    else:
+        source = memory_source(gathered, {}, None, torch_device, Standardizer.from_json(prep["standardize"]))
     if prep["missing_modality"] == "zero":
         hide_presence(source)
     return source

@@ -158,33 +158,38 @@ def parse_fail_under(spec: str) -> Threshold:
     return Threshold(metric=metric, value=value, task=task or None)
 
 
-def check_threshold_names(thresholds: Sequence[Threshold], kinds: dict[str, str]) -> list[str]:
+def check_threshold_names(thresholds: Sequence[Threshold], kinds: dict[str, str | Sequence[str]]) -> list[str]:
     """The task each threshold applies to, given the run's tasks and their kinds
-    (``{"label": "binary"}``); an unknown task or metric name raises ``UsageError``
-    listing the valid ones. Cheap, so ``evaluate`` calls it before any feature work."""
+    (``{"label": "binary"}``) or the metric names each task reports (a metric suite's
+    ``{"task_a": ("macro_f1", "weighted_f1")}``); an unknown task or metric name raises
+    ``UsageError`` listing the valid ones. Cheap, so ``evaluate`` calls it before any
+    feature work."""
     tasks = []
     for threshold in thresholds:
         task = _pick_task(kinds, threshold)
-        known = METRICS[kinds[task]]
+        kind = kinds[task]
+        known = METRICS[kind] if isinstance(kind, str) else tuple(kind)
         if threshold.metric not in known:
+            what = f"{kind} task" if isinstance(kind, str) else "suite task"
             raise UsageError(
-                f"--fail-under {threshold.label}: unknown metric {threshold.metric!r} for {kinds[task]} task {task!r}",
+                f"--fail-under {threshold.label}: unknown metric {threshold.metric!r} for {what} {task!r}",
                 f"choose one of: {', '.join(known)}",
             )
         tasks.append(task)
     return tasks
 
 
-def check_thresholds(result: dict[str, Any], thresholds: Sequence[Threshold]) -> list[str]:
+def check_thresholds(result: dict[str, Any], thresholds: Sequence[Threshold], known: dict[str, Sequence[str]] | None = None) -> list[str]:
     """The thresholds an evaluation result misses, one line each (empty: all passed).
 
     ``result`` is what :func:`mmtk.evaluate.evaluate` returns. A metric is missed when it
     is below its value, or above it for error metrics (``rmse``, ``mae``: there the value
     is a ceiling), or when it is undefined on this data (e.g. ``roc_auc`` with one class).
-    An unknown task or metric name raises ``UsageError`` listing the valid ones.
+    An unknown task or metric name raises ``UsageError`` listing the valid ones: those of
+    each task's kind, or ``known`` (a metric suite's ``metric_names()``).
     """
     per_task = result["tasks"] if "tasks" in result else {result["task"]: result}
-    tasks = check_threshold_names(thresholds, {name: _kind_of(entry) for name, entry in per_task.items()})
+    tasks = check_threshold_names(thresholds, known or {name: _kind_of(entry) for name, entry in per_task.items()})
     misses = []
     for threshold, task in zip(thresholds, tasks):
         value = per_task[task]["metrics"].get(threshold.metric)

@@ -14,8 +14,12 @@ RUN/config.json       resolved settings: model (name, params, inputs as InputSpe
                       scaler parameters, category lists; plain JSON)
 RUN/model.safetensors weights (tensors only: loading runs no code); config.json
                       records their SHA-256, checked at every load
+RUN/towers/N/         a fine-tuned run's tower N: tokenizer and transformers config, or
+                      image preprocessing (and open_clip config), to rebuild it offline
+                      (its weights are in model.safetensors; config.json "finetune")
 RUN/metrics.json      validation metrics at the best epoch (evaluate's JSON shape)
 RUN/train_log.jsonl   one JSON object per epoch
+RUN/members/NAME/     a stack's member runs (``mmtk.stacking``), each a run as above
 ```
 
 Nothing here unpickles anything: the config is JSON, weights are safetensors, and the
@@ -74,12 +78,14 @@ def check_run_target(out: str | Path) -> None:
         )
 
 
-def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterable[dict]) -> Path:
+def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterable[dict], folders: dict[str, Path] | None = None) -> Path:
     """Write a run directory atomically and return its path.
 
     The files are written into a temporary sibling directory which is then renamed to
     ``out``; a previous run at ``out`` is moved aside first and deleted afterwards.
-    ``config.json`` records the SHA-256 of the weights file as written.
+    ``config.json`` records the SHA-256 of the weights file as written. ``folders``
+    (``{name: directory}``, on the same file system) are moved into the run under their
+    names before the rename: a stack's member runs (``members/``).
     """
     from safetensors.torch import save_file
 
@@ -95,10 +101,15 @@ def save_run(out: str | Path, *, config: dict, model, metrics: dict, log: Iterab
         save_file(state, str(staging / WEIGHTS), metadata={"format": RUN_FORMAT})
         digest = _sha256(staging / WEIGHTS)
         _write_json(staging / CONFIG, {"format": RUN_FORMAT, **config, WEIGHTS_SHA256: digest})
+        write_files = getattr(model, "write_run_files", None)
+        if write_files is not None:  # fine-tuned towers: tokenizer and architecture files (mmtk.finetune)
+            write_files(staging)
         _write_json(staging / METRICS, metrics)
         with open(staging / LOG, "w", encoding="utf-8") as handle:
             for entry in log:
                 handle.write(json.dumps(entry) + "\n")
+        for name, folder in (folders or {}).items():
+            os.rename(folder, staging / name)
         _finish_files(staging)
         replace_dir(staging, out)
     except BaseException:
@@ -124,7 +135,10 @@ def _finish_files(staging: Path) -> None:
     writes 0600), and flush its files to disk before the rename makes them visible, so a
     power loss cannot leave a visible run with empty files."""
     umask = current_umask()
-    for entry in staging.iterdir():
+    for entry in sorted(staging.rglob("*"), reverse=True):  # a folder's files before the folder
+        if entry.is_dir():
+            os.chmod(entry, 0o777 & ~umask)
+            continue
         with open(entry, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(entry, 0o666 & ~umask)
@@ -176,9 +190,12 @@ class Run:
 
     @property
     def feature_refs(self) -> list:
+        from dataclasses import replace
+
         from mmtk.features import FeatureRef
 
-        return [FeatureRef.from_json(entry) for entry in self.config["features"]]
+        # A stack's members are runs inside it, recorded relative to it (run:members/NAME).
+        return [replace(FeatureRef.from_json(entry), base=str(self.path)) for entry in self.config["features"]]
 
     @property
     def label_columns(self) -> list[str]:
@@ -248,6 +265,10 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         # (the run's weights replace them; the checkpoint may be gone or on a hub).
         rebuilt = {"built_from": model_cfg["built_from"]} if model_cfg.get("built_from") else {}
         model = MODELS.get(model_cfg["name"])(specs_from_json(model_cfg), model_cfg["heads"], **params, **rebuilt)
+        if config.get("finetune"):  # fine-tuned towers in front of the fusion model
+            from mmtk.finetune.model import rebuild
+
+            model = rebuild(path, config, model)
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as exc:
         # load_state_dict lists its mismatches on several lines; the CLI prints one.

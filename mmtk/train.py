@@ -94,6 +94,8 @@ def train(
     perturb_eps: float = 0.0,
     teaching=None,
     mix: str = "proportional",
+    callbacks: Sequence[Callable] = (),
+    finetune=None,
 ) -> TrainReport:
     """Train ``model`` on the ``features`` of ``dataset`` for ``tasks`` and write the run
     directory ``out``.
@@ -131,10 +133,23 @@ def train(
     (``mmtk.multidata``): each task makes one head per dataset that has its columns
     (``NAME/TASK``), each dataset is split by ``val_split``, and each training batch
     comes from one dataset, ordered by ``mix`` (``mmtk.training.mix``).
+
+    ``callbacks`` are called after every epoch of the loop, after the checkpoint and
+    progress callbacks, with its ``FitContext`` (``state.log[-1]`` is the epoch's entry:
+    losses and validation metrics); an exception raised there ends training and
+    propagates, writing no run (``mmtk.tune`` raises ``optuna.TrialPruned`` to prune a
+    trial). Models fitted whole (``fits="arrays"``) have no epochs and never call them.
+
+    ``finetune`` ("text", "image", "all" or a ``mmtk.finetune.FinetuneSettings``) runs
+    the backbones of those modalities' features inside the model on the raw data instead
+    of reading stored features (``mmtk.finetune``): their towers train at the settings'
+    ``backbone_lr``, images are augmented and decoded by DataLoader workers, texts are
+    tokenised once; the run holds the fine-tuned weights and predicts from raw media.
     """
     from mmtk.data import parse_task
     from mmtk.device import resolve_device
     from mmtk.features import GatherContext, parse_feature_refs
+    from mmtk.finetune import recipe as tuning
     from mmtk.models import MODELS, check_model_params, model_capabilities, model_params
     from mmtk.models.inference import cpu_threads
     from mmtk.models.objectives import head_units, target_tensor
@@ -148,6 +163,21 @@ def train(
 
     started = time.perf_counter()
     builder = MODELS.get(model)
+    if MODELS.capabilities(model).get("fits") == "members":  # a stacking ensemble: its own recipe
+        if finetune not in (None, "none"):
+            raise UsageError("--finetune does not apply to --model stack (its members are trained on stored features)",
+                             "fine-tune a member with `mmtk train --finetune` and give it with --members RUN")
+        return _stack(
+            dataset, model=model, features=features, tasks=tasks, out=out, store=store, val_dataset=val_dataset, val_split=val_split,
+            seed=seed, class_weights=class_weights, device=device, progress=progress, tabular=tabular, model_args=model_args,
+            resume=resume, teaching=teaching, member_options=dict(
+                epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, patience=patience, hidden=hidden, dropout=dropout,
+                task_weights=task_weights, label_smoothing=label_smoothing, schedule=schedule, warmup=warmup, clip_norm=clip_norm,
+                accumulate=accumulate, amp=amp, monitor=monitor, missing_modality=missing_modality, pool=pool, standardize=standardize,
+                max_memory=max_memory, perturb=perturb, perturb_eps=perturb_eps,
+            ),
+        )
+    tune, model_args = tuning.split_settings(finetune, model_args)
     given = {**({"hidden": hidden} if hidden is not None else {}), **({"dropout": dropout} if dropout is not None else {})}
     params = {**model_params(model), **check_model_params(model, {**given, **(model_args or {})})}
     capabilities = model_capabilities(model, params)
@@ -177,11 +207,15 @@ def train(
     if perturbation and capabilities.get("fits") == "arrays":
         raise UsageError(f"model {model!r} is fitted whole, not by gradient steps: --perturb does not apply to it",
                          "drop --perturb, or choose a model trained by gradient steps (e.g. gmu)")
+    tuning.check_supported(tune, model=model, capabilities=capabilities, several=several, teaching=teaching, perturbation=perturbation)
     if standardize not in (True, False, "auto", "all", "none"):
         raise UsageError(f"unknown --standardize {standardize!r}", "choose one of: auto, all, none")
     budget = default_memory_budget() if max_memory is None else _memory(max_memory, parse_memory)
     torch_device = resolve_device(device)
     seed_everything(seed)
+    towers, tower_configs, tower_columns = {}, {}, {}
+    if tune is not None:
+        refs, towers, tower_configs, tower_columns = tuning.prepare(tune, refs, dataset, torch_device)
 
     tabular = _check_tabular(refs, tabular, specs)
     if missing_modality == "skip" and several is None:  # several: each dataset in multidata.prepare
@@ -196,7 +230,7 @@ def train(
     sequences = bool(capabilities.get("sequences"))
     context = GatherContext(
         store=store, pool=None if sequences else pool, lazy=sequences,
-        missing="fail" if missing_modality in ("fail", "skip") else missing_modality,
+        missing="fail" if missing_modality in ("fail", "skip") else missing_modality, towers=towers,
     )
     masks: tuple[dict, dict] = ({}, {})
     val_rows = None
@@ -214,7 +248,7 @@ def train(
         )
         train_items, val_items = len(train_ds), len(val_ds)
     standardizer = Standardizer.fit(
-        train_x, {True: "all", False: "none"}.get(standardize, standardize), scaled=tuple(r.name for r in refs if r.source == "tabular")
+        tuning.not_raw(train_x), {True: "all", False: "none"}.get(standardize, standardize), scaled=tuple(r.name for r in refs if r.source == "tabular")
     )
     kinds = {name: enc.task.kind for name, enc in encoders.items()}
     labelled = {name: y[masks[0][name]] if name in masks[0] else y for name, y in train_y.items()}
@@ -223,22 +257,33 @@ def train(
         train_y[name] = ((train_y[name] - st["mean"]) / st["std"]).astype(np.float32)
         val_y[name] = ((val_y[name] - st["mean"]) / st["std"]).astype(np.float32)
 
-    inputs = input_specs(train_x)
+    inputs = tuning.model_inputs(train_x, towers) if towers else input_specs(train_x)
     heads = {name: head_units(kinds[name], len(enc.classes)) for name, enc in encoders.items()}
     net = builder(inputs, heads, **params).to(torch_device)
-    task_weights, derived = _planned_tasks(net, encoders, task_weights)
+    if towers:
+        from mmtk.finetune.model import FinetunedModel
+
+        net = FinetunedModel(towers, net).to(torch_device)
+    task_weights, derived = _planned_tasks(getattr(net, "fusion", net), encoders, task_weights)  # fusion: behind fine-tuned towers
     objective = _objective(kinds, encoders, labelled, class_weights, label_smoothing, task_weights, torch_device)
     if capabilities.get("auxiliary"):
         from mmtk.training import AuxiliaryObjective
 
         objective = AuxiliaryObjective(objective)
     objective = perturbed_objective(objective, perturb, perturb_eps)
-    train_source = pick_source(
-        train_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()}, _mask_tensors(masks[0]), torch_device, standardizer, budget
-    )
-    val_source = pick_source(
-        val_x, {n: target_tensor(kinds[n], y) for n, y in val_y.items()}, _mask_tensors(masks[1]), torch_device, standardizer, budget
-    )
+    if towers:
+        train_source, val_source = tuning.sources(
+            tune, towers, train_x, val_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()},
+            {n: target_tensor(kinds[n], y) for n, y in val_y.items()}, (_mask_tensors(masks[0]), _mask_tensors(masks[1])),
+            torch_device, standardizer, train_ds, val_ds,
+        )
+    else:
+        train_source = pick_source(
+            train_x, {n: target_tensor(kinds[n], y) for n, y in train_y.items()}, _mask_tensors(masks[0]), torch_device, standardizer, budget
+        )
+        val_source = pick_source(
+            val_x, {n: target_tensor(kinds[n], y) for n, y in val_y.items()}, _mask_tensors(masks[1]), torch_device, standardizer, budget
+        )
     if missing_modality == "zero":
         hide_presence(train_source)
         hide_presence(val_source)
@@ -253,6 +298,10 @@ def train(
             raise UsageError(f"a distillation student cannot be {'--perturb trained' if perturbation else model}", "choose a student trained by gradient steps, without --perturb")
         objective, extra = _teach(teaching, objective, net, train_source, val_source, train_ds, kinds, refs, context, lr, batch_size, seed, torch_device)
         trainable += [p for module in extra for p in module.parameters()]
+    if towers:  # the backbones train at their own, lower learning rate
+        from mmtk.finetune.model import param_groups
+
+        trainable = param_groups(net, lr, tune.backbone_lr)
     optimizer = None if whole else adamw(trainable, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
     epochs = epochs or capabilities.get("epochs") or auto_epochs(steps_per_epoch)
@@ -267,9 +316,10 @@ def train(
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "train_items": train_items,
         **({"datasets": list(several), "mix": mix} if several is not None else {}),
         **({"perturb": perturbation} if perturbation else {}),  # absent otherwise: older checkpoints still resume
+        **({"finetune": tune.to_json()} if tune is not None else {}),
     }
     checkpointer = Checkpointer(out, {"call": record, "signature": signature}, every_s=checkpoint_every)
-    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else [])
+    callbacks = [checkpointer] + ([lambda ctx: progress(ctx.state.epoch, epochs)] if progress is not None else []) + list(callbacks)
     restore = _resume_from(out, signature) if resume else None
 
     def validate(network) -> dict:
@@ -297,6 +347,7 @@ def train(
         "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm, "accumulate": accumulate, "amp": amp,
         "monitor": monitor, "label_smoothing": label_smoothing, "task_weights": dict(task_weights or {}),
         "missing_modality": missing_modality, "batch_source": train_source.kind, "perturb": perturbation,
+        **({"finetune": tune.to_json(), "data_wait_seconds": train_source.wait_seconds} if tune is not None else {}),
         **({"mix": mix} if several is not None else {}),
     }
     model_config = {
@@ -308,7 +359,13 @@ def train(
         "pool": None if sequences else pool, "missing_modality": missing_modality,
         "standardize": standardizer.to_json() if standardizer is not None else None, "standardize_mode": standardize,
     }
-    config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing)
+    finetuned = {name: tuning.feature_entry(ref, tower_configs[name], tower_columns[name], inputs[name].dim)
+                 for ref in refs if (name := ref.name) in towers}
+    config = _run_config(model_config, refs, resolved, encoders, stats, training, preprocessor, preprocessing, finetuned)
+    if towers:
+        from mmtk.finetune.model import run_record
+
+        config["finetune"] = run_record(net, tower_configs, tower_columns, tune)
     config["tasks"] += derived
     if teaching is not None:
         config["distillation"] = teaching.record()
@@ -321,6 +378,22 @@ def train(
         val_items=val_items, seconds=time.perf_counter() - started, val_metrics=result.best_metrics,
         samples_per_second=result.samples_per_second, log=result.log, batch_source=train_source.kind, skipped=dropped,
     )
+
+
+def _stack(dataset, *, model, model_args, resume, teaching, **options) -> TrainReport:
+    """``train`` of a stacking ensemble (``--model stack``): ``mmtk.stacking.train_stack``
+    with the stack's ``--model-arg``s (meta, folds, member) and the other settings for
+    its members."""
+    from mmtk.models import check_model_params, model_params
+    from mmtk.stacking import train_stack
+
+    if isinstance(dataset, Mapping) and len(dataset) > 1 or resume or teaching is not None:
+        what = "several datasets" if isinstance(dataset, Mapping) and len(dataset) > 1 else "--resume" if resume else "distillation"
+        raise UsageError(f"a stack ({model}) does not take {what}", "train it on one dataset, afresh, without a teacher")
+    if isinstance(dataset, Mapping):
+        (dataset,) = dataset.values()
+    params = {**model_params(model), **check_model_params(model, model_args or {})}
+    return train_stack(dataset, meta=params["meta"], folds=params["folds"], member_model=params["member"], **options)
 
 
 def _prepare_one(dataset, val_dataset, refs, specs, context, tabular, val_split, seed):
@@ -358,7 +431,7 @@ def _prepare_one(dataset, val_dataset, refs, specs, context, tabular, val_split,
     return train_x, val_x, resolved, preprocessor, encoders, train_y, val_y, train_ds, val_ds
 
 
-def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, training: dict, preprocessor, preprocessing: dict) -> dict:
+def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, training: dict, preprocessor, preprocessing: dict, finetuned: dict | None = None) -> dict:
     """The run's config.json: everything predict needs, and how the run was made. The
     fitted tabular preprocessor (plain JSON) sits under ``"tabular"``; pooling, the
     missing-modality policy and the standardisation statistics under ``"preprocessing"``."""
@@ -368,6 +441,9 @@ def _run_config(model: dict, refs, resolved, encoders: dict, stats: dict, traini
     stored = {feature.name: feature for feature in resolved}
     features = []
     for ref in refs:
+        if ref.name in (finetuned or {}):  # a fine-tuned backbone (mmtk.finetune.recipe.feature_entry)
+            features.append(finetuned[ref.name])
+            continue
         if ref.source != "stored":  # tabular, run outputs, word pieces: their modality is their source
             record = getattr(source_for(ref), "describe", None)  # word pieces: the tokenizer's identity
             features.append({
@@ -568,7 +644,7 @@ def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dic
     """Validation metrics in evaluate's JSON shape (targets de-standardised for regression).
     With ``rows`` (several datasets) each task is scored on its own dataset's items, and
     the top-level ``n`` counts every validation item."""
-    from mmtk.metrics import compute_metrics, task_result
+    from mmtk.metrics import METRICS, compute_metrics, task_result
     from mmtk.models.objectives import to_outputs
 
     per_task = {}
@@ -582,6 +658,11 @@ def _metrics(logits: dict, labels: dict, kinds: dict, stats: dict, encoders: dic
             y = y * stats[name]["std"] + stats[name]["mean"]
         outputs = to_outputs(kind, scores, stats.get(name))
         classes = [str(c) for c in encoders[name].classes]
+        if not np.all(np.isfinite(outputs)):
+            # A diverged epoch (NaN logits): no metric is defined, and scikit-learn
+            # would raise on it; NaN is never the best epoch, as for the loss.
+            per_task[name] = {"task": name, "n": len(y), "metrics": {metric: float("nan") for metric in METRICS[kind]}}
+            continue
         per_task[name] = {"task": name, "n": len(y), "metrics": compute_metrics(kind, y, outputs, classes)}
     if rows is not None and len(per_task) > 1:
         return {"n": len(next(iter(labels.values()))), "tasks": per_task}

@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
 # Set up everything mmtk needs on a fresh Debian/Ubuntu machine, idempotently:
-# system packages (Tesseract for OCR, ffmpeg for test media) when we are root and apt
-# exists, then a virtual environment in .venv with mmtk and its test extras.
+# system packages (Tesseract for OCR, ffmpeg for test media, Chromium for the report's
+# browser test) when we are root and apt exists, then a virtual environment in .venv
+# with mmtk and its test extras.
 # Sourced by run-example.sh and run-tests.sh; safe to run again (it skips what is there).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+can_apt=false
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then can_apt=true; fi
 need_apt=()
 command -v tesseract >/dev/null 2>&1 || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if $can_apt; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "setup: ${need_apt[*]} missing and not root; OCR tests will be skipped (install: sudo apt-get install ${need_apt[*]})" >&2
+  fi
+fi
+# Headless Chromium renders the HTML report (evaluate --report) in its test. Debian's
+# package; where apt has none that works (Ubuntu ships Chromium as a snap) only that
+# test is skipped, so a failed install does not stop the set-up.
+if ! command -v chromium >/dev/null 2>&1; then
+  if $can_apt; then
+    echo "setup: installing chromium with apt-get" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+      || echo "setup: chromium could not be installed; the report's browser test will be skipped" >&2
+  else
+    echo "setup: chromium missing and not root; the report's browser test will be skipped (install: sudo apt-get install chromium)" >&2
   fi
 fi
 

@@ -98,7 +98,10 @@ def test_evaluate_writes_plots(trained, shared_store, tmp_path):
     run, _, test_ds = trained
     result = evaluate(run, test_ds, store=shared_store, plots_dir=tmp_path / "plots")
     names = sorted(p.rsplit("/", 1)[-1] for p in result["plots"])
-    assert names == ["confusion_matrix.png", "pr_curve.png", "roc_curve.png"]
+    assert names == [
+        "confusion_matrix.png", "confusion_matrix_normalized.png", "modality_weights.png", "per_class_f1.png", "pr_curve.png",
+        "reliability.png", "roc_curve.png",
+    ]
     for path in result["plots"]:
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -208,5 +211,6 @@ def test_regression_runs_predict_values_in_target_units(tmp_path, store):
 def test_multilabel_plots_per_label_average_precision(tmp_path):
     y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     probs = np.array([[0.9, 0.2], [0.3, 0.8], [0.6, 0.7], [0.1, 0.4]])
-    (path,) = plot_task("multilabel", y, probs, ["shaming", "violence"], tmp_path, prefix="hate_")
+    path, *others = plot_task("multilabel", y, probs, ["shaming", "violence"], tmp_path, prefix="hate_")
     assert path.name == "hate_average_precision.png" and path.read_bytes()[:4] == b"\x89PNG"
+    assert all(other.name.startswith("hate_") for other in others)  # the rest: tests/test_plots.py

@@ -95,10 +95,10 @@ def _fake_checkout(tmp_path, torch_installed: bool) -> tuple[Path, Path]:
 @pytest.mark.parametrize("torch_installed", [False, True])
 def test_setup_installs_torch_from_the_chosen_index_only_into_a_venv_without_it(tmp_path, torch_installed):
     root, log = _fake_checkout(tmp_path, torch_installed)
-    # tesseract and ffmpeg "present", so setup goes straight to the virtual environment.
+    # tesseract, ffmpeg and chromium "present", so setup goes straight to the virtual environment.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for program in ("tesseract", "ffmpeg"):
+    for program in ("tesseract", "ffmpeg", "chromium"):
         (bin_dir / program).write_text("#!/bin/sh\n")
         (bin_dir / program).chmod(0o755)
     result = subprocess.run(

@@ -39,8 +39,8 @@ def save_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
-    """A transformers model directory: 1-layer BERT, WordPiece vocab written by hand."""
+def save_tiny_bert(directory: Path, seed: int = 0, layers: int = 1) -> Path:
+    """A transformers model directory: a ``layers``-layer BERT, WordPiece vocab written by hand."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -53,10 +53,26 @@ def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
     BertTokenizerFast(vocab=str(directory / "vocab.txt")).save_pretrained(directory)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=160,
     )
     BertModel(config).eval().save_pretrained(directory)
+    return directory
+
+
+def save_tiny_gpt2(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer GPT-2 from a config, saved with ``save_tiny_bert``'s WordPiece
+    tokenizer (a GPT-2 BPE vocabulary cannot be made offline): ``model_type`` is gpt2,
+    which is what fine-tuning's pooling by family reads."""
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    save_tiny_bert(directory, seed)
+    vocab = len((directory / "vocab.txt").read_text().split())
+    for name in ("config.json", "model.safetensors"):
+        (directory / name).unlink()
+    torch.manual_seed(seed)
+    GPT2Model(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=64)).eval().save_pretrained(directory)
     return directory
 
 

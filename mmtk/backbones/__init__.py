@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mmtk.backbones import audio, clip, efficientnet_lite, hf_audio, hf_text, minilm, pixels  # noqa: F401  (register built-ins)
 from mmtk.backbones import clip_patches, detr  # noqa: F401  (image backbones storing several vectors)
+from mmtk.backbones import finetuned  # noqa: F401  (a run's fine-tuned tower: finetuned:RUN)
 from mmtk.backbones.base import FEATURE_FORMAT_VERSION, BackboneConfig, BadInput, Encoder, FeatureOptions
 from mmtk.backbones.registry import BACKBONES, resolve_backbone
 

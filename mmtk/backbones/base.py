@@ -114,7 +114,9 @@ class BackboneConfig:
     what ``--sequence`` and ``BACKBONE:seq`` resolve to. ``companions`` maps the
     fingerprint of each side feature set the encoder returns with its features
     (``Encoded``) to its store meta; extraction commits them just before the features,
-    so an item that has features has its companions too. ``variant`` says how the
+    so an item that has features has its companions too. ``trainable(config, device)``,
+    for backbones that can be fine-tuned, builds what ``build_trainable`` returns.
+    ``variant`` says how the
     stored features differ from the backbone's default form ("seq max_length=128",
     "frames fps=1"; empty for the default): the spec alone names the model, and ``store
     ls`` shows both so that a pooled and a sequence feature set can be told apart.
@@ -137,10 +139,26 @@ class BackboneConfig:
     )
     companions: dict = field(default_factory=dict, compare=False)
     variant: str = ""
+    trainable: Callable[["BackboneConfig", str], Any] | None = field(default=None, repr=False, compare=False)
 
     def build(self, device: str = "cpu") -> Encoder:
         """Load the weights onto ``device`` ("cpu", "cuda", "cuda:1") and return the encoder."""
         return self.builder(self, device)
+
+    def build_trainable(self, device: str = "cpu"):
+        """The backbone as a trainable ``torch.nn.Module`` on ``device`` (a
+        ``mmtk.finetune.towers`` tower): the same weights as ``build``, but with batch
+        norms and dropout kept, in train mode, with real ``nn.Parameter``s and no
+        inference mode, for ``mmtk train --finetune``. Backbones that cannot be
+        fine-tuned raise ``UsageError`` naming those that can."""
+        if self.trainable is None or self.kind != "vector" or self.modality not in ("text", "image"):
+            from mmtk.finetune.towers_names import FINETUNABLE
+
+            raise UsageError(
+                f"backbone {self.spec!r}{' (' + self.variant + ')' if self.variant else ''} cannot be fine-tuned",
+                f"fine-tune one of: {FINETUNABLE} (their pooled form), or train on its stored features without --finetune",
+            )
+        return self.trainable(self, device)
 
 
 # How resolver errors name what a backbone reads: "encodes images, not text".

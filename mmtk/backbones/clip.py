@@ -112,6 +112,7 @@ def resolve_clip(arg: str | None, modality: str | None) -> BackboneConfig:
         # ViTs, unlike small CNNs, gain from batching on CPU (bigger matrix products).
         cpu_batch_size=16 if modality == "image" else 64,
         cuda_batch_size=256,
+        trainable=trainable_clip if modality == "image" else None,
     )
 
 
@@ -173,6 +174,43 @@ def build_clip(config: BackboneConfig, device: str):
         )
         return ClipTextEncoder(model, tokenizer, device, dim)
     return image_encoder(model, preprocess, dim, device)
+
+
+def trainable_clip(config: BackboneConfig, device: str):
+    """The image tower as a trainable ``ClipImageTower`` (``--finetune image``), with
+    what rebuilds it offline: the architecture config and the eval preprocessing."""
+    import open_clip
+
+    from mmtk.finetune.towers import ClipImageTower
+
+    model, _, model_name = load_model(config.settings, device)
+    preprocess = open_clip.get_model_preprocess_cfg(model)
+    size = preprocess.get("size", 224)
+    size = max(size) if isinstance(size, (tuple, list)) else int(size)
+    recipe = {
+        "size": size, "mean": list(preprocess["mean"]), "std": list(preprocess["std"]), "draft_size": size,
+        "eval": {"kind": "open_clip", "resize_mode": preprocess.get("resize_mode", "shortest"),
+                 "interpolation": preprocess.get("interpolation", "bicubic")},
+    }
+    visual = model.visual
+    dim = config.dim or embed_dim(model)
+    del model  # the text tower is not trained; only the image tower is kept
+    return ClipImageTower(visual.train(), config.spec, dim, recipe, _architecture(config.settings, model_name)).to(device)
+
+
+def _architecture(settings: dict, model_name: str) -> dict:
+    """open_clip's ``model_cfg`` of the model (embed_dim, vision_cfg, quick_gelu...)."""
+    import open_clip
+
+    if model_name.startswith(LOCAL_DIR):
+        config = json.loads((Path(model_name[len(LOCAL_DIR):]) / CONFIG_FILE).read_text())["model_cfg"]
+    else:
+        config = open_clip.get_model_config(model_name)
+    config = dict(config)
+    if settings.get("source") == "builtin":
+        _, create = _model_source(settings)
+        config["quick_gelu"] = bool(config.get("quick_gelu") or create.get("force_quick_gelu"))
+    return config
 
 
 def load_model(settings: dict, device: str) -> tuple[Any, Any, str]:

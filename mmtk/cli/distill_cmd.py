@@ -84,6 +84,7 @@ def distill_command(
     from mmtk.data import read_dataset
     from mmtk.distill.recipe import distill
     from mmtk.features import parse_feature_refs, required_columns
+    from mmtk.training.heap import keep_freed_memory
 
     output.set_quiet(quiet)
     options = feature_options(max_length, fps, frames)
@@ -100,6 +101,7 @@ def distill_command(
     dataset = read_dataset(data, require=needed, on_error=on_error.value, **columns)
     val_dataset = read_dataset(val, require=needed, on_error=on_error.value, **columns) if val else None
     output.warn_skipped(dataset.skipped + (val_dataset.skipped if val_dataset else []))
+    keep_freed_memory()  # training reuses each step's buffers (mmtk/training/heap.py)
     with output.progress_bar("training") as progress:
         report = distill(
             dataset, teacher=teacher, student=student, features=refs, tasks=task, out=out, store=open_store(store), msd=msd,

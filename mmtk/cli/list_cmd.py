@@ -1,4 +1,4 @@
-"""mmtk list: the names a user can pick (backbones, models)."""
+"""mmtk list: the names a user can pick (backbones, models, OCR engines, metric suites)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import Json
 
-EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json\n\n  mmtk list models --json"
+EXAMPLE = "Examples:\n\n  mmtk list\n\n  mmtk list backbones --json\n\n  mmtk list models --json\n\n  mmtk list suites"
 
 
 CAPABILITIES = {
@@ -30,14 +30,16 @@ class RegistryName(str, Enum):
     backbones = "backbones"
     models = "models"
     ocr_engines = "ocr-engines"
+    suites = "suites"
 
 
 def registries() -> dict:
     from mmtk.backbones import BACKBONES
     from mmtk.models import MODELS
     from mmtk.ocr.engines import ENGINES
+    from mmtk.suites import SUITES
 
-    return {"backbones": BACKBONES, "models": MODELS, "ocr-engines": ENGINES}
+    return {"backbones": BACKBONES, "models": MODELS, "ocr-engines": ENGINES, "suites": SUITES}
 
 
 @handle_errors
@@ -45,19 +47,27 @@ def list_command(
     which: Annotated[Optional[RegistryName], typer.Argument(help="Which registry (default: all).")] = None,
     json_out: Json = False,
 ) -> None:
-    """List the registered backbones, models and OCR engines with a line of help each.
+    """List the registered backbones, models, OCR engines and metric suites with a line of help each.
 
     Models also show their --model-arg parameters with defaults and their capabilities
-    (in --json: "model_params" and "model_capabilities" beside "models")."""
+    (in --json: "model_params" and "model_capabilities" beside "models"); suites their
+    tasks, each with its column and metrics (in --json: "suite_tasks")."""
     from mmtk.models import MODELS, model_params
 
     chosen = {name: reg for name, reg in registries().items() if which is None or name == which.value}
     described = {name: reg.describe() for name, reg in chosen.items()}
     params = {name: model_params(name) for name in MODELS.names()} if "models" in chosen else {}
+    suite_tasks = {}
+    if "suites" in chosen:
+        from mmtk.suites import describe_suites
+
+        suite_tasks = {name: entry["tasks"] for name, entry in describe_suites().items()}
     if json_out:
         if params:
             described["model_params"] = params
             described["model_capabilities"] = {name: MODELS.capabilities(name) for name in MODELS.names()}
+        if suite_tasks:
+            described["suite_tasks"] = suite_tasks
         output.print_json(described)
         return
     console = output.stdout()
@@ -73,3 +83,8 @@ def list_command(
                     for cap, on in MODELS.capabilities(entry).items() if on
                 ]
                 console.print(f"  {'':<{width}}  --model-arg {args}; {', '.join(able)}", highlight=False, markup=False)
+            if name == "suites":
+                for task, about in suite_tasks[entry].items():
+                    weighed = " weighted by positive labels" if about.get("weights") == "positives" else ""
+                    source = f"column {about['column']}" if "column" in about else f"mean of {len(about['of'])} tasks{weighed}"
+                    console.print(f"  {'':<{width}}  {task} ({source}): {', '.join(about['metrics'])}", highlight=False, markup=False)

@@ -87,6 +87,24 @@ def _p_text(p: float | None) -> str:
     return "p<0.001" if p < 0.001 else f"p {p:.3f}"
 
 
+def suite_table(result: dict[str, Any], title: str = "metrics"):
+    """A metric suite's result: one row per suite task (Memotion has eleven), one column
+    per metric, ``-`` where a task does not report one."""
+    from rich.table import Table
+
+    per_task = result["tasks"] if "tasks" in result else {result["task"]: result}
+    metric_names = list(dict.fromkeys(m for task in per_task.values() for m in task["metrics"]))
+    table = Table(title=title)
+    table.add_column("task")
+    table.add_column("n", justify="right")
+    for metric in metric_names:
+        table.add_column(metric, justify="right")
+    for name, task in per_task.items():
+        cells = ["-" if task["metrics"].get(m) is None else f"{task['metrics'][m]:.4f}" for m in metric_names]
+        table.add_row(name, str(task["n"]), *cells)
+    return table
+
+
 def comparison_table(rows: list[dict], title: str = "comparison"):
     """One row per model of ``mmtk.compare.Comparison.rows()``: parameters, training
     samples/s, seconds and the headline metrics ``COMPARED`` (``-`` where a model has

@@ -18,7 +18,7 @@ from mmtk.errors import UsageError
 
 TRAIN_CHOICES = {"schedule": ("constant", "linear", "cosine"), "pool": ("mean", "mean-std", "max"),
                  "missing_modality": ("fail", "skip", "zero", "mask"), "standardize": ("auto", "all", "none"), "perturb": ("none", "fgsm"),
-                 "mix": ("proportional", "round-robin")}
+                 "mix": ("proportional", "round-robin"), "finetune": ("none", "text", "image", "all")}
 
 EXAMPLE = """Examples:
 
@@ -36,10 +36,19 @@ EXAMPLE = """Examples:
 
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model concat,gmu --task label:binary --out runs/cmp
 
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --task label:binary --plots --out runs/gmu-curves
+
   mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --perturb fgsm --perturb-eps 0.05 --task label:binary --out runs/gmu-fgsm
 
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model stack --meta auto --folds 3 --task label:binary --out runs/stack
+
   mmtk train hateful.jsonl mami.jsonl --features clip,clip@text --model gmu --task label --mix round-robin --out runs/hate-mami
+
+  mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --finetune text --model-arg text_pool=mean --lr 5e-3 --backbone-lr 5e-5 --max-length 32 --epochs 3 --batch-size 32 --task label:binary --out runs/memes-ft
 """
+
+
+BATCH_SOURCES = {"store": "read from the store", "media": "decoded from the raw data (fine-tuning)"}
 
 
 def split_features(value: str) -> list[str]:
@@ -128,6 +137,20 @@ def train_command(
     dropout: Annotated[
         Optional[float], typer.Option("--dropout", min=0.0, max=0.95, help="Dropout rate (same as --model-arg dropout=P). Default: the model's.", show_default=False)
     ] = None,
+    members: Annotated[
+        Optional[str],
+        typer.Option("--members", help="--model stack: comma-separated run directories to stack (each retrained per fold for out-of-fold scores), besides or instead of --features.", show_default=False),
+    ] = None,
+    meta: Annotated[
+        Optional[str],
+        typer.Option("--meta", help="--model stack: meta-estimator over the members' scores: logreg | tree | forest | hard-vote | soft-vote | auto (best per task by cross-validated macro-F1). Default: auto.", show_default=False),
+    ] = None,
+    folds: Annotated[
+        Optional[int], typer.Option("--folds", help="--model stack: folds of the out-of-fold member scores (stratified). Default: 5.", show_default=False)
+    ] = None,
+    member_model: Annotated[
+        Optional[str], typer.Option("--member-model", help="--model stack: the model of the member trained on each feature. Default: logreg.", show_default=False)
+    ] = None,
     model_arg: Annotated[
         Optional[list[str]],
         typer.Option("--model-arg", help="KEY=VALUE model parameter, repeatable; `mmtk list models` shows each model's.", show_default=False),
@@ -160,6 +183,23 @@ def train_command(
         Optional[Path], typer.Option("--resume", help="Continue the killed run OUT from its last checkpoint, with its settings.", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (splits, initialisation, batches).")] = 0,
+    plots: Annotated[
+        bool, typer.Option("--plots", help="Draw OUT/learning_curves.png beside train_log.jsonl: every loss term and validation metric per epoch.")
+    ] = False,
+    finetune: Annotated[
+        str, typer.Option("--finetune", help="Run the backbones of these features inside the model on the raw data and train them: none | text | image | all.")
+    ] = "none",
+    backbone_lr: Annotated[float, typer.Option("--backbone-lr", min=0.0, help="Learning rate of fine-tuned backbones (the rest trains at --lr).")] = 3e-5,
+    freeze_layers: Annotated[
+        int, typer.Option("--freeze-layers", min=0, help="Fine-tuning: keep the embeddings and the first N transformer layers / image stages fixed.")
+    ] = 0,
+    grad_checkpoint: Annotated[bool, typer.Option("--grad-checkpoint", help="Fine-tuning: recompute activations in the backward pass (less memory, slower).")] = False,
+    lowercase_shouting: Annotated[
+        bool, typer.Option("--lowercase-shouting", help="Fine-tuning: lower-case texts that are mostly upper case before tokenising (kept for predict).")
+    ] = False,
+    data_workers: Annotated[
+        Optional[int], typer.Option("--data-workers", min=0, help="Fine-tuning: processes decoding images (0: in the training process). Default: 1.", show_default=False)
+    ] = None,
     perturb: Annotated[str, typer.Option("--perturb", help="Adversarial input perturbation while training: none | fgsm (loss: clean and perturbed averaged).")] = "none",
     perturb_eps: Annotated[
         Optional[float], typer.Option("--perturb-eps", min=0.0, help="FGSM step size, in the units the model sees (after --standardize).", show_default=False)
@@ -193,6 +233,7 @@ def train_command(
     """Train a model on features already in the store (run `mmtk extract-features` first).
 
     The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
+    With --finetune text|image|all the backbones of those features train inside the model on the raw data (see README, "Fine-tuning").
     A killed run continues with `mmtk train --resume OUT`.
     """
     output.set_quiet(quiet)
@@ -204,43 +245,24 @@ def train_command(
             raise UsageError(f"--resume {resume}: the checkpoint was not written by `mmtk train`", "resume it from Python with train(..., resume=True)")
         report = _train(call, resume=True)
     else:
-        missing = [name for name, value in (("DATA", data or dataset), ("--features", features), ("--model", model), ("--out", out)) if not value]
-        if missing:
-            raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
-        if perturb == "fgsm" and perturb_eps is None:
-            raise UsageError("--perturb fgsm needs a step size", "add --perturb-eps, e.g. --perturb-eps 0.05")
-        for option, choices in TRAIN_CHOICES.items():
-            if locals()[option] not in choices:
-                raise UsageError(f"--{option.replace('_', '-')} {locals()[option]!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
-        from mmtk.multidata import name_datasets
-
-        named = name_datasets(data or [], dataset or [])
-        several = len(named) > 1
-        if several and any(path == "-" for _, path in named):
-            raise UsageError("- (stdin) can be the only dataset, not one of several", "write the stdin data to a file and name that")
-        call = {
-            "data": None if several else named[0][1], "datasets": named if several else None, "mix": mix, "features": features, "model": model, "out": str(out), "task": task, "val": val,
-            "val_split": val_split, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
-            "patience": patience, "class_weights": class_weights, "hidden": hidden, "dropout": dropout,
-            "model_args": split_pairs(model_arg, "--model-arg"), "task_weights": task_weights(task_weight),
-            "label_smoothing": label_smoothing, "schedule": schedule, "warmup": warmup, "clip_norm": clip_norm,
-            "accumulate": accumulate, "amp": amp, "monitor": monitor, "missing_modality": missing_modality, "pool": pool,
-            "standardize": standardize, "max_memory": max_memory, "checkpoint_every": checkpoint_every, "seed": seed,
-            "cat_cols": cat_cols, "num_cols": num_cols, "columns_file": None if columns_file is None else str(columns_file),
-            "scaling": scaling, "max_length": max_length, "fps": fps, "frames": frames,
-            "store": None if store is None else str(store), "device": device.value, "id_column": id_column,
-            "image_column": image_column, "text_column": text_column, "allow_outside_paths": allow_outside_paths,
-            "on_error": on_error.value, "perturb": perturb, "perturb_eps": perturb_eps or 0.0,
-        }
+        features, stack_args = _stack_options(model, features, members, meta, folds, member_model)
+        call = make_call(locals())
+        call["model_args"].update(stack_args)
         stdin = call["data"] == "-"
         if stdin:
             call["data"] = None  # stdin cannot be read again on --resume
         report = _train(call, resume=False, stdin=stdin)
     if "," in call["model"]:
+        if call.get("plots"):
+            for result in report.results:
+                if result.ok:
+                    _learning_curves(result.report.run)
         _print_comparison(report, json_out)
         return
     output.warn_skipped(report.skipped)
     summary = report.to_json()
+    if call.get("plots"):  # absent in checkpoints written before --plots
+        summary["plots"] = [str(_learning_curves(report.run))]
     if json_out:
         output.print_json(summary)
         return
@@ -249,21 +271,99 @@ def train_command(
     console.print(
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
         f"{summary['train_items']} training / {summary['val_items']} validation items, {summary['seconds']:.1f} s, "
-        f"batches {'read from the store' if summary['batch_source'] == 'store' else 'in memory'}",
+        f"batches {BATCH_SOURCES.get(summary['batch_source'], 'in memory')}",
         highlight=False,
     )
     from mmtk.cli.tables import metrics_table
 
     console.print(metrics_table(summary["val_metrics"], title="validation metrics (best epoch)"))
+    for path in summary.get("plots", []):
+        console.print(f"plot: {path}", highlight=False)
+
+
+def _learning_curves(run: Path) -> Path:
+    from mmtk.plots import plot_learning_curves
+
+    return plot_learning_curves(run)
+
+
+def _stack_options(model, features, members, meta, folds, member_model) -> tuple[str | None, dict]:
+    """The features with ``--members`` added as ``run:`` features, and ``--meta``,
+    ``--folds``, ``--member-model`` as the stack's ``--model-arg``s; refused with another model."""
+    given = {"meta": meta, "folds": folds, "member": member_model}
+    options = {key: value for key, value in given.items() if value is not None}
+    if (options or members) and model != "stack":
+        flag = "--members" if members else "--" + {"member": "member-model"}.get(next(iter(options)), next(iter(options)))
+        raise UsageError(f"{flag} belongs to --model stack, not --model {model}", "add --model stack, or drop it")
+    if members:
+        runs = [f"run:{part.strip()}" for part in members.split(",") if part.strip()]
+        features = ",".join(([features] if features else []) + runs)
+    return features, options
+
+
+def make_call(p: dict) -> dict:
+    """The checked settings of a train command as plain JSON, from its parameters by
+    name (``p``, as Typer passes them): what ``read_inputs`` and ``--resume`` work from.
+    ``mmtk tune`` builds its trials' settings through it too."""
+    missing = [name for name, value in (("DATA", p["data"] or p["dataset"]), ("--features", p["features"]), ("--model", p["model"]), ("--out", p["out"])) if not value]
+    if missing:
+        raise UsageError(f"train needs {', '.join(missing)}", "e.g. mmtk train data.jsonl --features minilm --model gmu --out runs/x (or --resume OUT)")
+    if p["perturb"] == "fgsm" and p["perturb_eps"] is None:
+        raise UsageError("--perturb fgsm needs a step size", "add --perturb-eps, e.g. --perturb-eps 0.05")
+    for option, choices in TRAIN_CHOICES.items():
+        value = p.get(option, choices[0])  # a command without the option (tune: --finetune) gets its default
+        if value not in choices:
+            raise UsageError(f"--{option.replace('_', '-')} {value!r} is not one of {', '.join(choices)}", f"choose one of: {', '.join(choices)}")
+    from mmtk.multidata import name_datasets
+
+    named = name_datasets(p["data"] or [], p["dataset"] or [])
+    several = len(named) > 1
+    if several and any(path == "-" for _, path in named):
+        raise UsageError("- (stdin) can be the only dataset, not one of several", "write the stdin data to a file and name that")
+    same = (
+        "mix", "features", "model", "task", "val", "val_split", "epochs", "lr", "weight_decay", "batch_size", "patience", "class_weights",
+        "hidden", "dropout", "label_smoothing", "schedule", "warmup", "clip_norm", "accumulate", "amp", "monitor", "missing_modality",
+        "pool", "standardize", "max_memory", "checkpoint_every", "seed", "cat_cols", "num_cols", "scaling", "max_length", "fps", "frames",
+        "id_column", "image_column", "text_column", "allow_outside_paths", "perturb", "plots",
+    )
+    return {
+        "data": None if several else named[0][1], "datasets": named if several else None, "out": str(p["out"]),
+        **{key: p[key] for key in same},
+        "model_args": split_pairs(p["model_arg"], "--model-arg"), "task_weights": task_weights(p["task_weight"]),
+        "columns_file": None if p["columns_file"] is None else str(p["columns_file"]),
+        "store": None if p["store"] is None else str(p["store"]), "device": getattr(p["device"], "value", p["device"]),
+        "on_error": getattr(p["on_error"], "value", p["on_error"]), "perturb_eps": p["perturb_eps"] or 0.0,
+        # Commands that build a train call without fine-tuning options (mmtk tune) train on stored features.
+        "finetune": None if p.get("finetune", "none") == "none" else {
+            "modalities": p["finetune"], "backbone_lr": p["backbone_lr"], "freeze_layers": p["freeze_layers"],
+            "grad_checkpoint": p["grad_checkpoint"], "lowercase_shouting": p["lowercase_shouting"], "workers": p["data_workers"],
+        },
+    }
 
 
 def _train(call: dict, *, resume: bool, stdin: bool = False):
     """Read the data and train as ``call`` (the command's arguments, JSON) says; the same
     ``call`` is kept in the checkpoint so that ``--resume`` can start it again."""
+    from mmtk.train import train
+    from mmtk.training.heap import keep_freed_memory
+
+    data, common = read_inputs(call, resume=resume, stdin=stdin)
+    keep_freed_memory()  # training reuses each step's buffers (mmtk/training/heap.py)
+    if "," in call["model"]:
+        from mmtk.compare import compare_models
+
+        return compare_models(data, models=call["model"], out=call["out"], progress=output.progress_bar, **common)
+    with output.progress_bar("training") as progress:
+        return train(data, model=call["model"], out=call["out"], progress=progress, resume=resume, **common)
+
+
+def read_inputs(call: dict, *, resume: bool = False, stdin: bool = False) -> tuple:
+    """``(dataset or {name: dataset}, train's keyword arguments but model, out, progress
+    and resume)`` for ``call``: the datasets read and checked, the features parsed, the
+    tabular spec built, the store opened."""
     from mmtk.data import read_dataset
     from mmtk.features import items_with_features, parse_feature_refs, required_columns, resolve_features
     from mmtk.tabular import column_spec
-    from mmtk.train import train
 
     if resume and call["data"] is None and not call.get("datasets"):
         raise UsageError("--resume: the run read its data from stdin, which cannot be read again", "train it afresh")
@@ -282,6 +382,13 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     read = {"require": needed} if call["missing_modality"] == "fail" else {"optional": needed}
     named = call.get("datasets") or [(None, "-" if stdin else call["data"])]
     datasets = {name: read_dataset(path, on_error=call["on_error"], **read, **columns) for name, path in named}
+    finetune = call.get("finetune")  # absent in older checkpoints
+    if finetune:  # fine-tuned features are read raw, never from the store
+        from mmtk.finetune.inputs import mark_finetuned
+        from mmtk.finetune.settings import FinetuneSettings
+
+        finetune = FinetuneSettings(**finetune)
+        refs = mark_finetuned(refs, finetune, next(iter(datasets.values())))
     val_dataset = read_dataset(call["val"], on_error=call["on_error"], **read, **columns) if call["val"] else None
     output.warn_skipped([item for ds in datasets.values() for item in ds.skipped] + (val_dataset.skipped if val_dataset else []))
     features_store = open_store(call["store"])
@@ -308,14 +415,9 @@ def _train(call: dict, *, resume: bool, stdin: bool = False):
     data = datasets if len(datasets) > 1 else datasets[None]
     common = dict(
         features=refs, tasks=tasks, store=features_store, val_dataset=val_dataset, device=call["device"],
-        tabular=tabular if has_tabular else None, record=call, **options,
+        tabular=tabular if has_tabular else None, record=call, finetune=finetune, **options,
     )
-    if "," in call["model"]:
-        from mmtk.compare import compare_models
-
-        return compare_models(data, models=call["model"], out=call["out"], progress=output.progress_bar, **common)
-    with output.progress_bar("training") as progress:
-        return train(data, model=call["model"], out=call["out"], progress=progress, resume=resume, **common)
+    return data, common
 
 
 def _print_comparison(comparison, json_out: bool) -> None:

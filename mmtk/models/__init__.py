@@ -23,6 +23,8 @@ registry entry, so callers ask them without building anything:
 - ``fits="arrays"``: the model has no parameters; ``fit_arrays(features, targets,
   kinds, balanced=, seed=)`` fits it whole (``svm``, ``logreg``), which ``train`` calls
   instead of the gradient loop (tests that need gradients skip such models).
+- ``fits="members"``: a stacking ensemble (``stack``), which ``train`` hands to its own
+  recipe (``mmtk.stacking.train_stack``: member runs, out-of-fold scores, meta-estimators).
 - ``interactions=False``: the model cannot learn a label that needs two inputs together
   (a linear model, ``logreg``); the zoo contract then asks it to learn a linearly
   separable task only.

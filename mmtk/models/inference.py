@@ -8,6 +8,7 @@ outputs the same way.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -38,11 +39,37 @@ def as_tensors(features: Mapping[str, np.ndarray], device: str) -> dict[str, tor
     return {name: torch.as_tensor(np.asarray(array, dtype=np.float32)).to(device) for name, array in features.items()}
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """What one pass of a model over a source gave: ``logits`` per task ``(N, units)``;
+    ``weights`` per modality ``(N,)`` (with ``explain``, else None); ``queries`` per task
+    the class queries' decoder outputs ``(N, units, hidden)`` (with ``queries``, else None)."""
+
+    logits: dict
+    weights: dict | None = None
+    queries: dict | None = None
+
+
+def has_class_queries(model) -> bool:
+    """Whether ``model`` classifies with a class-query decoder (``mm-transformer
+    --model-arg classifier=class-query``)."""
+    queries = getattr(model, "class_queries", None)
+    return callable(queries) and queries() is not None
+
+
 @torch.no_grad()
 def forward_all(model, source, *, explain: bool = False) -> tuple[dict, dict | None]:
     """Logits per task (``{task: Tensor (N, units)}``) over every item of ``source`` (a
     batch source, or ``{name: Tensor}`` of whole inputs), in order, and with ``explain``
     the model's per-modality weights (``{modality: Tensor (N,)}``)."""
+    out = forward_outputs(model, source, explain=explain)
+    return out.logits, out.weights
+
+
+@torch.no_grad()
+def forward_outputs(model, source, *, explain: bool = False, queries: bool = False) -> Forwarded:
+    """``forward_all``, and with ``queries`` each chunk's class-query decoder outputs too
+    (``model.query_outputs``), gathered in the same pass over the source."""
     from mmtk.training.sources import InMemorySource
 
     if isinstance(source, Mapping):
@@ -51,6 +78,7 @@ def forward_all(model, source, *, explain: bool = False) -> tuple[dict, dict | N
     model.eval()
     logits: dict[str, list[torch.Tensor]] = {}
     weights: dict[str, list[torch.Tensor]] = {}
+    decoded: dict[str, list[torch.Tensor]] = {}
     # Each source says how many items a chunk holds (sequences and store reads take fewer).
     for chunk in source.batches(source.eval_batch):
         for task, out in model(chunk).items():
@@ -58,6 +86,12 @@ def forward_all(model, source, *, explain: bool = False) -> tuple[dict, dict | N
         if explain:
             for name, weight in model.explain(chunk).items():
                 weights.setdefault(name, []).append(weight)
+        if queries:
+            for task, out in model.query_outputs(chunk).items():
+                decoded.setdefault(task, []).append(out)
     model.train(was_training)
-    joined = {task: torch.cat(parts) for task, parts in logits.items()}
-    return joined, ({name: torch.cat(parts) for name, parts in weights.items()} if explain else None)
+
+    def joined(parts):
+        return {name: torch.cat(values) for name, values in parts.items()}
+
+    return Forwarded(joined(logits), joined(weights) if explain else None, joined(decoded) if queries else None)

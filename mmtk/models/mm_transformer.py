@@ -264,6 +264,21 @@ class MultimodalTransformer(nn.Module):
         _, rep = self._classify(self._tokens(as_batch(batch)))
         return rep.flatten(1)
 
+    def class_queries(self) -> dict[str, torch.Tensor] | None:
+        """Each task's learned class queries ``(units, hidden)`` (the decoder's inputs, in
+        the heads' class order), or None when the classifier reads ``[CLS]``."""
+        if self.classifier_kind != "class-query":
+            return None
+        return {task: part.detach() for task, part in zip(self.tasks, self.queries.split(self.units))}
+
+    def query_outputs(self, batch) -> dict[str, torch.Tensor]:
+        """Each task's class queries' decoder outputs ``(B, units, hidden)`` (what the
+        shared MLP turns into logits), for a class-query classifier."""
+        if self.classifier_kind != "class-query":
+            raise ValueError("query_outputs needs classifier=class-query")
+        _, decoded = self._classify(self._tokens(as_batch(batch)))
+        return dict(zip(self.tasks, decoded.split(self.units, dim=1)))
+
     def _contrastive(self, rep: torch.Tensor, batch: Batch) -> torch.Tensor:
         embeddings, labels, labelled = [], [], []
         query = 0

@@ -54,6 +54,7 @@ and why:
 from __future__ import annotations
 
 import math
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -165,10 +166,15 @@ class GroupedLayer(nn.Module):
     projection), then a ReLU feed-forward layer of 4x the width, each with a residual
     connection."""
 
-    def __init__(self, groups: int, width: int, num_heads: int, *, attn_dropout: float, relu_dropout: float, res_dropout: float):
+    def __init__(self, groups: int, width: int, num_heads: int, *, attn_dropout: float | Sequence[float], relu_dropout: float,
+                 res_dropout: float):
         super().__init__()
         self.width, self.num_heads = width, num_heads
-        self.attn_dropout, self.relu_dropout, self.res_dropout = attn_dropout, relu_dropout, res_dropout
+        # One attention dropout per group (the reference sets it per target modality).
+        self.attn_dropout = [float(attn_dropout)] * groups if isinstance(attn_dropout, (int, float)) else [float(p) for p in attn_dropout]
+        if len(self.attn_dropout) != groups:
+            raise ValueError(f"{len(self.attn_dropout)} attention dropouts for {groups} groups")
+        self.relu_dropout, self.res_dropout = relu_dropout, res_dropout
         self.norm_attn = GroupedNorm(groups, width)
         self.in_proj = GroupedLinear(groups, width, 3 * width)  # queries, keys, values fused
         self.out_proj = GroupedLinear(groups, width, width)
@@ -192,13 +198,28 @@ class GroupedLayer(nn.Module):
         q = q.reshape(g * b, t, heads, head_dim).transpose(1, 2)
         k = k.reshape(g * b, s, heads, head_dim).transpose(1, 2)
         v = v.reshape(g * b, s, heads, head_dim).transpose(1, 2)
-        attended = attention(q, k, v, attn_mask, self.attn_dropout, self.training)
+        attended = self._attend(q, k, v, attn_mask, b, select)
         attended = attended.transpose(1, 2).reshape(g, b * t, d)
         x = x + dropout(self.out_proj(attended, select).view(g, b, t, d), self.res_dropout, self.training)
         weight, bias = self.norm_ffn.folded(self.fc1, select)
         h = F.relu(torch.baddbmm(bias, normalised(x).reshape(g, b * t, d), weight), inplace=True)
         h = self.fc2(dropout(h, self.relu_dropout, self.training), select)
         return x + dropout(h.view(g, b, t, d), self.res_dropout, self.training)
+
+    def _attend(self, q, k, v, attn_mask, batch: int, select: torch.Tensor | None) -> torch.Tensor:
+        """Attention of the groups' stacked queries ``(G * B, heads, T, d)``, each run of
+        consecutive groups with one dropout probability in one call: groups without
+        dropout keep the fused kernel instead of paying for a mask they do not use."""
+        probs = self.attn_dropout if select is None else [self.attn_dropout[i] for i in select.tolist()]
+        if not self.training or len(set(probs)) == 1:
+            return attention(q, k, v, attn_mask, probs[0], self.training)
+        parts, start = [], 0
+        for end in range(1, len(probs) + 1):
+            if end == len(probs) or probs[end] != probs[start]:
+                rows = slice(start * batch, end * batch)
+                parts.append(attention(q[rows], k[rows], v[rows], attn_mask[rows], probs[start], True))
+                start = end
+        return torch.cat(parts)
 
 
 class GroupedEncoder(nn.Module):
@@ -290,7 +311,7 @@ class MultimodalTransformer(nn.Module):
     def __init__(self, inputs: dict, heads: dict[str, int], *, width: int = 30, num_heads: int = 5, layers: int = 5,
                  self_layers: int = 5, kernel_size: int = 1, embed_dropout: float = 0.25, attn_dropout: float = 0.1,
                  relu_dropout: float = 0.1, res_dropout: float = 0.1, hidden: int = 128, dropout: float = 0.0,
-                 pool: str = "last", fusion: str = "concat"):
+                 pool: str = "last", fusion: str = "concat", cross_attn_dropout: Mapping[str, float] | None = None):
         super().__init__()
         dims = {name: int(getattr(spec, "dim", spec)) for name, spec in inputs.items()}
         check_dims(dims, heads)
@@ -308,7 +329,15 @@ class MultimodalTransformer(nn.Module):
         )
         blocks = {"num_heads": num_heads, "embed_dropout": embed_dropout, "attn_dropout": attn_dropout,
                   "relu_dropout": relu_dropout, "res_dropout": res_dropout}
-        self.crossmodal = GroupedEncoder(len(self.pairs), width, layers=layers, **blocks) if self.pairs else None
+        # The crossmodal transformers into a target named in cross_attn_dropout use its
+        # attention dropout (the reference: attn_dropout into text, attn_dropout_a/_v,
+        # 0 by default, into audio and vision); the others and self-attention use attn_dropout.
+        cross = dict(cross_attn_dropout or {})
+        unknown = sorted(set(cross) - set(self.sequences))
+        if unknown:
+            raise ValueError(f"cross_attn_dropout names {unknown}, which are not sequence inputs ({self.sequences})")
+        crossmodal = {**blocks, "attn_dropout": [cross.get(self.sequences[t], attn_dropout) for t, _ in self.pairs]}
+        self.crossmodal = GroupedEncoder(len(self.pairs), width, layers=layers, **crossmodal) if self.pairs else None
         self.stream = width * max(count - 1, 1)
         self.self_attention = GroupedEncoder(count, self.stream, layers=self_layers, **blocks)
         vectors = {n: dims[n] for n in self.names if n not in self.sequences}

@@ -26,6 +26,11 @@ from mmtk.training.world import SINGLE, World
 VAL_LOSS = "val_loss"
 
 
+class TrainingDiverged(DataError):
+    """No epoch had a finite validation score: a setting (the learning rate) is wrong,
+    not the data. ``mmtk.tune`` records such a trial as failed and goes on."""
+
+
 @dataclass(frozen=True)
 class FitSettings:
     """How to train. ``monitor``: ``val_loss`` or a validation metric name (``accuracy``,
@@ -144,7 +149,7 @@ def fit(
     if state.best_state is None:
         # A user can fix this (a smaller learning rate, clipping), so it is one line and
         # exit 2, not an internal error.
-        raise DataError(
+        raise TrainingDiverged(
             f"training diverged: the validation loss was never finite in {len(state.log)} epoch(s)",
             "lower --lr (e.g. by 10x) or pass --clip-norm 1.0",
         )

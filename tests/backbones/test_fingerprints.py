@@ -52,6 +52,7 @@ class Models:
         self.audio = self._dir("hf_audio", {"config.json": {"hidden_size": 24}, "model.safetensors": b"wav2vec2 weights", "preprocessor_config.json": {"sampling_rate": 16000}})
         self.detr = self._dir("detr", {"config.json": {"d_model": 16}, "model.safetensors": b"detr weights", "preprocessor_config.json": {"size": {"shortest_edge": 48}}})
         self.clip = self._dir("clip", {"open_clip_config.json": {"model_cfg": {"embed_dim": 16}}, "open_clip_model.safetensors": b"clip weights"})
+        self.run = self._dir("run", {"config.json": _finetuned_run("d" * 64)})
         self.hub = root / "hub"
         monkeypatch.setenv("HF_HUB_CACHE", str(self.hub))
         self.set_revision("org/bert", "main", "a" * 40)
@@ -92,6 +93,30 @@ class Models:
 
 
 Change = Callable[[Models], Spec]
+
+
+def _finetuned_run(weights: str) -> dict:
+    """The parts of a fine-tuned run's config.json the ``finetuned`` backbone reads: the
+    identity ``train`` recorded (base fingerprint, SHA-256 of the tuned weights, tower)."""
+    identity = {"base": "b" * 64, "weights": weights, "tower": {"dim": 384}}
+    tower = {"input": "minilm@text", "modality": "text", "base_spec": "minilm", "identity": identity, "tower": {"dim": 384}}
+    return {"format": "mmtk-run/1", "finetune": {"towers": [tower]}}
+
+
+def _finetuned_row(name: str) -> Backbone:
+    return Backbone(
+        base=lambda m: Spec(f"{name}:{m.run}"),
+        changes={
+            "tuned weights (recorded digest)": lambda m: (
+                m.edit(m.run / "config.json", json.dumps(_finetuned_run("e" * 64)).encode()), Spec(f"{name}:{m.run}"))[1],
+        },
+        same={
+            "text modality named": lambda m: Spec(f"{name}:{m.run}", "text"),
+            "run directory moved": lambda m: Spec(f"{name}:{m.copy(m.run)}"),
+            "spelled finetuned: or run:": lambda m: Spec(f"{'run' if name == 'finetuned' else 'finetuned'}:{m.run}"),
+            "text and video options": lambda m: with_options(Spec(f"{name}:{m.run}"), max_length=16, fps=2.0),
+        },
+    )
 
 
 class Backbone(NamedTuple):
@@ -271,6 +296,8 @@ TABLE: dict[str, Backbone] = {
             "text and video options": lambda m: with_options(Spec("pixels"), max_length=16, fps=2.0),
         },
     ),
+    "finetuned": _finetuned_row("finetuned"),
+    "run": _finetuned_row("run"),
 }
 
 # An image backbone over a video column (frames): the sampling and the image backbone's

@@ -86,7 +86,7 @@ def test_bash_offers_files_for_paths(folder, line):
 
 @needs_bash
 def test_bash_offers_registry_names_for_list():
-    assert _bash_complete("mmtk list ") == ["backbones", "models", "ocr-engines"]
+    assert _bash_complete("mmtk list ") == ["backbones", "models", "ocr-engines", "suites"]
     assert _bash_complete("mmtk list m") == ["models"]
     assert _bash_complete("mmtk list --") == ["--json"]
 

@@ -32,7 +32,7 @@ README = REPO / "README.md"
 # local model folders) need things these machines do not have, so they are parsed only.
 BUNDLED_BACKBONES = {"efficientnet-lite0", "minilm"}
 # Parameters that name files an example reads (not ones it writes, like --out).
-INPUT_PARAMS = ("data", "run", "val", "inputs", "columns_file")
+INPUT_PARAMS = ("data", "run", "val", "inputs", "columns_file", "space")
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<"}
 ROOT = typer.main.get_command(app)
 
@@ -161,11 +161,11 @@ def mmtk_env(store: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
-    """Two working folders holding `examples/memes` (a link to the bundled data), a store
-    with its features, and the runs the documented train examples write (runs/gmu,
-    examples/out/gmu, and the comparison folder runs/cmp that evaluate's comparison
-    examples read): "pooled" (vectors only, so a backbone name names one feature set)
-    and "seq" (vectors and sequences)."""
+    """Two working folders holding `examples/memes` (a link to the bundled data) and
+    `examples/tune-space.yaml`, a store with its features, and the runs the documented
+    train examples write (runs/gmu, examples/out/gmu, and the comparison folder runs/cmp
+    that evaluate's comparison examples read): "pooled" (vectors only, so a backbone name
+    names one feature set) and "seq" (vectors and sequences)."""
     from mmtk.store import FeatureStore
 
     made = {}
@@ -173,6 +173,8 @@ def worlds(tmp_path_factory):
         world = tmp_path_factory.mktemp(name)
         (world / "examples").mkdir()
         (world / "examples" / "memes").symlink_to(REPO / "examples" / "memes")
+        (world / "examples" / "suites").symlink_to(REPO / "examples" / "suites")
+        (world / "examples" / "tune-space.yaml").symlink_to(REPO / "examples" / "tune-space.yaml")
         store = FeatureStore(world / "store")
         for split in ("train", "test"):
             for sequence in (False, True) if name == "seq" else (False,):

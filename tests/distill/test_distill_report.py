@@ -49,6 +49,18 @@ def test_evaluate_reports_how_the_student_follows_its_teacher(tmp_path):
     assert set(report["tasks"]["label"]["consistency"]) == {"image", "text"}
     assert 0 <= report["kl_to_teacher"] < 0.5
 
+    # From the command line with --report: the teacher line and the report's path.
+    from typer.testing import CliRunner
+
+    from mmtk.cli.app import app
+
+    page = tmp_path / "student.html"
+    ran = CliRunner().invoke(app, ["evaluate", str(tmp_path / "s"), str(test_ds.source), "--store", str(tmp_path / "store"), "--report", str(page)])
+    assert ran.exit_code == 0, ran.output
+    lines = ran.output.strip().splitlines()
+    assert lines[-1] == f"report: {page}" and any(line.startswith("against its teacher") for line in lines)
+    assert page.is_file()
+
     shutil.rmtree(tmp_path / "s" / "teacher")
     with pytest.raises(UsageError, match="needs the teacher"):
         evaluate(tmp_path / "s", test_ds, store=store)

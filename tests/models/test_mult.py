@@ -294,3 +294,36 @@ def test_mmtk_train_model_mult_end_to_end(tmp_path):
     )
     assert vectors_only.returncode == 2 and "needs at least one sequence input" in vectors_only.stderr
     assert len(vectors_only.stderr.strip().splitlines()) == 1
+
+
+def test_cross_attn_dropout_applies_only_into_the_named_targets():
+    """The reference's defaults: attention dropout into text only (attn_dropout_a and
+    attn_dropout_v are 0). With every other dropout off, in training mode the crossmodal
+    transformer into the target without attention dropout is deterministic, the one
+    into the target with it is not."""
+    inputs = specs(vector=False)
+    text, image = list(DIMS)
+    no_other_dropout = {"embed_dropout": 0.0, "relu_dropout": 0.0, "res_dropout": 0.0}
+    model = build(inputs=inputs, attn_dropout=0.5, cross_attn_dropout=f"{image}=0", **no_other_dropout).train()
+    assert model.crossmodal.layers[0].attn_dropout == [0.5, 0.0]  # pairs (text <- image), (image <- text)
+    assert model.self_attention.layers[0].attn_dropout == [0.5, 0.5]
+    batch = ragged_batch({text: [6, 1, 3, 6, 2], image: [2, 4, 4, 1, 3]})
+    projected = [p(batch.features[n].transpose(1, 2)).transpose(1, 2) for n, p in zip(model.sequences, model.projections)]
+    masks = [batch.masks[n] for n in model.sequences]
+    present = [m.any(dim=1) for m in masks]
+    with torch.no_grad():
+        first, second = (model._crossmodal(projected, masks, present) for _ in range(2))
+    assert not torch.equal(first[0], second[0])  # into text: dropped at random
+    assert torch.equal(first[1], second[1])  # into the image sequence: no attention dropout
+    # Per-group dropout changes nothing at evaluation.
+    uniform = build(inputs=inputs, attn_dropout=0.5, **no_other_dropout).eval()
+    uniform.load_state_dict(model.state_dict())
+    torch.testing.assert_close(logits(model.eval(), batch), logits(uniform, batch))
+
+
+def test_cross_attn_dropout_is_checked():
+    text, image = list(DIMS)
+    for spec, message in (("audio=0", "does not name a sequence input"), (f"{image}=x", "is not a number"),
+                          (f"{image}=1.5", "not a dropout probability"), ("tabular=0", "does not name a sequence input")):
+        with pytest.raises(UsageError, match=message):
+            MODELS.get("mult")(specs(), HEADS, **SMALL, cross_attn_dropout=spec)

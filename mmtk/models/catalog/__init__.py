@@ -9,3 +9,4 @@ from mmtk.models.catalog import multitask  # noqa: F401
 from mmtk.models.catalog import combining  # noqa: F401
 from mmtk.models.catalog import bert  # noqa: F401
 from mmtk.models.catalog import mult  # noqa: F401
+from mmtk.models.catalog import stack  # noqa: F401
