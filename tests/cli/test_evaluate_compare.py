@@ -157,3 +157,30 @@ def test_usage_errors_are_one_line(zoo):
     assert nothing.exit_code == 2 and "matches nothing" in nothing.stderr
     zero = evaluate(zoo, "cmp/gmu", "text-only", zoo["test"], "--bootstrap", "0")
     assert zero.exit_code == 2
+
+
+def test_a_suite_scores_every_run_of_a_comparison(zoo):
+    """--suite plugs into the comparison as its scorer: the suite's tasks and metrics,
+    "suite" named, each run's result what evaluating it alone with the suite gives."""
+    result = evaluate(zoo, "text-only", "cmp/gmu", zoo["test"], "--suite", "hateful-memes", "--json", "--bootstrap", "50")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["suite"] == "hateful-memes"
+    for entry in document["runs"]:
+        alone = json.loads(evaluate(zoo, entry["run"], zoo["test"], "--suite", "hateful-memes", "--json").stdout)
+        assert entry["result"] == alone
+        assert set(entry["intervals"]["hateful"]) == {"accuracy", "roc_auc"}
+    assert set(document["runs"][1]["vs_first"]["hateful"]) == {"accuracy", "roc_auc"}
+    gated = evaluate(zoo, "text-only", "cmp/gmu", zoo["test"], "--suite", "hateful-memes", "--fail-under", "hateful.accuracy=1.01", "--bootstrap", "20")
+    assert gated.exit_code == 1 and "text-only: hateful.accuracy" in gated.stderr and "cmp/gmu: hateful.accuracy" in gated.stderr
+
+
+def test_the_report_of_a_comparison_holds_every_run_and_its_plots(zoo, tmp_path):
+    page = tmp_path / "comparison.html"
+    result = evaluate(zoo, "cmp/*", zoo["test"], "--report", page, "--plots", tmp_path / "plots", "--bootstrap", "50")
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert "cmp/concat" in html and "cmp/gmu" in html and html.count("data:image/png;base64,") >= 2
+    for label in ("concat", "gmu"):  # a folder of plots per run
+        assert any((tmp_path / "plots" / label).glob("*.png"))
+    assert f"report: {page}" in result.stdout
