@@ -7,6 +7,8 @@ compared on the items all of them scored); then one set of bootstrap resamples o
 items (:mod:`mmtk.bootstrap`, seeded) is scored for every run, which gives each metric a
 percentile interval and each run a paired test against the first. Runs trained on
 different features or models compare as long as they predict the same tasks.
+(``mmtk.compare`` trains several models for ``mmtk train --model a,b,c``; this module
+compares trained runs, such as those it writes.)
 
 Scoring goes through a *scorer*, ``(RunPredictions, indices or None) -> evaluate-shaped
 dict``: :func:`mmtk.evaluate.score_predictions` by default, or a metric suite. The

@@ -6,7 +6,6 @@ two runs are equally good."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from mmtk.bootstrap import CHUNK_ENTRIES, counts_of, paired_p_value, percentile_interval, resample_indices
 
