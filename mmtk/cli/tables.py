@@ -22,12 +22,21 @@ def metrics_table(result: dict[str, Any], title: str = "metrics"):
         cells = []
         for task in per_task.values():
             value = task["metrics"].get(metric)
-            interval = task.get("intervals", {}).get(metric)
-            cells.append(("-" if value is None else f"{value:.4f}") + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
+            cells.append("-" if value is None else f"{value:.4f}" + _interval_text(task, metric))
         table.add_row(metric, *cells)
+    _caption_intervals(table, per_task)
+    return table
+
+
+def _interval_text(entry: dict[str, Any], metric: str) -> str:
+    """`` [low, high]`` after a value when ``--bootstrap`` gave the entry intervals."""
+    interval = entry.get("intervals", {}).get(metric)
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+
+
+def _caption_intervals(table, per_task: dict[str, Any]) -> None:
     if any("intervals" in task for task in per_task.values()):
         table.caption = "\\[low, high]: 95% bootstrap percentile intervals"  # escaped: not rich markup
-    return table
 
 
 def runs_tables(comparison: dict[str, Any], labels: list[str]) -> list:
@@ -44,7 +53,7 @@ def runs_tables(comparison: dict[str, Any], labels: list[str]) -> list:
 
     first = comparison["runs"][0]
     tables = []
-    for task, first_entry in tasks_of(first["result"]).items():
+    for task in tasks_of(first["result"]):
         metrics = list(dict.fromkeys(m for entry in comparison["runs"] for m in tasks_of(entry["result"])[task]["metrics"]))
         table = Table(
             title=escape(f"{task} on {comparison['data']} (n={comparison['n']})"), box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
@@ -76,7 +85,7 @@ def runs_tables(comparison: dict[str, Any], labels: list[str]) -> list:
 
 def _bare(value: float) -> str:
     """3 decimals without the leading zero (.425, -.031), as intervals are printed in
-    papers: an interval then takes 9 characters and six metrics fit 80 columns."""
+    papers: an interval of two such numbers takes 9 characters."""
     text = f"{value:.3f}"
     return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
 
@@ -100,8 +109,9 @@ def suite_table(result: dict[str, Any], title: str = "metrics"):
     for metric in metric_names:
         table.add_column(metric, justify="right")
     for name, task in per_task.items():
-        cells = ["-" if task["metrics"].get(m) is None else f"{task['metrics'][m]:.4f}" for m in metric_names]
+        cells = ["-" if task["metrics"].get(m) is None else f"{task['metrics'][m]:.4f}" + _interval_text(task, m) for m in metric_names]
         table.add_row(name, str(task["n"]), *cells)
+    _caption_intervals(table, per_task)
     return table
 
 
