@@ -170,12 +170,16 @@ def evaluate(
     dataset_name: str | None = None,
     projection: str = "pca",
     scorer: Callable[[RunPredictions, Any], dict] | None = None,
+    bootstrap: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """Evaluate the run at ``run_dir`` on ``data``: :func:`collect_predictions` then
     ``scorer`` (default :func:`score_predictions`; a metric suite of ``mmtk.suites`` is
     another), plus plots (``plots_dir``, see ``mmtk.plots``; a class-query decoder's
     outputs are projected by ``projection``: ``pca`` or ``tsne``) and, for a student run,
-    how closely it follows its teacher."""
+    how closely it follows its teacher. ``bootstrap`` resamples (seeded by ``seed``) add
+    95% percentile intervals beside each task's metrics: ``"intervals": {metric: [low,
+    high]}`` (``mmtk.comparison.add_intervals``)."""
     from mmtk.inference import open_run
     from mmtk.models.inference import has_class_queries
     from mmtk.plots.models import PROJECTIONS
@@ -189,6 +193,10 @@ def evaluate(
         explain=plotting and callable(getattr(run.model, "explain", None)), class_queries=plotting and has_class_queries(run.model),
     )
     result = (scorer or score_predictions)(predictions, None)
+    if bootstrap:
+        from mmtk.comparison import add_intervals
+
+        add_intervals(result, predictions, scorer=scorer, bootstrap=bootstrap, seed=seed)
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report
 
