@@ -1,5 +1,5 @@
 """Fine-tuning backbones in the loop (issue 13): throughput and the share of time waiting
-for data, and fine-tuned MiniLM + tabular against frozen features on Clothing reviews.
+for data, and fine-tuned MiniLM + tabular against frozen features and a stack on the listing sets.
 
 Parts (``--parts``, default all):
 - ``text``: ``minilm`` fine-tuned (``--finetune text``, concat head) on ``--text-items``
@@ -10,12 +10,14 @@ Parts (``--parts``, default all):
 - ``image``: ``efficientnet-lite0`` fine-tuned (``--finetune image``) on
   ``--image-items`` bundled meme images for one epoch with 0, 1 and 2 DataLoader
   workers: samples/s and wait share for each, measured one after the other in this run.
-- ``clothing``: train on a seeded subset of ``val.csv`` (``--train-rows``, 20% of it
-  held out for early stopping), test on a subset of ``test.csv`` (``--test-rows``):
-  logreg, concat and gmu on frozen ``minilm`` + ``tabular`` features, and concat and gmu
-  with ``minilm`` fine-tuned (``--finetune-epochs`` epochs, backbone lr 5e-5, texts cut
-  to ``--max-length`` tokens), pooled at [CLS] (its family's default) and by the mean
-  (``text_pool=mean``, as sentence-transformers trained it). Macro-F1 and positive-class F1 at 0.5 on the test rows.
+- ``clothing``, ``petfinder`` (the Multimodal-Toolkit sets of ``../shared/data/tabular``):
+  train on a seeded subset of ``val.csv`` (``--train-rows``, 20% of it held out for early
+  stopping), test on a subset of ``test.csv`` (``--test-rows``): logreg, concat and gmu
+  on frozen ``minilm`` + ``tabular`` features, a stack of one logreg member per feature
+  (``--model stack``, meta ``auto``), and concat and gmu with ``minilm`` fine-tuned
+  (``--finetune-epochs`` epochs, backbone lr 5e-5, texts cut to ``--max-length`` tokens),
+  pooled as ``--pools`` say (``auto``: minilm's mean; ``cls``: [CLS], BERT's family
+  default). Macro-F1 and accuracy on the test rows.
 
 All on CPU; the machine is shared, so figures are ratios within one run.
 """
@@ -87,7 +89,16 @@ def part_image(store, items: int, batch: int) -> list[dict]:
     return results
 
 
-def part_clothing(store, train_rows: int, test_rows: int, finetune_epochs: int, batch: int, max_length: int) -> list[dict]:
+LISTINGS = {  # the Multimodal-Toolkit sets of ../shared/data/tabular: folder and text column
+    "clothing": ("Womens_Clothing_E-Commerce_Reviews", "Review Text"),
+    "petfinder": ("PetFindermy_Adoption_Prediction", "Description"),
+}
+
+
+def part_listing(name: str, store, train_rows: int, test_rows: int, finetune_epochs: int, batch: int, max_length: int,
+                 pools: list[str]) -> list[dict]:
+    """Frozen-feature logreg/concat/gmu, a stack of unimodal members (text, tabular) and
+    fine-tuned MiniLM + tabular (concat, gmu; pooled as ``pools`` say) on one listing set."""
     from dataclasses import replace
 
     from mmtk.backbones.base import FeatureOptions
@@ -99,39 +110,44 @@ def part_clothing(store, train_rows: int, test_rows: int, finetune_epochs: int, 
     from mmtk.tabular import read_columns_file
     from mmtk.train import train
 
-    spec = replace(read_columns_file(DATA / "column_info.json"), scaling="standard")
-    train_ds = subset(read_dataset(DATA / "val.csv", require=[TEXT], on_error="skip"), train_rows, 0)
-    test_ds = subset(read_dataset(DATA / "test.csv", require=[TEXT], on_error="skip"), test_rows, 1)
+    folder, text = LISTINGS[name]
+    data = DATA.parent / folder
+    spec = replace(read_columns_file(data / "column_info.json"), scaling="standard")
+    train_ds = subset(read_dataset(data / "val.csv", require=[text], on_error="skip"), train_rows, 0)
+    test_ds = subset(read_dataset(data / "test.csv", require=[text], on_error="skip"), test_rows, 1)
     for dataset in (train_ds, test_ds):
-        extract_features(dataset, "minilm", store=store, column=TEXT, device="cpu")
+        extract_features(dataset, "minilm", store=store, column=text, device="cpu")
     # --max-length: the fine-tuned tower's tokens (frozen minilm vectors keep their 256).
-    features = parse_feature_refs([f"minilm@{TEXT}", "tabular"], FeatureOptions(max_length=max_length))
-    # Fine-tuned MiniLM pooled as its family says ([CLS], a BERT) and mean-pooled, as
-    # sentence-transformers trained it (--model-arg text_pool=mean).
-    configs = [("frozen", "logreg", None), ("frozen", "concat", None), ("frozen", "gmu", None)]
-    configs += [(f"fine-tuned {pool}", model, pool) for pool in ("cls", "mean") for model in ("concat", "gmu")]
+    features = parse_feature_refs([f"minilm@{text}", "tabular"], FeatureOptions(max_length=max_length))
+    # Fine-tuned MiniLM pooled as ``auto`` says (minilm: the mean it was trained with) or
+    # as forced (``cls``: [CLS], BERT's family default).
+    configs = [("frozen", "logreg", None), ("frozen", "concat", None), ("frozen", "gmu", None), ("frozen, stack", "stack", None)]
+    configs += [(f"fine-tuned {pool}", model, pool) for pool in pools for model in ("concat", "gmu")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind, model, pool in configs:
-            run = Path(tmp) / f"{kind}-{model}".replace(" ", "-")
+            run = Path(tmp) / f"{kind}-{model}".replace(" ", "-").replace(",", "")
             tick = time.perf_counter()
             options = {}
             if pool is not None:
-                tuning = FinetuneSettings("text", backbone_lr=5e-5, text_pool="auto" if pool == "cls" else pool)
+                tuning = FinetuneSettings("text", backbone_lr=5e-5, text_pool=pool)
                 options = {"epochs": finetune_epochs, "batch_size": batch, "finetune": tuning, "checkpoint_every": 1e9}
+            if model == "stack":  # one member per feature (text, tabular), logreg members, meta auto
+                options = {"model_args": {"member": "logreg"}}
             train(train_ds, features=features, model=model, tasks=[spec.label_col], out=run, store=store, tabular=spec, device="cpu", **options)
             seconds = time.perf_counter() - tick
             metrics = evaluate(run, test_ds, store=store, device="cpu")["metrics"]
-            row = {"part": "clothing", "text": kind, "model": model, "train_rows": len(train_ds), "test_rows": len(test_ds), "max_length": max_length,
-                   "macro_f1": metrics["macro_f1"], "f1": metrics["f1"], "train_seconds": seconds}
+            row = {"part": name, "text": kind, "model": model, "train_rows": len(train_ds), "test_rows": len(test_ds), "max_length": max_length,
+                   "macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"], "f1": metrics.get("f1"), "train_seconds": seconds}
             results.append(row)
-            print(f"clothing: {kind:<15} {model:<6} macro-F1 {row['macro_f1']:.3f}  F1 {row['f1']:.3f}  ({seconds:.0f} s)", flush=True)
+            print(f"{name}: {kind:<15} {model:<6} macro-F1 {row['macro_f1']:.3f}  accuracy {row['accuracy']:.3f}  ({seconds:.0f} s)", flush=True)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="text,image,clothing")
+    parser.add_argument("--parts", default="text,image,clothing", help="text, image, clothing, petfinder (comma-separated)")
+    parser.add_argument("--pools", default="auto", help="fine-tuned text pooling(s) of the listing parts: auto, cls, mean, ...")
     parser.add_argument("--text-items", type=int, default=400)
     parser.add_argument("--image-items", type=int, default=120)
     parser.add_argument("--train-rows", type=int, default=400)
@@ -153,8 +169,10 @@ def main() -> None:
         results.append(part_text(store, args.text_items, args.batch_size))
     if "image" in parts:
         results += part_image(store, args.image_items, args.batch_size)
-    if "clothing" in parts:
-        results += part_clothing(store, args.train_rows, args.test_rows, args.finetune_epochs, args.batch_size, args.max_length)
+    for name in LISTINGS:
+        if name in parts:
+            results += part_listing(name, store, args.train_rows, args.test_rows, args.finetune_epochs, args.batch_size, args.max_length,
+                                    args.pools.split(","))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_finetune.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"load average at the end {os.getloadavg()[0]:.1f}; results in {OUT / 'bench_finetune.json'}", file=sys.stderr)

@@ -31,7 +31,7 @@ _mmtk() {
     "evaluate:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "evaluate:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "evaluate:--plots"|"evaluate:--report"|"evaluate:--val"|"evaluate:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "evaluate:--fail-under"|"evaluate:--dataset-name"|"evaluate:--suite"|"evaluate:--suite-map"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
+    "evaluate:--fail-under"|"evaluate:--bootstrap"|"evaluate:--seed"|"evaluate:--dataset-name"|"evaluate:--suite"|"evaluate:--suite-map"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
     "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 finetuned hf hf-audio mfcc minilm pixels run" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
@@ -69,7 +69,7 @@ _mmtk() {
     case "$cmd" in
       "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
       "distill") COMPREPLY=($(compgen -W "--teacher --student --features --out --task --msd --lambda --temperature --msd-weight --hidden-loss --teacher-features --teacher-weights --teacher-arg --student-arg --student-layers --student-hidden --lookahead --meta-lr --val --val-split --epochs --lr --batch-size --patience --seed --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-      "evaluate") COMPREPLY=($(compgen -W "--plots --report --projection --fail-under --dataset-name --suite --suite-map --tune-threshold --val --tta --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
+      "evaluate") COMPREPLY=($(compgen -W "--plots --report --projection --fail-under --bootstrap --seed --dataset-name --suite --suite-map --tune-threshold --val --tta --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
       "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;

@@ -183,16 +183,20 @@ def evaluate(
     dataset_name: str | None = None,
     projection: str = "pca",
     scorer: Callable[[RunPredictions, Any], dict] | None = None,
+    bootstrap: int | None = None,
+    seed: int = 0,
     tta: str = "none",
 ) -> dict:
     """Evaluate the run at ``run_dir`` on ``data``: :func:`collect_predictions` then
     ``scorer`` (default :func:`score_predictions`; a metric suite of ``mmtk.suites`` is
     another), plus plots (``plots_dir``, see ``mmtk.plots``; a class-query decoder's
     outputs are projected by ``projection``: ``pca`` or ``tsne``) and, for a student run,
-    how closely it follows its teacher. ``tta="ten-crop"`` averages over test-time views
-    of the image features (``mmtk.tta``) and the result records ``"tta"``; the
-    class-query projection plot and a student's teacher comparison then stay on the
-    plain features."""
+    how closely it follows its teacher. ``bootstrap`` resamples (seeded by ``seed``) add
+    95% percentile intervals beside each task's metrics: ``"intervals": {metric: [low,
+    high]}`` (``mmtk.comparison.add_intervals``).
+    ``tta="ten-crop"`` averages over test-time views of the image features
+    (``mmtk.tta``) and the result records ``"tta"``; the class-query projection plot
+    and a student's teacher comparison then stay on the plain features."""
     from mmtk.inference import open_run
     from mmtk.models.inference import has_class_queries
     from mmtk.plots.models import PROJECTIONS
@@ -209,6 +213,10 @@ def evaluate(
     result = (scorer or score_predictions)(predictions, None)
     if "tta" in predictions.extras:
         result["tta"] = predictions.extras["tta"]
+    if bootstrap:
+        from mmtk.comparison import add_intervals
+
+        add_intervals(result, predictions, scorer=scorer, bootstrap=bootstrap, seed=seed)
     if "distillation" in run.config:  # a student run: how closely it follows its teacher
         from mmtk.distill.report import distillation_report
 

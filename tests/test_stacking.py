@@ -183,6 +183,7 @@ def test_bad_input_is_refused_with_one_line(xor, cli_env, tmp_path):
         ([*features, "--meta", "boost"], "unknown --meta 'boost'; choose one of: forest, hard-vote, logreg, soft-vote, tree, auto"),
         ([*features, "--folds", "1"], "--folds 1 must be at least 2"),
         ([*features, "--folds", "500"], "--folds 500 is more than the"),
+        ([*features, "--finetune", "text"], "--finetune does not apply to --model stack"),
     ]
     for args, says in cases:
         assert says in one_error_line(runner.invoke(app, ["train", *cli_env, *stack, *args])), args

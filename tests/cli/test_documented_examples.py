@@ -10,6 +10,7 @@ bash, each in its own copy of that world.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -163,10 +164,10 @@ def mmtk_env(store: Path) -> dict:
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
     """Two working folders holding `examples/memes` (a link to the bundled data) and
-    `examples/tune-space.yaml`, a store
-    with its features, and the runs the documented train example writes (runs/gmu,
-    examples/out/gmu): "pooled" (vectors only, so a backbone name names one feature
-    set) and "seq" (vectors and sequences)."""
+    `examples/tune-space.yaml`, a store with its features, and the runs the documented
+    train examples write (runs/gmu, examples/out/gmu, and the comparison folder runs/cmp
+    that evaluate's comparison examples read): "pooled" (vectors only, so a backbone name
+    names one feature set) and "seq" (vectors and sequences)."""
     from mmtk.store import FeatureStore
 
     made = {}
@@ -182,12 +183,14 @@ def worlds(tmp_path_factory):
                 seed_features(world / "examples" / "memes" / f"{split}.jsonl", store, sequence=sequence)
         made[name] = world
     train = "mmtk train examples/memes/train.jsonl --features efficientnet-lite0,minilm --model gmu --task label:binary --epochs 2"
-    result = subprocess.run(["bash", "-c", f"{train} --out runs/gmu"], cwd=made["pooled"], env=mmtk_env(made["pooled"] / "store"), capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    zoo = train.replace("--model gmu", "--model concat,gmu")
+    for command in (f"{train} --out runs/gmu", f"{zoo} --out runs/cmp"):
+        result = subprocess.run(["bash", "-c", command], cwd=made["pooled"], env=mmtk_env(made["pooled"] / "store"), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
     for world in made.values():
-        for target in ("runs/gmu", "examples/out/gmu"):
+        for target, trained in (("runs/gmu", "runs/gmu"), ("examples/out/gmu", "runs/gmu"), ("runs/cmp", "runs/cmp")):
             if not (world / target).exists():
-                shutil.copytree(made["pooled"] / "runs" / "gmu", world / target)
+                shutil.copytree(made["pooled"] / trained, world / target)
     return made
 
 
@@ -216,7 +219,8 @@ def why_not_runnable(example: Example, world: Path) -> str | None:
         for name in INPUT_PARAMS:
             values = ctx.params.get(name)
             for value in values if isinstance(values, (list, tuple)) else [values]:
-                if value is not None and (str(value) == "-" or not (world / str(value)).exists()):
+                # A glob (evaluate 'runs/cmp/*') needs something to match.
+                if value is not None and (str(value) == "-" or not glob.glob(os.path.join(glob.escape(str(world)), str(value)))):
                     return f"needs {value}"
         unbundled = set(backbone_names(ctx)) - BUNDLED_BACKBONES
         if unbundled:
@@ -255,5 +259,6 @@ def test_examples_on_bundled_data_run(worlds, tmp_path):
     # The bundled-data examples of the help and of the README's walk-through all ran.
     assert "mmtk extract-features examples/memes/train.jsonl --backbone efficientnet-lite0 --backbone minilm" in ran_lines
     assert any(line.startswith("mmtk evaluate runs/gmu examples/memes/test.jsonl") for line in ran_lines)
+    assert any(line.startswith("mmtk evaluate 'runs/cmp/*' examples/memes/test.jsonl") for line in ran_lines)  # a comparison
     assert any(line.startswith("mmtk predict examples/out/gmu examples/memes/test.jsonl") for line in ran_lines)
     assert len(ran) >= 15, sorted(ran_lines)

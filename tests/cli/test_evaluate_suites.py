@@ -186,3 +186,16 @@ def test_a_suite_result_goes_into_the_report(runs, tmp_path):
     cli("evaluate", runs["hateful"], runs["test"], "--suite", "hateful-memes", "--report", report, env=runs["env"])
     page = report.read_text()
     assert "hateful" in page and "roc_auc" in page
+
+
+def test_a_comparison_tunes_each_runs_thresholds_on_its_own_validation_outputs(runs, tmp_path):
+    import shutil
+
+    twin = tmp_path / "genres-twin"  # the same model under another path: thresholds are kept per run path
+    shutil.copytree(runs["genres"], twin)
+    args = ["--suite", "mmimdb", "--tune-threshold", "--val", runs["val"], "--json"]
+    compared = json.loads(cli("evaluate", runs["genres"], twin, runs["test"], *args, "--bootstrap", "30", env=runs["env"]).stdout)
+    alone = json.loads(cli("evaluate", runs["genres"], runs["test"], *args, env=runs["env"]).stdout)
+    assert compared["suite"] == "mmimdb"
+    assert [entry["result"] for entry in compared["runs"]] == [alone, alone]
+    assert all(entry == {"difference": 0.0, "p_value": 1.0} for entry in compared["runs"][1]["vs_first"]["genres"].values())

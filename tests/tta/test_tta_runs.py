@@ -215,3 +215,20 @@ def test_items_without_an_image_get_the_plain_prediction(runs, tmp_path, tiny_cl
     tta = probs_of(predict(run, blanks, store=store, device="cpu", tta="ten-crop"))
     np.testing.assert_allclose(tta[:3], plain[:3], atol=1e-6)
     assert np.abs(tta[3:] - plain[3:]).max() > 1e-4
+
+
+def test_a_comparison_averages_every_run_and_refuses_one_without_images(runs, store, tmp_path, monkeypatch):
+    import shutil
+
+    from mmtk.comparison import compare_runs
+
+    folder, dataset = runs
+    shutil.copytree(folder / "both", tmp_path / "again")
+    result = compare_runs([folder / "both", tmp_path / "again"], dataset, store=store, device="cpu", bootstrap=20, tta="ten-crop")
+    assert [entry["result"]["tta"] for entry in result["runs"]] == ["ten-crop", "ten-crop"]
+    assert result["runs"][1]["vs_first"]["label"]["accuracy"]["difference"] == 0
+    assert result["runs"][0]["result"]["metrics"] == evaluate(folder / "both", dataset, store=store, device="cpu", tta="ten-crop")["metrics"]
+
+    monkeypatch.setenv("MMTK_STORE", str(store.root))
+    code, out, err = cli("evaluate", str(folder / "both"), str(folder / "text"), str(dataset.source), "--tta", "ten-crop")
+    assert (code, out) == (2, "") and f"run {folder / 'text'} has no image feature" in err
