@@ -352,14 +352,7 @@ class StoredFeatures:
         feature = ref if isinstance(ref, ResolvedFeature) else context.resolved.get(ref.name) or resolve_features(dataset, [ref])[0]
         config, store = feature.backbone, context.store
         values = dataset.values(feature.column)
-        present = np.array([has_value(v, config.modality) for v in values], dtype=bool)
-        if context.missing == "fail" and not present.all():
-            record = dataset.records[int(np.flatnonzero(~present)[0])]
-            raise DataError(
-                f"{where(dataset.source, record.line, record.id)}: no {feature.column} value for feature {feature.name} "
-                f"({int((~present).sum())} such items)",
-                "fill it in, or train with --missing-modality skip|zero|mask",
-            )
+        present = presence(dataset, values, config.modality, column=feature.column, feature=feature.name, missing=context.missing)
         if context.missing == "fail":
             present = None
         else:
@@ -411,6 +404,20 @@ def _scatter(gathered: Gathered, present: np.ndarray) -> Gathered:
         lengths = np.zeros(len(present), dtype=np.int64)
         lengths[rows] = gathered.lengths
     return Gathered(values, lengths=lengths, present=present)
+
+
+def presence(dataset, values: Sequence[Any], modality: str, *, column: str, feature: str, missing: str) -> np.ndarray:
+    """Which items have a ``modality`` value (bool ``(N,)``); with ``missing="fail"`` an
+    item without one is a ``DataError`` naming its file and line (every feature source
+    that reads a column itself: stored features, word pieces, fine-tuned raw media)."""
+    present = np.array([has_value(v, modality) for v in values], dtype=bool)
+    if missing == "fail" and not present.all():
+        record = dataset.records[int(np.flatnonzero(~present)[0])]
+        raise DataError(
+            f"{where(dataset.source, record.line, record.id)}: no {column} value for feature {feature} ({int((~present).sum())} such items)",
+            "fill it in, or train with --missing-modality skip|zero|mask",
+        )
+    return present
 
 
 def has_value(value, modality: str) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtk.errors import DataError, UsageError, where
+from mmtk.errors import UsageError
 
 #: The reference's name: ``tokens`` (MiniLM's vocabulary) or ``tokens:PATH``.
 TOKENS = "tokens"
@@ -179,7 +179,7 @@ class TokenFeatures:
         return tokenizer_record(ref.backbone)
 
     def gather(self, dataset, ref, context):
-        from mmtk.features import Gathered, has_value
+        from mmtk.features import Gathered, presence
 
         column = dataset.column_for(ref.column or "text")
         role = dataset.role_of(column)
@@ -188,14 +188,7 @@ class TokenFeatures:
                 f"feature {ref.name}: column {column!r} holds {role}, not text", "name a text column, e.g. tokens@text"
             )
         values = dataset.values(column)
-        present = np.array([has_value(v, "text") for v in values], dtype=bool)
-        if context.missing == "fail" and not present.all():
-            record = dataset.records[int(np.flatnonzero(~present)[0])]
-            raise DataError(
-                f"{where(dataset.source, record.line, record.id)}: no {column} value for feature {ref.name} "
-                f"({int((~present).sum())} such items)",
-                "fill it in, or train with --missing-modality skip|zero|mask",
-            )
+        present = presence(dataset, values, "text", column=column, feature=ref.name, missing=context.missing)
         texts = [str(v) if there else "" for v, there in zip(values, present)]
         ids, lengths = tokenize(texts, ref.backbone, ref.options.max_length)
         return Gathered(ids, lengths=lengths, present=None if present.all() else present, vocab=vocab_size(ref.backbone))

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
-from mmtk.errors import DataError, UsageError, where
+from mmtk.errors import UsageError, where
 
 
 def mark_finetuned(refs, settings, dataset) -> list:
@@ -88,7 +86,7 @@ class RawFeatures:
         return [ref.column or resolve_backbone(ref.backbone).modality]
 
     def gather(self, dataset, ref, context):
-        from mmtk.features import has_value, pick_column
+        from mmtk.features import pick_column, presence
         from mmtk.finetune.media import RawMedia
 
         tower = context.towers.get(ref.name)
@@ -97,14 +95,7 @@ class RawFeatures:
         column, modality = pick_column(dataset, ref.backbone, ref.column)
         _check_modality(ref, modality)
         values = dataset.values(column)
-        present = np.array([has_value(v, modality) for v in values], dtype=bool)
-        if context.missing == "fail" and not present.all():
-            record = dataset.records[int(np.flatnonzero(~present)[0])]
-            raise DataError(
-                f"{where(dataset.source, record.line, record.id)}: no {column} value for feature {ref.name} "
-                f"({int((~present).sum())} such items)",
-                "fill it in, or train with --missing-modality skip|zero|mask",
-            )
+        present = presence(dataset, values, modality, column=column, feature=ref.name, missing=context.missing)
         kept = None if present.all() else present
         if modality == "text":
             ids, lengths = tower.tokenize([str(v) if there else "" for v, there in zip(values, present)])
