@@ -12,6 +12,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then can_apt=true; 
 need_apt=()
 command -v tesseract >/dev/null 2>&1 || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+# The OCR tests burn subtitles in DejaVu Sans (tests/ocr/conftest.py).
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if $can_apt; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2

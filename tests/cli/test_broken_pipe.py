@@ -50,4 +50,4 @@ def test_closed_pipe_keeps_other_exit_codes(trained_run):
     """Only a closed stdout is forgiven: bad usage into a closed pipe still exits 2."""
     for code, stderr in run_into_closed_pipe(["evaluate", trained_run["run"]], trained_run["env"]):
         assert code == 2
-        assert "Missing argument" in stderr
+        assert "it takes one or more run directories, then DATA" in stderr

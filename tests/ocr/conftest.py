@@ -41,7 +41,10 @@ def ffmpeg_subtitles():
         srt_path.write_text(srt, encoding="utf-8")
         source = f"testsrc2=size={size}:rate=25:duration={seconds}" if background == "testsrc2" else f"color=c={background}:size={size}:rate=25:duration={seconds}"
         subprocess.run(
-            [binary, "-v", "error", "-y", "-f", "lavfi", "-i", source, "-vf", f"subtitles={srt_path}",
+            # The font is named: libass's default for SRT is Arial, which fontconfig maps to
+            # whatever is installed (DejaVu Sans on a bare Debian, Liberation Sans once
+            # chromium's fonts are in), and the OCR figures these tests check were set on DejaVu.
+            [binary, "-v", "error", "-y", "-f", "lavfi", "-i", source, "-vf", f"subtitles={srt_path}:force_style='FontName=DejaVu Sans'",
              "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
             check=True,
         )
