@@ -249,7 +249,7 @@ def test_a_model_that_cannot_read_word_pieces_exits_2(tmp_path):
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "memes"
 
 
-@pytest.mark.slow  # real MiniLM weights, EfficientNet-Lite0 extraction, 12 epochs of a 14.8M-parameter BERT (minutes)
+@pytest.mark.heavy  # real MiniLM weights, EfficientNet-Lite0 extraction, 12 epochs of a 14.8M-parameter BERT (97 s: TESTING.md)
 def test_tinybert_on_minilm_learns_on_the_example_memes(tmp_path):
     for split in ("train", "test"):
         result = mmtk("extract-features", EXAMPLE / f"{split}.jsonl", "--backbone", "efficientnet-lite0", "--sequence", "--json")
