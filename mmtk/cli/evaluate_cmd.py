@@ -16,7 +16,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, Store, TextColumn, Tta, column_overrides,
+    AllowOutsidePaths, Data, DatasetName, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, Json, Quiet, Store, TextColumn, Tta, column_overrides,
     open_store,
 )
 from mmtk.errors import CheckFailed, UsageError
@@ -102,10 +102,7 @@ def evaluate_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples (the same seed, the same intervals).")] = 0,
-    dataset_name: Annotated[
-        Optional[str],
-        typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
-    ] = None,
+    dataset_name: DatasetName = None,
     suite_name: Annotated[
         Optional[str],
         typer.Option(

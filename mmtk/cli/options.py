@@ -30,6 +30,11 @@ Store = Annotated[
     typer.Option("--store", help="Feature store directory (default: $MMTK_STORE, else ~/.cache/mmtk).", show_default=False),
 ]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where backbones and models run: auto picks CUDA when available.")]
+# evaluate and predict: which heads of a run trained on several datasets to use.
+DatasetName = Annotated[
+    Optional[str],
+    typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No logs or progress bars.")]
 OnErrorOpt = Annotated[

@@ -9,7 +9,7 @@ import typer
 from mmtk.cli import output
 from mmtk.cli.errors import handle_errors
 from mmtk.cli.options import (
-    AllowOutsidePaths, Data, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, PredictFormat, Quiet, RunDir, Store, TextColumn, Tta, column_overrides,
+    AllowOutsidePaths, Data, DatasetName, DeviceOpt, IdColumn, ImageColumn, OnError, OnErrorOpt, PredictFormat, Quiet, RunDir, Store, TextColumn, Tta, column_overrides,
     open_store,
 )
 
@@ -40,10 +40,7 @@ def predict_command(
         Optional[PredictFormat], typer.Option("--format", help="jsonl or csv (default: from --out's extension, else jsonl).")
     ] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add per-modality weights (GMU gates) to each record.")] = False,
-    dataset_name: Annotated[
-        Optional[str],
-        typer.Option("--dataset-name", help="A run trained on several datasets: use this dataset's heads (see the run's config.json).", show_default=False),
-    ] = None,
+    dataset_name: DatasetName = None,
     tta: Tta = "none",
     store: Store = None,
     device: DeviceOpt = "auto",
