@@ -36,10 +36,19 @@ def debug_enabled() -> bool:
 
 
 def _fail(message: str, code: int) -> typer.Exit:
+    if other_rank():
+        return typer.Exit(code)
     if debug_enabled():
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def other_rank() -> bool:
+    """Whether this is a process of a torchrun launch other than rank 0. Every rank reads
+    the same input, so a bad one fails on all of them: rank 0 alone says so, once. (Read
+    from the environment here: importing torch for it would slow every error.)"""
+    return "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0").strip() not in ("", "0")
 
 
 def _silence_stdout() -> None:
