@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import sys
+import time
 import traceback
 from typing import Callable, TypeVar
 
@@ -35,8 +36,16 @@ def debug_enabled() -> bool:
     return _state["debug"] or os.environ.get("MMTK_DEBUG", "") not in ("", "0")
 
 
+#: Seconds a torchrun rank other than 0 waits before exiting on an error: torchrun ends
+#: the other processes as soon as one exits, which could cut rank 0 off before it has
+#: printed the error line they all hit.
+OTHER_RANK_GRACE_S = 5.0
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     if other_rank():
+        if code != EXIT_INTERRUPTED:  # Ctrl-C reaches every rank at once
+            time.sleep(OTHER_RANK_GRACE_S)
         return typer.Exit(code)
     if debug_enabled():
         traceback.print_exc()
