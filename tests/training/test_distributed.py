@@ -171,7 +171,22 @@ def test_batch_size_is_the_total_over_processes():
         rank_batch(63, World(rank=0, size=4))
 
 
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+        return [int(child) for child in handle.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.heavy
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds torchrun's workers in /proc")
 def test_a_killed_two_process_run_resumes_under_torchrun(xor):
     """Resume after killing both ranks: rank 0's checkpoint brings both back, and the run
     ends with the losses of an uninterrupted two-process run."""
@@ -191,8 +206,14 @@ def test_a_killed_two_process_run_resumes_under_torchrun(xor):
             epoch = 0
         time.sleep(0.05)
     assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
-    os.killpg(process.pid, signal.SIGKILL)  # torchrun and both ranks
+    ranks = _children(process.pid)  # torchrun starts each rank in a session of its own
+    assert len(ranks) == 2
+    os.killpg(process.pid, signal.SIGKILL)
+    for pid in ranks:
+        os.kill(pid, signal.SIGKILL)
     process.wait()
+    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline + 60:
+        time.sleep(0.05)
     assert not (xor / "killed").exists()
     stopped_at = json.loads(state.read_text())["state"]["epoch"]
     assert 3 <= stopped_at < epochs
