@@ -227,3 +227,18 @@ def test_a_killed_two_process_run_resumes_under_torchrun(xor):
     log, whole_log = _log(xor / "killed"), _log(xor / "whole")
     assert [e["epoch"] for e in log] == list(range(1, epochs + 1))
     assert [e["val_loss"] for e in log] == pytest.approx([e["val_loss"] for e in whole_log], rel=1e-5)
+
+
+def test_trainers_that_do_not_run_on_the_ddp_loop_alone_refuse_several_processes(tmp_path, monkeypatch):
+    from mmtk.distill.recipe import distill
+    from mmtk.train import train
+    from mmtk.tune import tune
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(UsageError, match="distill runs in one process, not under torchrun with 2"):
+        distill(None, teacher="gmu", student="gmu", features=["minilm"], tasks=["label"], out=tmp_path / "d", store=None)
+    with pytest.raises(UsageError, match="tune runs in one process"):
+        tune(None, features=["minilm"], model="gmu", tasks=["label"], space="space.yaml", trials=2, out=tmp_path / "t", store=None)
+    with pytest.raises(UsageError, match="train --model stack runs in one process"):
+        train(None, features=["minilm"], model="stack", tasks=["label"], out=tmp_path / "s", store=None)
