@@ -230,6 +230,7 @@ def test_a_killed_two_process_run_resumes_under_torchrun(xor):
 
 
 def test_trainers_that_do_not_run_on_the_ddp_loop_alone_refuse_several_processes(tmp_path, monkeypatch):
+    from mmtk.compare import compare_models
     from mmtk.distill.recipe import distill
     from mmtk.train import train
     from mmtk.tune import tune
@@ -242,3 +243,5 @@ def test_trainers_that_do_not_run_on_the_ddp_loop_alone_refuse_several_processes
         tune(None, features=["minilm"], model="gmu", tasks=["label"], space="space.yaml", trials=2, out=tmp_path / "t", store=None)
     with pytest.raises(UsageError, match="train --model stack runs in one process"):
         train(None, features=["minilm"], model="stack", tasks=["label"], out=tmp_path / "s", store=None)
+    with pytest.raises(UsageError, match="train --model A,B runs in one process"):
+        compare_models(None, models="concat,gmu", out=tmp_path / "c", features=["minilm"], tasks=["label"], store=None)
