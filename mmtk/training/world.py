@@ -64,7 +64,7 @@ class World:
         if self.size > 1:
             import torch.distributed as dist
 
-            dist.all_reduce(tensor)
+            _collective(dist.all_reduce, tensor)
         return tensor
 
     def broadcast(self, tensor):
@@ -73,8 +73,21 @@ class World:
         if self.size > 1:
             import torch.distributed as dist
 
-            dist.broadcast(tensor, src=0)
+            _collective(lambda t: dist.broadcast(t, src=0), tensor)
         return tensor
+
+
+def _collective(operation, tensor) -> None:
+    """``operation(tensor)`` in place; nccl takes CUDA tensors only, so a CPU one (a
+    count, a score) makes the trip through this process's GPU."""
+    import torch.distributed as dist
+
+    if tensor.is_cuda or dist.get_backend() != "nccl":
+        operation(tensor)
+        return
+    moved = tensor.cuda()
+    operation(moved)
+    tensor.copy_(moved.cpu())
 
 
 SINGLE = World()
