@@ -27,6 +27,10 @@ class CueSettings:
     similarity: float = 0.8  # readings at least this similar are the same subtitle (OCR noise)
     min_chars: int = 2  # letters or digits a reading needs to count as text
     max_seconds: float = 12.0  # longer unchanged text is scenery (signs, logos), not a subtitle
+    # Near-identical cues at most this many sampling intervals apart are one cue whose
+    # caption went unseen on a frame or two (two subtitles of the same words shown
+    # within that time of each other merge too: rare, and the cheaper error).
+    max_gap: float = 1.5
 
 
 def normalise(text: str) -> str:
@@ -80,24 +84,24 @@ def merge_readings(
     Frames showing one caption (by the pixel test) form one cue, read as the text most
     frames agreed on; consecutive captions whose readings are near-identical (OCR noise,
     a flicker of the pixel test) merge too. A sample without usable text (empty,
-    unreadable, low confidence) ends a cue. A cue starts and ends half an interval
+    unreadable, low confidence) ends a cue, but two cues of near-identical text at most
+    ``settings.max_gap`` sampling intervals apart are one: on moving footage a frame or
+    two where the caption was not found split it. A cue starts and ends half an interval
     beyond its first and last sample, the expected place of the change between two samples,
     unless the samples carry more precise times (``Sample.begins``/``ends``).
     """
-    cues: list[Cue] = []
+    runs: list[tuple[float, float, list[Reading]]] = []  # (start, end, usable readings)
     group: list[Sample] = []
 
     def close() -> None:
         usable = [s.reading for s in group if _usable(s.reading, settings)]
         if usable:
-            text, confidence = _best_text(usable)
             first, last = group[0], group[-1]
             start = max(0.0, first.time - interval / 2 if first.begins is None else first.begins)
             end = last.time + interval / 2 if last.ends is None else last.ends
             if duration is not None:
                 end = min(end, duration)
-            if end - start <= settings.max_seconds:
-                cues.append(Cue(start, end, text, confidence))
+            runs.append((start, end, usable))
         group.clear()
 
     for sample in samples:
@@ -115,4 +119,21 @@ def merge_readings(
             close()
         group.append(sample)
     close()
+    cues = []
+    for start, end, readings in _join_interrupted(runs, settings.max_gap * interval, settings):
+        if end - start <= settings.max_seconds:
+            cues.append(Cue(start, end, *_best_text(readings)))
     return cues
+
+
+def _join_interrupted(runs, max_gap: float, settings: CueSettings):
+    """Runs of near-identical text separated by at most ``max_gap`` seconds, joined."""
+    joined: list[tuple[float, float, list[Reading]]] = []
+    for start, end, readings in runs:
+        if joined and start - joined[-1][1] <= max_gap:
+            previous = joined[-1]
+            if similar(_best_text(previous[2])[0], _best_text(readings)[0]) >= settings.similarity:
+                joined[-1] = (previous[0], end, previous[2] + readings)
+                continue
+        joined.append((start, end, readings))
+    return joined

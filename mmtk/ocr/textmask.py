@@ -171,9 +171,65 @@ def _group_lines(mask: np.ndarray, frame_height: int, settings: TextSettings) ->
     # Multi-line blocks join into one component, so the block height says little about
     # the text size; the tallest letters (capitals, ascenders) do.
     kept_letters = np.unique(letter_labels[kept])
-    kept_heights = heights[kept_letters[kept_letters > 0]]
-    letter_height = float(np.percentile(kept_heights, 90)) if kept_heights.size else float(lines[0][3] - lines[0][1])
+    kept_letters = kept_letters[kept_letters > 0]
+    letter_height = _letter_height(heights[kept_letters], letters[kept_letters, cv2.CC_STAT_AREA], lines)
+    if settings.centered:
+        lines, kept = _widen_lines(lines, kept, mask, letter_labels, letters, width, letter_height, settings.center_tolerance)
     return TextLayer(mask=kept, lines=sorted(lines, key=lambda b: (b[1], b[0])), letter_height=letter_height)
+
+
+def _widen_lines(
+    lines, kept: np.ndarray, mask: np.ndarray, letter_labels: np.ndarray, letters: np.ndarray, width: int, letter_px: float, tolerance: float
+):
+    """Lines grown sideways over the letters next to them, one letter gap at a time.
+
+    Over grass or gravel the letters at a line's ends join the texture into one blob
+    that fails the line test, and only the words over smooth ground stay: "the race by"
+    of "She won the race by two seconds!". Letter-sized parts of the stroke mask that sit
+    inside the line's rows and follow on within a letter's height of the line are its
+    words too. A line that would end up off-centre (as judged for lines) keeps its old
+    width (the growth was scenery), as does one that would reach the crop's edge."""
+    import cv2
+
+    x, y, w, h = (letters[:, i] for i in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    widened = []
+    kept = kept.copy()
+    for x0, y0, x1, y1 in lines:
+        # Letters there are often broken into fragments; a third of a letter still counts.
+        inside = (y >= y0 - 1) & (y + h <= y1 + 1) & (h >= max(2.0, letter_px / 3))
+        inside[0] = False
+        gap = max(letter_px, 2.0)
+        grown_x0, grown_x1, added = x0, x1, []
+        for label in np.flatnonzero(inside & (x + w <= x0))[np.argsort(-(x + w)[inside & (x + w <= x0)])]:
+            if x[label] + w[label] < grown_x0 - gap:
+                break
+            grown_x0 = min(grown_x0, int(x[label]))
+            added.append(label)
+        for label in np.flatnonzero(inside & (x >= x1))[np.argsort(x[inside & (x >= x1)])]:
+            if x[label] > grown_x1 + gap:
+                break
+            grown_x1 = max(grown_x1, int(x[label] + w[label]))
+            added.append(label)
+        off_centre = abs((grown_x0 + grown_x1) / 2 - width / 2) > tolerance * width
+        if not added or grown_x0 <= 0 or grown_x1 >= width or off_centre:
+            widened.append((x0, y0, x1, y1))
+            continue
+        band = letter_labels[y0 - 1 : y1 + 1, grown_x0:grown_x1]
+        kept[y0 - 1 : y1 + 1, grown_x0:grown_x1] |= np.isin(band, added) & mask[y0 - 1 : y1 + 1, grown_x0:grown_x1]
+        widened.append((grown_x0, y0, grown_x1, y1))
+    return widened, kept
+
+
+def _letter_height(heights: np.ndarray, areas: np.ndarray, lines) -> float:
+    """The height of capitals and ascenders: the 90th percentile of letter heights with
+    each part weighted by its pixels. Letters over pale scenery break into many 1-3 px
+    fragments (a third of the parts at 270 lines); counted one each they pulled an
+    unweighted percentile from 11 px down to 7, and the OCR image was scaled for 7."""
+    if not heights.size:
+        return float(lines[0][3] - lines[0][1])
+    order = np.argsort(heights)
+    weight = np.cumsum(areas[order].astype(float))
+    return float(heights[order][np.searchsorted(weight, 0.9 * weight[-1])])
 
 
 def _plausible_lines(stats: np.ndarray, width: int, height: int, lo: float, hi: float, settings: TextSettings) -> np.ndarray:
@@ -222,9 +278,12 @@ def ocr_image(crop: np.ndarray, layer: TextLayer, lines: list[tuple[int, int, in
     # Colour spread: white letters are grey-level, a yellow or cyan background is not,
     # which keeps letters from merging with a bright but colourful background.
     spread = channel_spread(crop[y0:y1, x0:x1]) if crop.ndim == 3 and layer.polarity == LIGHT else None
-    # Thin strokes blur below the stroke test at small sizes; the neighbourhood of the
-    # found strokes (a quarter of a letter around them) still holds them.
-    reach = _odd(line_h / 2.5)
+    # Thin strokes blur below the stroke test at small sizes, and letters over pale
+    # scenery fail it (their surroundings are as bright as they are): the neighbourhood
+    # of the found strokes, a letter's height around them, still holds them, and the
+    # outline test below tells them from the scenery. (A quarter of a letter lost the
+    # "l" of "leave" and final periods at 270 lines.)
+    reach = _odd(line_h)
     keep = cv2.dilate(layer.mask[y0:y1, x0:x1].astype(np.uint8), np.ones((reach, reach), np.uint8))
     scale = float(np.clip(TARGET_LETTER_PX / max(line_h, 1.0), 1.0, MAX_UPSCALE))
     if scale > 1.0:

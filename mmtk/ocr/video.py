@@ -185,6 +185,10 @@ class _CaptionTracker:
         self.needed = max(1, int(settings.min_cue_seconds * settings.fps))
         self.pending: list[int] = []
         self.pending_mask = None
+        # Samples without text since the last caption, and how many of them may pass
+        # before it counts as gone (about half a second).
+        self.blank: list[int] = []
+        self.bridge = max(1, int(round(0.5 * settings.fps)))
 
     def changed(self, mask, reference) -> bool:
         """The pixel test: do two text masks hold different text?"""
@@ -201,15 +205,22 @@ class _CaptionTracker:
         self.begins.append(None)
         self.ends.append(None)
         if layer.empty:
-            self.last_mask = self.last_future = None
+            # The caption may only be hidden on this frame (letters lost against pale
+            # scenery): it is remembered for ``bridge`` samples, and frames between two
+            # that show it count as showing it.
+            self.blank.append(len(self.times) - 1)
+            if len(self.blank) > self.bridge:
+                self.last_mask = self.last_future = None
+                self.blank = []
             self.pending = []
             return
         if self.last_future is not None and not self.changed(layer.mask, self.last_mask):
-            # Frames whose text pixels flickered (a passing shadow) between two frames
-            # of this caption still showed it; left unread they would split its cue.
-            for index in self.pending:
+            # Frames whose text pixels flickered (a passing shadow) or vanished between
+            # two frames of this caption still showed it; left unread they would split
+            # its cue.
+            for index in self.pending + self.blank:
                 self.futures[index], self.captions[index] = self.last_future, self.caption
-            self.pending = []
+            self.pending, self.blank = [], []
             if self.settings.skip_unchanged and not self._unsure(layer):
                 self.futures[-1], self.captions[-1] = self.last_future, self.caption
                 return
@@ -220,6 +231,7 @@ class _CaptionTracker:
             self.last_future = self.pool.submit(self._image(crop, layer))
             self.futures[-1], self.captions[-1] = self.last_future, self.caption
             return
+        self.blank = []
         if not self.pending or self.changed(layer.mask, self.pending_mask):
             self.pending, self.pending_mask = [], layer.mask
         self.pending.append(len(self.times) - 1)

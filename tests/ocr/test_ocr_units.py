@@ -56,10 +56,19 @@ def test_edges_placed_between_samples_replace_the_half_interval_guess():
 
 
 def test_empty_and_low_confidence_frames_end_a_cue():
-    samples = [Sample(0.0, R("Same words")), Sample(1.0, R("Same words", 20.0)), Sample(2.0, R("Same words"))]
+    samples = [Sample(0.0, R("Same words")), Sample(1.0, R("Same words", 20.0)), Sample(2.0, None), Sample(3.0, R("Same words"))]
     cues = merge_readings(samples, 1.0, settings=CueSettings(min_confidence=60))
-    assert len(cues) == 2
+    assert [(c.start, c.end) for c in cues] == [(0.0, 0.5), (2.5, 3.5)]
     assert merge_readings([Sample(0.0, R("x")), Sample(1.0, R("  "))], 1.0) == []  # under min_chars
+
+
+def test_a_caption_unseen_on_one_frame_stays_one_cue():
+    # Moving footage hides a subtitle's letters on a frame now and then; the two halves
+    # of the same words around that frame are one cue, a different text is not.
+    samples = [Sample(0.0, R("Can you hear me now?")), Sample(0.5, None), Sample(1.0, R("Gan you hear me now?")),
+               Sample(1.5, R("Can you hear me now?")), Sample(2.0, None), Sample(2.5, R("Something else"))]
+    cues = merge_readings(samples, 0.5)
+    assert [(c.start, c.end, c.text) for c in cues] == [(0.0, 1.75, "Can you hear me now?"), (2.25, 2.75, "Something else")]
 
 
 def test_one_caption_stays_one_cue_even_when_a_frame_reads_differently():
