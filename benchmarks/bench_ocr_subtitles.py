@@ -25,6 +25,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 from mmtk.ocr.cues import Cue  # noqa: E402
+from mmtk.ocr.frames import decode_frames  # noqa: E402
 from mmtk.ocr.pool import OcrPool  # noqa: E402
 from mmtk.ocr.scoring import score_cues  # noqa: E402
 from mmtk.ocr.video import VideoOcrSettings, ocr_video  # noqa: E402
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--engine", default="tesseract")
     parser.add_argument("--every", action="store_true", help="also run with change detection off")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--decode-floor", action="store_true", help="also time decoding alone (B-frames skipped)")
     args = parser.parse_args()
     header = (
         f"{'video':28} {'mode':9} {'recall':>6} {'<1.5s':>6} {'1word':>6} {'<1s':>6} {'CER':>6} {'spur/10m':>8} "
@@ -88,6 +90,11 @@ def main() -> None:
                 totals.setdefault(mode, []).append((score, cpu, result.duration))
                 if args.show_misses:
                     _show_misses(reference, result.cues)
+            if args.decode_floor:
+                cpu0 = cpu_seconds()
+                for _ in decode_frames(video):
+                    pass
+                print(f"{video.stem[:28]:28} decoding alone: {(cpu_seconds() - cpu0) / result.duration:.4f} CPU s per video s")
     for mode, rows in totals.items():
         _print_totals(mode, rows)
     print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
