@@ -25,10 +25,6 @@ MAX_UPSCALE = 6.0
 # far from the stroke/outline threshold towards the letters' fill level (0.3 measured
 # best of 0.15-0.6 on the default-style benchmark's cue frames: mean CER 0.039 -> 0.035).
 FILL_SHARE = 0.3
-# How far (in letter heights) the OCR patch and the text's reach extend sideways past
-# the lines found: 0.5 (as vertically), 1.0 and 1.5 gave mean CER 0.023, 0.020 and
-# 0.021 on the benchmark's cue frames; 0.5 lost the dots of "So..." and "Scales...".
-WIDE = 1.0
 
 
 @dataclass(frozen=True)
@@ -302,11 +298,8 @@ def ocr_image(
     y1 = max(b[3] for b in lines)
     line_h = layer.letter_height or float(np.median([b[3] - b[1] for b in lines]))
     pad = int(round(line_h * 0.5))
-    # Sideways the text may run on past the line's box by a few dots ("So...": dots are
-    # too small to be found as letters), so the patch and the reach go further there.
-    pad_x = int(round(line_h * WIDE))
-    x0, y0 = max(0, x0 - pad_x), max(0, y0 - pad)
-    x1, y1 = min(gray.shape[1], x1 + pad_x), min(gray.shape[0], y1 + pad)
+    x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
+    x1, y1 = min(gray.shape[1], x1 + pad), min(gray.shape[0], y1 + pad)
     patch = gray[y0:y1, x0:x1]
     # Colour spread: white letters are grey-level, a yellow or cyan background is not,
     # which keeps letters from merging with a bright but colourful background.
@@ -322,7 +315,7 @@ def ocr_image(
     if layer.polarity == DARK:
         fill = 255.0 - fill
     near = _odd(line_h * reach)
-    keep = cv2.dilate(layer.mask[y0:y1, x0:x1].astype(np.uint8), np.ones((near, _odd(line_h * WIDE * 2)), np.uint8))
+    keep = cv2.dilate(layer.mask[y0:y1, x0:x1].astype(np.uint8), np.ones((near, near), np.uint8))
     scale = float(np.clip(letter_px / max(line_h, 1.0), 1.0, MAX_UPSCALE))
     if scale > 1.0:
         size = (int(round(patch.shape[1] * scale)), int(round(patch.shape[0] * scale)))
