@@ -52,12 +52,20 @@ def _usable(reading: Reading | None, settings: CueSettings) -> bool:
 
 
 def _best_text(readings: list[Reading]) -> tuple[str, float]:
-    # Several frames of one cue read slightly differently; the text read most often (and
-    # most confidently) is the most likely right one.
+    # Several frames of one cue read slightly differently; the text closest to all the
+    # readings (a soft majority: each reading votes for every text by its similarity to
+    # it) is the most likely right one. With three different misreadings of a small
+    # caption ("Seales", "Scales", "Scalcs") the one in the middle wins, where a plain
+    # count would fall back on Tesseract's confidence.
     votes: dict[str, list[Reading]] = defaultdict(list)
     for reading in readings:
         votes[normalise(reading.text)].append(reading)
-    winner = max(votes.values(), key=lambda rs: (len(rs), sum(r.confidence for r in rs)))
+
+    def support(text: str) -> tuple[float, float]:
+        agreement = sum(len(rs) * (1.0 if other == text else similar(text, other)) for other, rs in votes.items())
+        return agreement, sum(r.confidence for r in votes[text])
+
+    winner = votes[max(votes, key=support)]
     best = max(winner, key=lambda r: r.confidence)
     return best.text, sum(r.confidence for r in winner) / len(winner)
 

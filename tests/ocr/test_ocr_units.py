@@ -184,3 +184,13 @@ def test_small_captions_are_read_again_for_the_vote_and_large_ones_once():
     _track([_caption(slice(20, 180, 6))] * 5, fps=2, pool=large)
     _track([_caption(slice(20, 180, 6), letter_height=8.0)] * 5, fps=2, pool=small)
     assert large.calls == 1 and small.calls == 3  # 1 + VideoOcrSettings.retries
+
+
+def test_a_cue_takes_the_reading_closest_to_all_its_readings():
+    # Three different misreadings of one caption: none is a majority, and the most
+    # confident is wrong; the one the others are closest to is right.
+    samples = [Sample(0.0, R("Seales?", 96), 1), Sample(0.5, R("Scales?", 80), 1), Sample(1.0, R("Scalcs?", 85), 1)]
+    assert merge_readings(samples, 0.5)[0].text == "Scales?"
+    # A plain majority still wins.
+    samples = [Sample(0.0, R("Hold on tight", 80), 1), Sample(0.5, R("Hold on tight", 80), 1), Sample(1.0, R("Hol on tight", 95), 1)]
+    assert merge_readings(samples, 0.5)[0].text == "Hold on tight"
