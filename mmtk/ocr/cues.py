@@ -27,6 +27,10 @@ class CueSettings:
     similarity: float = 0.8  # readings at least this similar are the same subtitle (OCR noise)
     min_chars: int = 2  # letters or digits a reading needs to count as text
     max_seconds: float = 12.0  # longer unchanged text is scenery (signs, logos), not a subtitle
+    # Shorter text is scenery passing through (a sign seen for a frame or two): subtitles
+    # stay up 0.5 s or more, and their edges are placed within a frame or two. All five
+    # one-frame cues of the default-style benchmark ("we", "af", "WAL") lasted 0.07-0.33 s.
+    min_seconds: float = 0.4
     # Near-identical cues at most this many sampling intervals apart are one cue whose
     # caption went unseen on a frame or two (two subtitles of the same words shown
     # within that time of each other merge too: rare, and the cheaper error).
@@ -49,6 +53,14 @@ def _usable(reading: Reading | None, settings: CueSettings) -> bool:
         and reading.confidence >= settings.min_confidence
         and len(re.findall(r"\w", reading.text)) >= settings.min_chars
     )
+
+
+def _without_stray_lines(reading: Reading, settings: CueSettings) -> Reading:
+    """The reading without lines of less than ``min_chars`` letters or digits: specks of
+    scenery above or below a caption come back as lines such as ">, « . .", which no
+    subtitle line is."""
+    lines = [line for line in reading.text.splitlines() if len(re.findall(r"\w", line)) >= settings.min_chars]
+    return reading if len(lines) == len(reading.text.splitlines()) else Reading("\n".join(lines), reading.confidence)
 
 
 def _best_text(readings: list[Reading]) -> tuple[str, float]:
@@ -102,7 +114,7 @@ def merge_readings(
     group: list[Sample] = []
 
     def close() -> None:
-        usable = [s.reading for s in group if _usable(s.reading, settings)]
+        usable = [_without_stray_lines(s.reading, settings) for s in group if _usable(s.reading, settings)]
         if usable:
             first, last = group[0], group[-1]
             start = max(0.0, first.time - interval / 2 if first.begins is None else first.begins)
@@ -129,7 +141,7 @@ def merge_readings(
     close()
     cues = []
     for start, end, readings in _join_interrupted(runs, settings.max_gap * interval, settings):
-        if end - start <= settings.max_seconds:
+        if settings.min_seconds <= end - start <= settings.max_seconds:
             cues.append(Cue(start, end, *_best_text(readings)))
     return cues
 

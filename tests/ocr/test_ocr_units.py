@@ -194,3 +194,12 @@ def test_a_cue_takes_the_reading_closest_to_all_its_readings():
     # A plain majority still wins.
     samples = [Sample(0.0, R("Hold on tight", 80), 1), Sample(0.5, R("Hold on tight", 80), 1), Sample(1.0, R("Hol on tight", 95), 1)]
     assert merge_readings(samples, 0.5)[0].text == "Hold on tight"
+
+
+def test_text_seen_for_a_moment_is_scenery_and_stray_lines_are_dropped():
+    # A sign caught on one sample, its edges placed 0.2 s apart: no subtitle is that short.
+    flash = [Sample(0.0, None), Sample(0.5, R("WAL"), 1, begins=0.4, ends=0.6), Sample(1.0, None)]
+    assert merge_readings(flash, 0.5) == []
+    # Specks of scenery above a caption read as a line of punctuation.
+    samples = [Sample(0.0, R(">, « . .\nPlease wait outside."), 1), Sample(0.5, R(">, « . .\nPlease wait outside."), 1)]
+    assert [c.text for c in merge_readings(samples, 0.5)] == ["Please wait outside."]
