@@ -28,7 +28,7 @@ from mmtk.ocr.engines.tesseract import TesseractEngine  # noqa: E402
 from mmtk.ocr.frames import sample_frames  # noqa: E402
 from mmtk.ocr.regions import parse_region  # noqa: E402
 from mmtk.ocr.scoring import cer  # noqa: E402
-from mmtk.ocr.textmask import find_text, ocr_image  # noqa: E402
+from mmtk.ocr.textmask import REACH, find_text, ocr_image  # noqa: E402
 
 BINS = [(0, 10), (10, 13), (13, 18), (18, 1000)]
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--targets", type=float, nargs="+", default=[16, 20, 24, 28, 32, 36, 44, 52])
-    parser.add_argument("--reach", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--reach", type=float, nargs="+", default=[REACH])
     args = parser.parse_args()
     frames = [f for video in sorted(args.folder.glob("*.mp4")) for f in cue_frames(video)]
     engine = TesseractEngine()

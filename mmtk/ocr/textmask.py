@@ -25,6 +25,10 @@ MAX_UPSCALE = 6.0
 # far from the stroke/outline threshold towards the letters' fill level (0.3 measured
 # best of 0.15-0.6 on the default-style benchmark's cue frames: mean CER 0.039 -> 0.035).
 FILL_SHARE = 0.3
+# How far from the found strokes (in letter heights) pixels may still be text: mean CER
+# on the 186 cue frames of both benchmark sets (seed 4) 0.025, 0.023, 0.017 and 0.020
+# at 0.4, 0.6, 0.8 and 1.0 (benchmarks/bench_ocr_cap_height.py --targets 36 --reach ...).
+REACH = 0.8
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,7 @@ def ocr_image(
     lines: list[tuple[int, int, int, int]] | None = None,
     *,
     letter_px: float = TARGET_LETTER_PX,
-    reach: float = 1.0,
+    reach: float = REACH,
 ) -> np.ndarray:
     """Binarised, upscaled image of the kept lines (default: all of them): black text on
     white with a margin. Letters are scaled to ``letter_px`` (capital height, at most
@@ -306,9 +310,9 @@ def ocr_image(
     spread = channel_spread(crop[y0:y1, x0:x1]) if crop.ndim == 3 and layer.polarity == LIGHT else None
     # Thin strokes blur below the stroke test at small sizes, and letters over pale
     # scenery fail it (their surroundings are as bright as they are): the neighbourhood
-    # of the found strokes, a letter's height around them, still holds them, and the
-    # outline test below tells them from the scenery. (A quarter of a letter lost the
-    # "l" of "leave" and final periods at 270 lines.)
+    # of the found strokes, most of a letter's height around them, still holds them,
+    # and the outline test below tells them from the scenery. (A fifth of a letter each
+    # way lost the "l" of "leave" and final periods at 270 lines.)
     # How bright the letters' fill is: most pixels the stroke test found are fill.
     found = layer.mask[y0:y1, x0:x1]
     fill = float(np.percentile(patch[found], 75)) if found.any() else 255.0
