@@ -222,8 +222,8 @@ def _widen_lines(
         if not added or grown_x0 <= 0 or grown_x1 >= width or off_centre:
             widened.append((x0, y0, x1, y1))
             continue
-        band = letter_labels[y0 - 1 : y1 + 1, grown_x0:grown_x1]
-        kept[y0 - 1 : y1 + 1, grown_x0:grown_x1] |= np.isin(band, added) & mask[y0 - 1 : y1 + 1, grown_x0:grown_x1]
+        rows = slice(max(0, y0 - 1), y1 + 1)
+        kept[rows, grown_x0:grown_x1] |= np.isin(letter_labels[rows, grown_x0:grown_x1], added) & mask[rows, grown_x0:grown_x1]
         widened.append((grown_x0, y0, grown_x1, y1))
     return widened, kept
 
