@@ -27,6 +27,7 @@ from mmtk.store.shards import (
     commit_memmap,
     ensure_checksum,
     is_temp_file,
+    item_digest,
     list_shard_files,
     new_shard_memmap,
     nonfinite_rows,
@@ -75,7 +76,7 @@ def _item_hash_sum(store: FeatureStore, fingerprint: str) -> tuple[int, int]:
     total, count = 0, 0
     for shard_id, entries in entries_by_shard.items():
         mapped = None if shard_id is None else _checked_shard(store.root, shards, shard_id, entries[0][0])
-        for key, offset, length in entries:
+        for key, offset, length, _ in entries:
             h = hashlib.blake2b(key.encode("utf-8"), digest_size=32)
             h.update(int(length).to_bytes(8, "little"))
             if length:
@@ -128,13 +129,26 @@ def inspect_shard(root: Path, row, dim: int | None, checksums: bool = True) -> t
     return None, header.shape[0]
 
 
-def _nonfinite_keys(root: Path, row, entries: list[tuple[str, int, int]]) -> list[str]:
+def _nonfinite_keys(root: Path, row, entries: list[tuple[str, int, int, int | None]]) -> list[str]:
     """Keys of a (checksum-sound) shard's items holding NaN or inf: ``put`` refuses
     them, so they can only come from a store written by other means."""
     bad = nonfinite_rows(open_shard(root, row.path))
     if len(bad) == 0:
         return []
-    return [key for key, offset, length in entries if length and np.any((bad >= offset) & (bad < offset + length))]
+    return [key for key, offset, length, _ in entries if length and np.any((bad >= offset) & (bad < offset + length))]
+
+
+def _mismatched_keys(root: Path, row, entries: list[tuple[str, int, int, int | None]]) -> list[str]:
+    """Keys of a (checksum-sound) shard's items whose rows do not hash to the digest the
+    index recorded: their index row changed (its offset or digest), and a gather would
+    refuse them. Items past the shard's end are ``_bad_items``' to report."""
+    mapped = open_shard(root, row.path).view(np.ndarray)
+    return [
+        key
+        for key, offset, length, digest in entries
+        if digest is not None and 0 <= offset and 0 < length and offset + length <= len(mapped)
+        and item_digest(mapped[offset : offset + length]) != digest
+    ]
 
 
 def _read_index(store: FeatureStore) -> tuple[dict, set, dict, dict]:
@@ -157,7 +171,8 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
     nothing else can be checked, and ``repair`` cannot help), a missing, unreadable,
     empty or truncated shard, one named outside the store, a header whose shape or dtype
     disagrees with the index or the feature set's dim, data whose checksum changed or
-    that holds NaN or inf (``checksums``), items that point past their shard's end or
+    that holds NaN or inf, items whose rows do not match their own digest (these three
+    with ``checksums``), items that point past their shard's end or
     at no shard, items of an unregistered feature set. Orphans (files no index row
     names: leftovers of killed writers) are listed apart and do not fail the check;
     ``gc`` removes them.
@@ -185,6 +200,12 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
             bad = _nonfinite_keys(root, row, items.get(shard_id, []))
             if bad:
                 problems.append(f"shard {root / row.path} holds NaN or inf for {len(bad)} items (first: {bad[0]})")
+            # Items whose row span is wrong are reported below, once, for that reason.
+            structural = _bad_items(root, shard_id, items.get(shard_id, []), shards, metas, {shard_id: rows})
+            skip = set(structural[1]) if structural else set()
+            changed = _mismatched_keys(root, row, [e for e in items.get(shard_id, []) if e[0] not in skip])
+            if changed:
+                problems.append(f"{len(changed)} items of shard {root / row.path} do not match their checksum (first: {changed[0]})")
         if rows is not None:
             actual_rows[shard_id] = rows
     # A shard a concurrent gc compacted away after the snapshot is not a problem.
@@ -218,17 +239,17 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
 def _bad_items(root: Path, shard_id, entries, shards: dict, metas: dict, actual_rows: dict) -> tuple[str, list[str]] | None:
     """Items of one shard that cannot be read whatever the shard's state: (why, keys)."""
     if shard_id is None:
-        bad = [k for k, _, n in entries if n != 0]
+        bad = [k for k, _, n, _ in entries if n != 0]
         return ("point at no shard although they have data", bad) if bad else None
     row = shards.get(shard_id)
     if row is None:
-        return (f"point at shard id {shard_id}, which is not in the index", [k for k, _, _ in entries])
+        return (f"point at shard id {shard_id}, which is not in the index", [k for k, _, _, _ in entries])
     if metas.get(row.fingerprint, {}).get("kind") == "vector":
-        odd = [k for k, _, n in entries if n != 1]
+        odd = [k for k, _, n, _ in entries if n != 1]
         if odd:
             return (f"are vectors of {root / row.path} that span other than one row", odd)
     limit = actual_rows.get(shard_id, row.rows)
-    past = [k for k, offset, n in entries if offset < 0 or n < 0 or offset + n > limit]
+    past = [k for k, offset, n, _ in entries if offset < 0 or n < 0 or offset + n > limit]
     return (f"point past the end of shard {root / row.path} ({limit} rows)", past) if past else None
 
 
@@ -378,13 +399,14 @@ def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list)
         mine = sorted(entries.get(row.id, []), key=lambda e: e[1])
         if problem is not None:
             damaged.append(problem)
-            dropped += [(key, row.id) for key, _, _ in mine]
+            dropped += [(key, row.id) for key, _, _, _ in mine]
             continue
         good = [e for e in mine if 0 <= e[1] and 0 < e[2] and e[1] + e[2] <= rows]
-        bad = ({e[0] for e in mine} - {e[0] for e in good}) | set(_nonfinite_keys(root, row, good))
+        # Copied rows keep their digests, so items whose rows do not match are not copied.
+        bad = ({e[0] for e in mine} - {e[0] for e in good}) | set(_nonfinite_keys(root, row, good)) | set(_mismatched_keys(root, row, good))
         dropped += [(key, row.id) for key in sorted(bad)]
         sound.append((row, [e for e in good if e[0] not in bad]))
-    total = sum(length for _, kept in sound for _, _, length in kept)
+    total = sum(length for _, kept in sound for _, _, length, _ in kept)
     written = None
     if total:
         target, temp, final = new_shard_memmap(root, fingerprint, (total, dim))
@@ -392,7 +414,7 @@ def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list)
             cursor = 0
             for row, kept in sound:
                 mapped = open_shard(root, row.path)
-                for key, offset, length in kept:
+                for key, offset, length, _ in kept:
                     target[cursor : cursor + length] = mapped[offset : offset + length]
                     moves.append((key, row.id, cursor))
                     cursor += length
@@ -430,7 +452,7 @@ def repair(store: FeatureStore, dry_run: bool = False) -> dict:
     Dropped: the items of every shard that is missing, unreadable, empty, truncated,
     named outside the store, of the wrong shape or failing its checksum (the shard's
     row too, and its file when it lies inside the store); single items that hold NaN
-    or inf, point past their shard's end or at no shard; items of unregistered feature
+    or inf, do not match their digest, point past their shard's end or at no shard; items of unregistered feature
     sets. Sound entries are untouched. A damaged index (``IndexDamaged``) cannot be
     repaired this way: its error says what to do. ``dry_run`` reports without changing.
 
@@ -460,7 +482,8 @@ def repair(store: FeatureStore, dry_run: bool = False) -> dict:
         bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
         keys = set(bad[1]) if bad else set()
         if shard_id in actual_rows:
-            keys |= set(_nonfinite_keys(root, shards[shard_id], [e for e in entries if e[0] not in keys]))
+            rest = [e for e in entries if e[0] not in keys]
+            keys |= set(_nonfinite_keys(root, shards[shard_id], rest)) | set(_mismatched_keys(root, shards[shard_id], rest))
         single += [(fingerprint, key, shard_id) for key in sorted(keys)]
         if keys:
             counts[fingerprint] = counts.get(fingerprint, 0) + len(keys)

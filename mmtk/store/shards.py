@@ -8,8 +8,10 @@ rename, so a shard that is not in the index is an orphan that ``gc`` may delete.
 The ``.npy`` format keeps shards memory-mappable with ``np.load(mmap_mode="r")``.
 
 Corrupt data is refused, never used: every path an index row names must lie inside the
-store's ``shards`` folder (``shard_path``), and ``open_checked`` compares a shard's
-bytes with the checksum recorded at write time the first time a process maps it.
+store's ``shards`` folder (``shard_path``); each item's rows hash to the digest the index
+recorded for it (``item_digest``), so a read checks exactly the bytes it reads; and
+``ensure_checksum`` compares a whole shard's bytes with the checksum recorded at write
+time (for items stored before item digests existed, and for the maintenance commands).
 """
 
 from __future__ import annotations
@@ -208,6 +210,15 @@ def checksum_rows(rows: np.ndarray) -> str:
     for start in range(0, rows.shape[0], _CHECKSUM_ROWS):
         digest.update(np.ascontiguousarray(rows[start : start + _CHECKSUM_ROWS], dtype=DTYPE).data)
     return digest.hexdigest()
+
+
+def item_digest(rows: np.ndarray) -> int:
+    """One item's checksum: blake2b (64 bits, as SQLite's signed integer) of its rows'
+    little-endian float32 bytes. 64 bits make a changed item pass unnoticed with odds
+    of 2**-64; per item, a read of 100,000 items out of 10 million hashes 100,000 rows,
+    not the shards they sit in."""
+    data = np.ascontiguousarray(rows, dtype=DTYPE)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
 
 
 def read_header(path: Path) -> ShardHeader:
