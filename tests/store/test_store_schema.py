@@ -128,3 +128,21 @@ def test_lookups_and_copies_in_steps_return_what_the_caller_asked_in_its_order(t
     keys = [f"v{i}" for i in rng.integers(0, 20, 50)]
     np.testing.assert_array_equal(store.gather(VEC, keys), np.stack([_vector(int(k[1:])) for k in keys]))
     store.close()
+
+
+def test_verify_checks_a_shard_with_unread_rows_whole(tmp_path):
+    """Rows no item reads any more (repair dropped the item) are still covered by the
+    shard's checksum: verify, info and repair agree about a byte changed there."""
+    store = _filled(tmp_path / "store")
+    ((shard_id, path),) = _sql(tmp_path / "store", f"SELECT s.id, s.path FROM shards s JOIN items i ON i.shard = s.id WHERE i.key = 'v9'")
+    with sqlite3.connect(tmp_path / "store" / "index.sqlite") as conn:
+        conn.execute("DELETE FROM items WHERE key = 'v9'")  # the shard's last row
+    conn.close()
+    assert store.verify()["ok"]
+    data = bytearray((tmp_path / "store" / path).read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "store" / path).write_bytes(bytes(data))
+    shard = tmp_path / "store" / path
+    assert store.verify()["problems"] == [f"shard {shard} does not match its checksum (changed after it was written)"]
+    assert store.repair()["dropped_items"] == 9 and store.verify()["ok"]
+    store.close()
