@@ -429,6 +429,31 @@ class StoreIndex:
             grouped.setdefault(shard, []).append(tuple(entry))
         return grouped
 
+    def iter_items_by_shard(self) -> Iterator[tuple[int | None, list[tuple[str, int, int, int | None]]]]:
+        """``(shard id, [(key, offset, length, digest), ...])`` for every shard id items
+        point at (None first), in shard order. SQLite sorts the rows, spilling to disk,
+        so one shard's items are in memory at a time: for checks of stores of any size.
+        Run it inside ``snapshot()`` when other queries must see the same state."""
+        conn = self.read()
+        if conn is None:
+            return
+        query = f"SELECT shard, key, start, length, {self._digest_column()} FROM items ORDER BY shard"
+        shard, entries = None, []
+        try:
+            for row in conn.execute(query):
+                if entries and row[0] != shard:
+                    yield shard, entries
+                    entries = []
+                shard = row[0]
+                entries.append(tuple(row[1:]))
+        except sqlite3.DatabaseError as exc:
+            known = _known_sqlite_error(exc, self.path)
+            if known is None:
+                raise
+            raise known from exc
+        if entries:
+            yield shard, entries
+
     @_sqlite_errors
     def items_by_set_and_shard(self) -> dict[tuple[str, int | None], list[tuple[str, int, int, int | None]]]:
         """``(fingerprint, shard id) -> [(key, offset, length, digest), ...]`` for every item."""

@@ -151,16 +151,6 @@ def _mismatched_keys(root: Path, row, entries: list[tuple[str, int, int, int | N
     ]
 
 
-def _read_index(store: FeatureStore) -> tuple[dict, set, dict, dict]:
-    """Feature set metas, unregistered item fingerprints, shards and items by shard, as
-    one consistent snapshot."""
-    index = store.index
-    with index.snapshot():
-        metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
-        unregistered = index.item_fingerprints() - set(metas)
-        return metas, unregistered, index.shards(), index.items_by_shard()
-
-
 # --------------------------------------------------------------------------- verify
 
 
@@ -180,9 +170,26 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
     store.require_exists()
     index, root = store.index, store.root
     report = {"ok": False, "index_damaged": False, "problems": [], "orphans": [], "feature_sets": 0, "shards": 0, "items": 0}
+    by_shard: dict[int, list[str]] = {}  # shard problems, reported in shard id order
+    item_problems: list[str] = []
+    actual_rows: dict[int, int] = {}
+    n_items = 0
     try:
         problems = [f"index {index.path}: {line}" for line in index.quick_check()]
-        metas, unregistered, shards, items = _read_index(store)
+        # Items stream in shard order (SQLite sorts them on disk), so one shard's items
+        # are in memory at a time, whatever the store's size.
+        with index.snapshot():
+            metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
+            unregistered = index.item_fingerprints() - set(metas)
+            shards = index.shards()
+            for shard_id, entries in index.iter_items_by_shard():
+                n_items += len(entries)
+                if shard_id in shards:
+                    by_shard[shard_id] = _check_shard(root, shards[shard_id], entries, shards, metas, checksums, actual_rows)
+                bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
+                if bad is not None:
+                    why, keys = bad
+                    item_problems.append(f"{len(keys)} items {why} (first: {keys[0]})")
     except IndexDamaged as exc:
         report.update(index_damaged=True, problems=[exc.message])
         return report
@@ -190,45 +197,17 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
         report["index_damaged"] = True
     for fp in sorted(unregistered):
         problems.append(f"items of feature set {fp[:12]} exist but the feature set is not registered")
-    actual_rows: dict[int, int] = {}
     for shard_id, row in shards.items():
-        dim, entries = metas.get(row.fingerprint, {}).get("dim"), items.get(shard_id, [])
-        # A shard whose rows all belong to items with their own digest is checked
-        # through them: one pass over its bytes instead of two. Its whole checksum is
-        # computed only when an item fails, to tell a changed shard (repair drops it)
-        # from changed index rows (repair drops those items).
-        by_items = (
-            checksums and bool(entries) and all(e[3] is not None for e in entries) and sum(e[2] for e in entries) == row.rows
-        )
-        problem, rows = inspect_shard(root, row, dim, checksums and not by_items)
-        if problem is None and checksums:
-            # Items whose row span is wrong are reported below, once, for that reason.
-            structural = _bad_items(root, shard_id, entries, shards, metas, {shard_id: rows})
-            skip = set(structural[1]) if structural else set()
-            changed = _mismatched_keys(root, row, [e for e in entries if e[0] not in skip])
-            if changed and by_items:
-                problem, rows = inspect_shard(root, row, dim, checksums=True)
-            if problem is None:
-                bad = _nonfinite_keys(root, row, entries)
-                if bad:
-                    problems.append(f"shard {root / row.path} holds NaN or inf for {len(bad)} items (first: {bad[0]})")
-                if changed:
-                    problems.append(f"{len(changed)} items of shard {root / row.path} do not match their checksum (first: {changed[0]})")
-        if problem is not None:
-            problems.append(problem)
-        if rows is not None:
-            actual_rows[shard_id] = rows
+        if shard_id not in by_shard:  # no item points at it
+            by_shard[shard_id] = _check_shard(root, row, [], shards, metas, checksums, actual_rows)
+    shard_problems = [p for shard_id in sorted(by_shard) for p in by_shard[shard_id]]
     # A shard a concurrent gc compacted away after the snapshot is not a problem.
     vanished = [row for row in shards.values() if not (root / row.path).is_file()]
     if vanished:
         still_indexed = index.shards(ids=[row.id for row in vanished])
         gone = {f"shard {root / row.path} is missing" for row in vanished if row.id not in still_indexed}
-        problems = [p for p in problems if p not in gone]
-    for shard_id, entries in items.items():
-        bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
-        if bad is not None:
-            why, keys = bad
-            problems.append(f"{len(keys)} items {why} (first: {keys[0]})")
+        shard_problems = [p for p in shard_problems if p not in gone]
+    problems += shard_problems + item_problems
     known = {root / row.path for row in shards.values()}
     unknown = [p for p in list_shard_files(root) if p not in known]
     if unknown:
@@ -241,9 +220,40 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
         orphans=orphans,
         feature_sets=len(metas),
         shards=len(shards),
-        items=sum(len(e) for e in items.values()),
+        items=n_items,
     )
     return report
+
+
+def _check_shard(root: Path, row, entries, shards: dict, metas: dict, checksums: bool, actual_rows: dict) -> list[str]:
+    """``verify``'s problems with one shard and the bytes of its items; records the rows
+    its file really holds in ``actual_rows``."""
+    found: list[str] = []
+    shard_id, dim = row.id, metas.get(row.fingerprint, {}).get("dim")
+    # A shard whose rows all belong to items with their own digest is checked through
+    # them: one pass over its bytes instead of two. Its whole checksum is computed only
+    # when an item fails, to tell a changed shard (repair drops it) from changed index
+    # rows (repair drops those items).
+    by_items = checksums and bool(entries) and all(e[3] is not None for e in entries) and sum(e[2] for e in entries) == row.rows
+    problem, rows = inspect_shard(root, row, dim, checksums and not by_items)
+    if problem is None and checksums:
+        # Items whose row span is wrong are reported by ``_bad_items``, once, for that.
+        structural = _bad_items(root, shard_id, entries, shards, metas, {shard_id: rows})
+        skip = set(structural[1]) if structural else set()
+        changed = _mismatched_keys(root, row, [e for e in entries if e[0] not in skip])
+        if changed and by_items:
+            problem, rows = inspect_shard(root, row, dim, checksums=True)
+        if problem is None:
+            bad = _nonfinite_keys(root, row, entries)
+            if bad:
+                found.append(f"shard {root / row.path} holds NaN or inf for {len(bad)} items (first: {bad[0]})")
+            if changed:
+                found.append(f"{len(changed)} items of shard {root / row.path} do not match their checksum (first: {changed[0]})")
+    if problem is not None:
+        found.append(problem)
+    if rows is not None:
+        actual_rows[shard_id] = rows
+    return found
 
 
 def _bad_items(root: Path, shard_id, entries, shards: dict, metas: dict, actual_rows: dict) -> tuple[str, list[str]] | None:
