@@ -15,7 +15,12 @@ each in a fresh process so no cache of an earlier operation helps:
   from the page cache first with ``posix_fadvise(DONTNEED)``);
 - ``verify`` (every shard's checksum: reads every byte) from a cold page cache, against
   reading the same shard files raw from a cold page cache (MB/s, ratio);
-- ``gc`` (nothing to collect: the cost of finding that out).
+- ``gc`` (nothing to collect: the cost of finding that out);
+- the same ``missing``, ``gather`` and ``verify`` on the same store along the paths
+  they took before this benchmark's fixes (``--op ... --old``, see ``use_old_paths``),
+  alternating with the current ones, so the two are compared side by side in one run;
+- ``commit``: 50 ``put``s of 512 new items each, extraction's commit size (one shard
+  written and fsynced, one SQLite transaction each), as items/s into a store of N.
 
     python benchmarks/bench_store_scale.py [--sizes 1e4 1e5 1e6 1e7] [--out DIR] [--keep]
 
@@ -44,6 +49,7 @@ FINGERPRINT = hashlib.sha256(b"bench_store_scale").hexdigest()
 DIM = 384
 MISSING_KEYS = 1_000_000
 GATHER_KEYS = 100_000
+COMMITS, COMMIT_ITEMS = 50, 512  # extraction commits at most 512 items (mmtk.extract)
 
 
 def key(i: int) -> str:
@@ -100,8 +106,22 @@ def status_kib(field: str) -> int:
 # ----------------------------------------------------------------- one operation, in a child
 
 
-def run_op(op: str, root: Path, n: int) -> dict:
+def use_old_paths() -> None:
+    """Make this process read the store as mmtk did before item digests and sorted
+    lookups: keys looked up in the caller's order, and no item digests, so a gather
+    checks each shard it touches whole (what items stored without digests still get)
+    and verify hashes every shard whole before checking NaN. Benchmark-only."""
+    import mmtk.store.index as index_module
+
+    index_module.sorted = list  # present()/locate() chunk the keys unsorted
+    index_module.StoreIndex._digest_column = lambda self: "NULL"
+
+
+def run_op(op: str, root: Path, n: int, old: bool = False) -> dict:
     from mmtk.store import FeatureStore
+
+    if old:
+        use_old_paths()
 
     rng = np.random.default_rng(12345)
     if op == "open":
@@ -140,6 +160,15 @@ def run_op(op: str, root: Path, n: int) -> dict:
         seconds = time.perf_counter() - start
         assert not report["orphans"] and not report["compacted_shards"], report
         return {"seconds": seconds, "peak_rss_mib": status_kib("VmHWM") / 1024}
+    if op == "commit":
+        rows = rng.standard_normal((COMMITS * COMMIT_ITEMS, DIM), dtype=np.float32).astype(np.float16)
+        first = n + MISSING_KEYS  # keys nobody asked for before
+        batches = [keys(range(first + i * COMMIT_ITEMS, first + (i + 1) * COMMIT_ITEMS)) for i in range(COMMITS)]
+        start = time.perf_counter()
+        for i, batch in enumerate(batches):
+            assert store.put(FINGERPRINT, batch, rows[i * COMMIT_ITEMS : (i + 1) * COMMIT_ITEMS]) == COMMIT_ITEMS
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "items_per_s": COMMITS * COMMIT_ITEMS / seconds, "commits_per_s": COMMITS / seconds}
     if op == "raw-read":
         buffer = bytearray(8 << 20)
         total, start = 0, time.perf_counter()
@@ -151,8 +180,8 @@ def run_op(op: str, root: Path, n: int) -> dict:
     raise ValueError(op)
 
 
-def child(op: str, root: Path, n: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--op", op, "--root", str(root), "--n", str(n)]
+def child(op: str, root: Path, n: int, old: bool = False) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--op", op, "--root", str(root), "--n", str(n), *(["--old"] if old else [])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -169,18 +198,29 @@ def measure(root: Path, n: int, put_items: int) -> dict:
     row["shard_bytes"] = sum(p.stat().st_size for p in shard_files(root))
     row["index_bytes"] = sum(p.stat().st_size for p in root.glob("index.sqlite*"))
     log(row)
-    for op in ("open", "missing", "gather"):
-        row[op] = child(op, root, n)
-        log({"n": n, op: row[op]})
+    row["open"] = child("open", root, n)
+    for op in ("missing", "gather"):
+        # Current and old paths alternating, twice each; the faster of each pair is kept.
+        runs = {False: [], True: []}
+        for old in (False, True, False, True):
+            runs[old].append(child(op, root, n, old))
+        row[op] = min(runs[False], key=lambda r: r["seconds"])
+        row[f"{op}_old"] = min(runs[True], key=lambda r: r["seconds"])
+        log({"n": n, op: runs[False], f"{op}_old": runs[True]})
     evict(root)
     row["gather_cold"] = child("gather", root, n)
-    log({"n": n, "gather_cold": row["gather_cold"]})
+    evict(root)
+    row["gather_cold_old"] = child("gather", root, n, old=True)
+    log({"n": n, "gather_cold": row["gather_cold"], "gather_cold_old": row["gather_cold_old"]})
     evict(root)
     row["raw_read"] = child("raw-read", root, n)
     evict(root)
     row["verify"] = child("verify", root, n)
+    evict(root)
+    row["verify_old"] = child("verify", root, n, old=True)
     row["gc"] = child("gc", root, n)
-    log({"n": n, "raw_read": row["raw_read"], "verify": row["verify"], "gc": row["gc"]})
+    row["commit"] = child("commit", root, n)  # last: it adds items
+    log({"n": n, "raw_read": row["raw_read"], "verify": row["verify"], "verify_old": row["verify_old"], "gc": row["gc"], "commit": row["commit"]})
     return row
 
 
@@ -198,15 +238,21 @@ def table(rows: list[dict]) -> str:
         ("shards / shard bytes / index bytes", lambda r: f"{r['shards']} / {r['shard_bytes'] / 2**20:,.0f} MiB / {r['index_bytes'] / 2**20:,.0f} MiB"),
         ("open (first query)", lambda r: ms(r["open"]["seconds"])),
         (f"missing, {MISSING_KEYS:,} keys", lambda r: f"{ms(r['missing']['seconds'])} ({r['missing']['present']:,} present)"),
+        ("missing, old path (unsorted lookups)", lambda r: ms(r["missing_old"]["seconds"])),
         (f"gather {GATHER_KEYS:,} random, warm", lambda r: ms(r["gather"]["seconds"])),
+        ("gather warm, old path (whole-shard checksums)", lambda r: ms(r["gather_old"]["seconds"])),
         ("gather, peak RSS (before) / output", lambda r: f"{r['gather']['peak_rss_mib']:,.0f} ({r['gather']['rss_before_mib']:,.0f}) / {r['gather']['output_mib']:,.0f} MiB"),
+        ("gather, old path, peak RSS", lambda r: f"{r['gather_old']['peak_rss_mib']:,.0f} MiB"),
         (f"gather {GATHER_KEYS:,} random, cold cache", lambda r: ms(r["gather_cold"]["seconds"])),
+        ("gather cold, old path", lambda r: ms(r["gather_cold_old"]["seconds"])),
         ("gather cold, peak RSS", lambda r: f"{r['gather_cold']['peak_rss_mib']:,.0f} MiB"),
         ("verify, cold cache", lambda r: f"{ms(r['verify']['seconds'])}, {r['shard_bytes'] / 1e6 / r['verify']['seconds']:,.0f} MB/s"),
+        ("verify, old path (whole checksum + NaN pass)", lambda r: f"{ms(r['verify_old']['seconds'])}, {r['shard_bytes'] / 1e6 / r['verify_old']['seconds']:,.0f} MB/s"),
         ("raw read of the shards, cold cache", lambda r: f"{ms(r['raw_read']['seconds'])}, {r['raw_read']['bytes'] / 1e6 / r['raw_read']['seconds']:,.0f} MB/s"),
         ("verify / raw read throughput", lambda r: f"{r['raw_read']['seconds'] / r['verify']['seconds']:.2f}"),
         ("verify, peak RSS", lambda r: f"{r['verify']['peak_rss_mib']:,.0f} MiB"),
         ("gc (nothing to do)", lambda r: f"{ms(r['gc']['seconds'])}, peak RSS {r['gc']['peak_rss_mib']:,.0f} MiB"),
+        (f"commits of {COMMIT_ITEMS} items, items/s (commits/s)", lambda r: f"{r['commit']['items_per_s']:,.0f} ({r['commit']['commits_per_s']:.0f})"),
     ]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join([name, *(fmt(r) for r in rows)]) + " |" for name, fmt in lines]
@@ -222,9 +268,10 @@ def main() -> None:
     parser.add_argument("--op", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--old", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.op:
-        print(json.dumps(run_op(args.op, args.root, args.n)))
+        print(json.dumps(run_op(args.op, args.root, args.n, args.old)))
         return
     rows = []
     for size in args.sizes:

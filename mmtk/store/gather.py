@@ -4,9 +4,10 @@ Items are grouped by shard and each shard is memory-mapped once, so reading a wh
 dataset costs one file open per shard touched, never one per item. Within a shard rows
 are read in offset order so the page cache sees a forward scan. With ``verify`` every
 item read is checked against its digest in the index (``item_digest``), so the cost of
-the check grows with the items read, not with the shards they sit in; a shard holding
-an item with no digest (stored before digests existed) has its whole checksum checked
-the first time the process maps it (``ensure_checksum``), as before.
+the check grows with the items read, not with the shards they sit in. A shard is
+checked whole instead (``ensure_checksum``, once per process) when that is no dearer:
+when the reads cover half its rows or more, when this process checked it already, and
+when an item in it has no digest (stored before digests existed), as before.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from mmtk.errors import StoreError
 from mmtk.store.index import ShardRow
-from mmtk.store.shards import ensure_checksum, item_digest, open_shard, repair_command
+from mmtk.store.shards import ensure_checksum, is_checked, item_digest, open_shard, repair_command
 
 
 # Rows copied per step from a shard into the output (bounds the temporary copy).
@@ -48,9 +49,20 @@ def _mapped(root: Path, row: ShardRow, dim: int, last_row: int, whole: bool) -> 
     return shard.view(np.ndarray)  # slicing a np.memmap costs a Python call per slice
 
 
-def _needs_whole_check(verify: bool, digests, positions: np.ndarray) -> bool:
-    """With ``verify``, whether some item at ``positions`` has no digest of its own."""
-    return verify and (digests is None or any(digests[p] is None for p in positions))
+def _whole_check(root: Path, row: ShardRow, verify: bool, digests, positions: np.ndarray, rows_read: int) -> bool:
+    """With ``verify``, whether to check the shard whole (once per process) rather than
+    each item read: when an item has no digest of its own, when this process has
+    checked the shard already (later reads of it are then free), or when the reads
+    cover at least half its rows (hashing item by item then costs about as much as
+    hashing the whole shard, which also serves later reads)."""
+    if not verify:
+        return False
+    return (
+        digests is None
+        or 2 * rows_read >= row.rows
+        or is_checked(root, row.path, row.checksum)
+        or any(digests[p] is None for p in positions)
+    )
 
 
 def _check_items(root: Path, row: ShardRow, positions, rows_of, digests, keys: Sequence | None) -> None:
@@ -59,7 +71,7 @@ def _check_items(root: Path, row: ShardRow, positions, rows_of, digests, keys: S
     shard's whole checksum was checked)."""
     if digests is None:
         return
-    for p in positions:
+    for p in positions.tolist():
         expected = digests[p]
         if expected is not None and item_digest(rows_of(p)) != expected:
             item = repr(keys[p]) if keys is not None else f"#{p}"
@@ -87,13 +99,14 @@ def gather_rows(
         rows = offsets[positions]
         order = np.argsort(rows, kind="stable")
         positions, rows = positions[order], rows[order]
-        mapped = _mapped(root, shards[shard_id], dim, int(rows[-1]) + 1, _needs_whole_check(verify, digests, positions))
+        whole = _whole_check(root, shards[shard_id], verify, digests, positions, len(rows))
+        mapped = _mapped(root, shards[shard_id], dim, int(rows[-1]) + 1, whole)
         # In steps: ``out[positions] = mapped[rows]`` in one go would first copy every
         # row into a temporary as large as this shard's part of the output.
         for start in range(0, len(rows), _COPY_ROWS):
             out[positions[start : start + _COPY_ROWS]] = mapped[rows[start : start + _COPY_ROWS]]
         del mapped  # release the mapping before opening the next shard
-        if verify:
+        if verify and not whole:
             # The copy holds the same float32 bytes as the shard's row.
             _check_items(root, shards[shard_id], positions, out.__getitem__, digests, keys)
     return out
@@ -132,9 +145,10 @@ def gather_steps(
         step = np.arange(total) - np.repeat(np.cumsum(take) - take, take)
         source = np.repeat(offsets[positions], take) + step
         last = int((offsets[positions] + full[positions]).max()) if verify else int(source.max()) + 1
-        mapped = _mapped(root, shards[shard_id], dim, last, _needs_whole_check(verify, digests, positions))
+        whole = _whole_check(root, shards[shard_id], verify, digests, positions, int(full[positions].sum()))
+        mapped = _mapped(root, shards[shard_id], dim, last, whole)
         out[item, step] = mapped[source]
-        if verify:
+        if verify and not whole:
             _check_items(root, shards[shard_id], positions, lambda p: mapped[offsets[p] : offsets[p] + full[p]], digests, keys)
         del mapped
     return out, lengths
@@ -184,9 +198,11 @@ class SequenceReader:
         for shard_id, members in _by_shard(ids):
             members = members[np.argsort(offsets[members], kind="stable")]
             row = self.shards[shard_id]
-            mapped = _mapped(self.root, row, self.dim, int((offsets[members] + full[members]).max()), _needs_whole_check(True, digests, members))
-            # Each item is checked over all its rows, also when max_len cuts it.
-            _check_items(self.root, row, members, lambda i: mapped[offsets[i] : offsets[i] + full[i]], digests, keys)
+            whole = _whole_check(self.root, row, True, digests, members, int(full[members].sum()))
+            mapped = _mapped(self.root, row, self.dim, int((offsets[members] + full[members]).max()), whole)
+            if not whole:
+                # Each item is checked over all its rows, also when max_len cuts it.
+                _check_items(self.root, row, members, lambda i: mapped[offsets[i] : offsets[i] + full[i]], digests, keys)
             for i in members:
                 out[i, : lengths[i]] = mapped[offsets[i]: offsets[i] + lengths[i]]
             del mapped  # release the mapping before opening the next shard

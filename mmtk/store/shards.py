@@ -263,14 +263,26 @@ def open_shard(root: Path, relpath: str) -> np.ndarray:
         raise StoreError(f"shard {path} cannot be read ({exc})", hint=f"run: {repair_command(root)}") from exc
 
 
+def _identity(path: Path, checksum: str) -> tuple:
+    stat = path.stat()
+    return (str(path), checksum, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def is_checked(root: Path, relpath: str, checksum: str) -> bool:
+    """Whether this process has checked the shard's bytes against ``checksum`` (and the
+    file is still the one it checked). ``FileNotFoundError`` passes through."""
+    identity = _identity(root / relpath, checksum)
+    with _checked_lock:
+        return identity in _checked
+
+
 def ensure_checksum(root: Path, relpath: str, checksum: str, mapped: np.ndarray) -> None:
     """The first time this process maps a shard, check that its bytes (``mapped``, a
     2-D array from ``open_shard``) still hash to the ``checksum`` recorded when it was
     written: a flipped byte would otherwise change features, and predictions, without a
     word. Costs one read of the shard per process; later maps of it cost a ``stat``."""
     path = root / relpath
-    stat = path.stat()
-    identity = (str(path), checksum, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    identity = _identity(path, checksum)
     with _checked_lock:
         if identity in _checked:
             return

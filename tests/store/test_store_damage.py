@@ -81,9 +81,20 @@ def _count_checks(monkeypatch) -> tuple[list[int], list[int]]:
 
 def test_a_gather_checks_the_items_it_reads_not_their_shards(filled, vectors, monkeypatch):
     shard_calls, item_calls = _count_checks(monkeypatch)
-    keys = [key(i) for i in (3, 14, 25)]  # one item of each shard
+    keys = [key(i) for i in (3, 14, 25, 26, 27, 28)]  # 1, 1 and 4 of each shard's 10 items
     np.testing.assert_array_equal(filled.gather(vectors, keys), np.stack([value(k, DIM) for k in keys]))
-    assert shard_calls == [] and len(item_calls) == 3
+    assert shard_calls == [] and len(item_calls) == 6
+
+
+def test_a_gather_of_half_a_shard_or_more_checks_it_whole_once(filled, vectors, monkeypatch):
+    """Then hashing the shard costs about what hashing its items would, and later reads
+    of it are free."""
+    shard_calls, item_calls = _count_checks(monkeypatch)
+    half = [key(i) for i in range(10, 15)]
+    np.testing.assert_array_equal(filled.gather(vectors, half), np.stack([value(k, DIM) for k in half]))
+    assert shard_calls == [10] and item_calls == []
+    filled.gather(vectors, [key(19), key(0)])  # shard 1 is checked; shard 0 by its item
+    assert shard_calls == [10] and len(item_calls) == 1
 
 
 def test_items_stored_without_digests_have_their_shard_checksummed_once_per_process(filled, vectors, monkeypatch):
@@ -92,11 +103,11 @@ def test_items_stored_without_digests_have_their_shard_checksummed_once_per_proc
         conn.execute("UPDATE items SET digest = NULL WHERE key IN (?, ?)", (key(0), key(25)))
     conn.close()
     shard_calls, item_calls = _count_checks(monkeypatch)
-    keys = [key(i) for i in range(30)]
+    keys = [key(i) for i in (0, 1, 13, 25, 26)]
     first = filled.gather(vectors, keys)
     again = filled.gather(vectors, keys[::-1])
-    # Shards 0 and 2 hold a digest-less item: whole checksum once; the rest per item.
-    assert shard_calls == [10, 10] and len(item_calls) == 2 * 28
+    # Shards 0 and 2 hold a digest-less item: whole checksum, once; key(13) by its digest.
+    assert shard_calls == [10, 10] and len(item_calls) == 2
     np.testing.assert_array_equal(first[::-1], again)
     np.testing.assert_array_equal(first, np.stack([value(k, DIM) for k in keys]))
     _, victim, _ = _shards(filled)[2]
@@ -112,8 +123,11 @@ def test_an_item_digest_catches_a_change_in_the_rows_it_reads_only(filled, vecto
         filled.gather(vectors, [key(0), in_shard[-1]])
     assert err.value.message == f"item '{in_shard[-1]}' in shard {victim} does not match its checksum: its bytes changed after they were written"
     assert err.value.hint.startswith(f"run: mmtk store repair --store {filled.root}")
-    # Its neighbours read as stored; verify names the shard, and repair drops all of it.
-    np.testing.assert_array_equal(filled.gather(vectors, in_shard[:-1]), np.stack([value(k, DIM) for k in in_shard[:-1]]))
+    # A few neighbours read as stored; half the shard is checked whole and refused.
+    np.testing.assert_array_equal(filled.gather(vectors, in_shard[:3]), np.stack([value(k, DIM) for k in in_shard[:3]]))
+    with pytest.raises(StoreError, match=f"^shard {victim} does not match its checksum"):
+        filled.gather(vectors, in_shard[:5])
+    # verify names the shard, and repair drops all of it.
     assert filled.verify()["problems"] == [f"shard {victim} does not match its checksum (changed after it was written)"]
     assert filled.repair()["dropped_items"] == 10 and filled.missing(vectors, in_shard) == in_shard
 

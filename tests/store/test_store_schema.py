@@ -11,6 +11,7 @@ import pytest
 
 import mmtk.store.gather as gather_module
 import mmtk.store.index as index_module
+from mmtk.errors import StoreError
 from mmtk.store import FeatureStore
 
 VEC, SEQ = "a" * 64, "b" * 64
@@ -145,4 +146,22 @@ def test_verify_checks_a_shard_with_unread_rows_whole(tmp_path):
     shard = tmp_path / "store" / path
     assert store.verify()["problems"] == [f"shard {shard} does not match its checksum (changed after it was written)"]
     assert store.repair()["dropped_items"] == 9 and store.verify()["ok"]
+    store.close()
+
+
+def test_sequences_are_checked_item_by_item_when_few_are_read(tmp_path):
+    store = _filled(tmp_path / "store")
+    ((path, start),) = _sql(tmp_path / "store", "SELECT s.path, i.start FROM items i JOIN shards s ON s.id = i.shard WHERE i.key = 's9'")
+    data = bytearray((tmp_path / "store" / path).read_bytes())
+    data[-1] ^= 0xFF  # s9 (one step) is the shard's last row
+    (tmp_path / "store" / path).write_bytes(bytes(data))
+    message = f"item 's9' in shard {tmp_path / 'store' / path} does not match its checksum"
+    steps, lengths = store.gather_sequences(SEQ, ["s1", "s10"])
+    np.testing.assert_array_equal(steps[0, : lengths[0]], _steps(1))
+    with pytest.raises(StoreError, match=message):
+        store.gather_sequences(SEQ, ["s9", "s10"])
+    reader = store.sequence_reader(SEQ, ["s2", "s9"])
+    np.testing.assert_array_equal(reader.read([0])[0][0, :2], _steps(2))
+    with pytest.raises(StoreError, match=message):
+        reader.read([1])
     store.close()
