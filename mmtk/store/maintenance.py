@@ -231,9 +231,9 @@ def _check_shard(root: Path, row, entries, shards: dict, metas: dict, checksums:
     found: list[str] = []
     shard_id, dim = row.id, metas.get(row.fingerprint, {}).get("dim")
     # A shard whose rows all belong to items with their own digest is checked through
-    # them: one pass over its bytes instead of two. Its whole checksum is computed only
-    # when an item fails, to tell a changed shard (repair drops it) from changed index
-    # rows (repair drops those items).
+    # them: one hashing pass instead of two (whole checksum, then digests). Its whole
+    # checksum is computed only when an item fails, to tell a changed shard (repair
+    # drops it) from changed index rows (repair drops those items).
     by_items = checksums and bool(entries) and all(e[3] is not None for e in entries) and sum(e[2] for e in entries) == row.rows
     problem, rows = inspect_shard(root, row, dim, checksums and not by_items)
     if problem is None and checksums:
