@@ -81,6 +81,11 @@ def _check_items(root: Path, row: ShardRow, positions, rows_of, digests, keys: S
             )
 
 
+def _item_rows(mapped: np.ndarray, offsets: np.ndarray, lengths: np.ndarray):
+    """``position -> that item's rows`` in a mapped shard (all of them: for digests)."""
+    return lambda p: mapped[offsets[p] : offsets[p] + lengths[p]]
+
+
 def gather_rows(
     root: Path,
     shards: dict[int, ShardRow],
@@ -149,7 +154,7 @@ def gather_steps(
         mapped = _mapped(root, shards[shard_id], dim, last, whole)
         out[item, step] = mapped[source]
         if verify and not whole:
-            _check_items(root, shards[shard_id], positions, lambda p: mapped[offsets[p] : offsets[p] + full[p]], digests, keys)
+            _check_items(root, shards[shard_id], positions, _item_rows(mapped, offsets, full), digests, keys)
         del mapped
     return out, lengths
 
@@ -202,7 +207,7 @@ class SequenceReader:
             mapped = _mapped(self.root, row, self.dim, int((offsets[members] + full[members]).max()), whole)
             if not whole:
                 # Each item is checked over all its rows, also when max_len cuts it.
-                _check_items(self.root, row, members, lambda i: mapped[offsets[i] : offsets[i] + full[i]], digests, keys)
+                _check_items(self.root, row, members, _item_rows(mapped, offsets, full), digests, keys)
             for i in members:
                 out[i, : lengths[i]] = mapped[offsets[i]: offsets[i] + lengths[i]]
             del mapped  # release the mapping before opening the next shard

@@ -135,7 +135,7 @@ def test_verify_checks_a_shard_with_unread_rows_whole(tmp_path):
     """Rows no item reads any more (repair dropped the item) are still covered by the
     shard's checksum: verify, info and repair agree about a byte changed there."""
     store = _filled(tmp_path / "store")
-    ((shard_id, path),) = _sql(tmp_path / "store", f"SELECT s.id, s.path FROM shards s JOIN items i ON i.shard = s.id WHERE i.key = 'v9'")
+    ((_, path),) = _sql(tmp_path / "store", "SELECT s.id, s.path FROM shards s JOIN items i ON i.shard = s.id WHERE i.key = 'v9'")
     with sqlite3.connect(tmp_path / "store" / "index.sqlite") as conn:
         conn.execute("DELETE FROM items WHERE key = 'v9'")  # the shard's last row
     conn.close()
