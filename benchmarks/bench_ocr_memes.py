@@ -14,7 +14,8 @@ no preprocessing: the usual baseline), ``tesseract`` (mmtk's caption preprocessi
 ``rapidocr`` when installed. CER compares case-folded text with whitespace runs as one
 space, so lost word spaces count as errors; the "no spaces" columns drop all whitespace
 from both sides. Seconds per image are wall time of one engine thread, after a first
-reading that loads the models.
+reading that loads the models; CPU seconds are the process's (all threads), which a
+busy shared machine inflates less than wall time.
 """
 
 from __future__ import annotations
@@ -184,26 +185,27 @@ def main() -> None:
     engines = [(label, name) for label, name in engines if label in args.engines]
     halves = sorted({m[1] for m in memes}, key=lambda h: (h != "tune", h))
     print(f"{'engine':16} {'half':9} {'median CER':>10} {'mean CER':>9} {'median CER no spaces':>20} "
-          f"{'mean CER no spaces':>18} {'empty':>6} {'s/image':>8}")
+          f"{'mean CER no spaces':>18} {'empty':>6} {'s/image':>8} {'CPU s/image':>11}")
     for label, name in engines:
         with OcrPool(name, workers=1) as pool:
             read(pool, label, memes[0][2])  # model loading and first-call set-up are not per-image costs
             rows = []
             for meme_id, half, image, truth in memes:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 reading = read(pool, label, image)
                 seconds = time.perf_counter() - started
+                cpu = time.process_time() - cpu_started
                 hypothesis = reading.text.lower()
                 rows.append((half, min(1.0, cer(truth.lower(), hypothesis)),
-                             min(1.0, cer(no_spaces(truth.lower()), no_spaces(hypothesis))), reading.empty, seconds,
+                             min(1.0, cer(no_spaces(truth.lower()), no_spaces(hypothesis))), reading.empty, seconds, cpu,
                              meme_id, truth, reading.text))
         for half in halves:
             mine = [r for r in rows if r[0] == half]
             print(f"{label:16} {half:9} {statistics.median(r[1] for r in mine):10.3f} {statistics.mean(r[1] for r in mine):9.3f} "
                   f"{statistics.median(r[2] for r in mine):20.3f} {statistics.mean(r[2] for r in mine):18.3f} "
-                  f"{sum(r[3] for r in mine):6d} {statistics.mean(r[4] for r in mine):8.3f}")
+                  f"{sum(r[3] for r in mine):6d} {statistics.mean(r[4] for r in mine):8.3f} {statistics.mean(r[5] for r in mine):11.3f}")
         for row in sorted(rows, key=lambda r: -r[1])[: args.show]:
-            print(f"    {row[5]} CER {row[1]:.2f}\n      truth: {' '.join(row[6].split())}\n      read:  {' '.join(row[7].split())}")
+            print(f"    {row[6]} CER {row[1]:.2f}\n      truth: {' '.join(row[7].split())}\n      read:  {' '.join(row[8].split())}")
 
 
 if __name__ == "__main__":
