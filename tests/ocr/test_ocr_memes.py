@@ -29,7 +29,6 @@ def meme(size: int, top: str, bottom: str, font_px: int, seed: int) -> np.ndarra
     """BGR meme: white capitals with a black outline at top and bottom (Pillow, DejaVu Sans Bold)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    pytest.importorskip("PIL")
     try:
         font = ImageFont.truetype(FONT, font_px)
     except OSError:
@@ -99,3 +98,14 @@ def test_rapidocr_reads_a_small_meme_thumbnail():
     finally:
         engine.close()
     assert cer("WHEN THE CODE COMPILES\nON THE FIRST TRY", reading.text.upper()) <= 0.1
+
+
+def test_rapidocr_detector_size_keeps_text_of_long_screenshots_readable():
+    from mmtk.ocr.engines.rapid import detection_size
+
+    assert detection_size(225, 225) == (480, 480)  # thumbnails scaled up
+    assert detection_size(1200, 900) == (480, 360)  # large photos scaled down
+    # A 400x3000 screenshot at a 480-px long side would be 64 px wide: its short side
+    # sets the scale instead.
+    assert detection_size(400, 3000) == (240, 1800)
+    assert max(detection_size(100, 5000)) == 2000  # never past the detector's limit
