@@ -22,6 +22,7 @@ UPSCALE_TO = 720
 # A read line whose words average fewer letters than this is texture read as text
 # ("= . ae a"): real caption words are longer (issue 17: median CER 0.341 -> 0.325).
 MIN_WORD_LETTERS = 2.0
+# The whole image's reading competes with the captions' only this sure (read_image_text).
 WHOLE_MIN_CONFIDENCE = 50.0
 
 
