@@ -1,0 +1,223 @@
+"""Ray executor: the backbone runs in actors of a Ray cluster, the driver commits.
+
+``extract_features`` plans on the driver as for a local run (content keys, the store's
+``missing``); only the missing ``(key, value)`` pairs go into a Ray Dataset. A class-based
+``map_batches`` UDF (``_EncodeBatches``) builds the encoder once per actor and decodes and
+encodes each batch there; ``--workers`` actors run at once, each holding one CPU or
+``--gpus-per-worker`` GPUs. Chunks come back to the driver in batch order
+(``preserve_order``), where the same ``Committer`` as a local run stores them.
+
+Why the driver commits, not the workers: the store does take concurrent writers (SQLite
+WAL index, shards renamed into place), but workers writing it would need a filesystem
+every node mounts with working POSIX locks and atomic renames (NFS gives neither
+reliably), and each worker would fsync its own shards and open its own write
+transactions. A feature row is small next to its input (1280 float32 = 5 KiB per image
+for efficientnet-lite0, against a 30-100 KiB JPEG read by the worker), so sending rows
+back costs little, and the driver's commit is the one a local run already makes: the
+same crash-safety (a killed driver loses at most its last second; a killed actor is
+restarted by Ray and its batch retried) and no new failure mode on a shared store.
+BENCHMARKS.md ("Extraction on Ray") measures what the round trip costs.
+
+Why decoding runs in the same actors rather than in separate CPU tasks: an encoder's
+``load`` (its preprocessing) is a method of the built encoder, so a decode task would
+build the model too, and a decoded 224 px image (600 KiB of float32) is larger than the
+file it came from; moving it through Ray's object store cost more than decoding where
+the model is. Ray's scheduler still spreads the decoding over every actor's CPU.
+
+Nothing here is imported by a local run: ``mmtk.extract.executors`` imports this module
+only when the Ray engine is asked for.
+"""
+
+from __future__ import annotations
+
+import socket
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from mmtk.backbones.base import Encoded, close_resource
+from mmtk.errors import UsageError
+from mmtk.extract import encoding
+from mmtk.extract.encoding import Chunk
+
+INSTALL_HINT = "install it with: pip install 'mmtk[ray]'"
+# Seconds to wait for a TCP answer from --address before calling it unreachable.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def run_ray(
+    config,
+    items,
+    *,
+    device: str = "auto",
+    batch_size: int,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float | None = None,
+) -> Iterator[Chunk]:
+    """Encode ``items`` on a Ray cluster; yields chunks in batch order.
+
+    ``address``: ``None`` starts a Ray instance on this machine for the run (or uses the
+    one this process already joined with ``ray.init``); ``"auto"`` joins the cluster
+    this machine runs (``ray start``); ``HOST:PORT`` a head node's GCS port;
+    ``ray://HOST:PORT`` a Ray Client server. ``workers``: actors (default: one per CPU
+    of the cluster, or per GPU share with ``gpus_per_worker``), never more than there
+    are batches. ``device``: ``"cuda"`` needs ``gpus_per_worker``; actors without
+    GPUs run on their CPU."""
+    ray = import_ray()
+    if device.startswith("cuda") and not gpus_per_worker:
+        raise UsageError(f"--device {device} with --engine ray needs GPUs for the actors", "add --gpus-per-worker 1")
+    actor_device = "cuda" if gpus_per_worker else "cpu"
+    with _connected(ray, address):
+        actors = _actor_count(ray, workers, gpus_per_worker, -(-len(items) // batch_size))
+        context = ray.data.DataContext.get_current()
+        saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+        # In batch order, as local executors yield: a bad item stops extraction only
+        # after every earlier batch was committed. mmtk draws its own progress bar.
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        try:
+            dataset = ray.data.from_items([{"key": key, "value": value} for key, value in items])
+            encoded = dataset.map_batches(
+                _EncodeBatches,
+                fn_constructor_kwargs={"config": config, "device": actor_device},
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=1,
+                num_gpus=gpus_per_worker or 0,
+            )
+            companions = list(config.companions)
+            for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
+                yield _chunk(batch, companions)
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
+
+
+def import_ray():
+    """``ray`` with Ray Data, or ``UsageError`` (exit 2) saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the extra installs it; a bare ray lacks pyarrow users)
+    except ImportError:
+        raise UsageError("--engine ray needs Ray (with Ray Data), which is not installed", INSTALL_HINT) from None
+    return ray
+
+
+@contextmanager
+def _connected(ray, address: str | None):
+    """Join (or start) the cluster for the run; leave it as found afterwards: a Ray this
+    process had already joined stays joined, one joined or started here is left."""
+    if ray.is_initialized():
+        yield
+        return
+    if address not in (None, "auto"):
+        _check_listening(address)
+    try:
+        ray.init(address=address, logging_level="warning", log_to_driver=False, include_dashboard=False)
+    except ConnectionError as exc:
+        reason = str(exc).split(". ")[0].strip() or "connection refused"
+        raise UsageError(
+            f"no Ray cluster for --address {address}: {reason}",
+            "start one with `ray start --head`, or drop --address to start Ray on this machine",
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_listening(address: str) -> None:
+    """Refuse an ``--address`` where nothing answers, at once: Ray itself retries for a
+    minute or more before giving up."""
+    host_port = address.removeprefix("ray://")
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} is not HOST:PORT", "pass auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(
+            f"nothing answers at --address {address} ({exc.strerror or exc})",
+            "check the head node's address and port (`ray status` on it), or drop --address to start Ray here",
+        ) from None
+
+
+def _actor_count(ray, workers: int | None, gpus_per_worker: float | None, batches: int) -> int:
+    """``workers``, else what the cluster's CPUs (or GPU shares) hold; at most ``batches``."""
+    if workers is None:
+        resources = ray.cluster_resources()
+        if gpus_per_worker:
+            gpus = resources.get("GPU", 0)
+            if gpus < gpus_per_worker:
+                raise UsageError(
+                    f"the Ray cluster has {gpus:g} GPUs, fewer than --gpus-per-worker {gpus_per_worker:g}",
+                    "add GPU nodes to the cluster, or drop --gpus-per-worker to run on CPUs",
+                )
+            workers = int(gpus // gpus_per_worker)
+        else:
+            workers = int(resources.get("CPU", 1))
+    return max(1, min(workers, batches))
+
+
+def _chunk(batch: dict, companions: list[str]) -> Chunk:
+    """A ``Chunk`` from one output batch of ``_EncodeBatches`` (one row per item)."""
+    keys, bad, rows = [], [], []
+    companion_rows: dict[str, list] = {fingerprint: [] for fingerprint in companions}
+    for index, (key, reason) in enumerate(zip(batch["key"], batch["reason"])):
+        if reason:
+            bad.append((str(key), str(reason)))
+            continue
+        keys.append(str(key))
+        rows.append(batch["features"][index])
+        for number, fingerprint in enumerate(companions):
+            companion_rows[fingerprint].append(batch[f"companion_{number}"][index])
+    if not keys:
+        return Chunk([], None, bad)
+    features = Encoded(rows, companion_rows) if companions else rows
+    return Chunk(keys, features, bad)
+
+
+class _EncodeBatches:
+    """The ``map_batches`` UDF: one encoder per actor, built when the actor starts.
+
+    Takes a batch of ``key``/``value`` rows and returns one row per item: ``key``,
+    ``reason`` (empty, or why the item could not be used), ``features`` (its float32
+    array, None for a bad item) and ``companion_N`` for each companion feature set."""
+
+    def __init__(self, config, device: str):
+        self.config = config
+        self.encoder = config.build(device)
+
+    def __call__(self, batch: dict) -> dict:
+        items = list(zip((str(key) for key in batch["key"]), batch["value"]))
+        chunk = encoding.encode_items(self.encoder, items)
+        features = chunk.features
+        companions = {}
+        if isinstance(features, Encoded):
+            companions = features.companions
+            features = features.features
+        row_of = {key: index for index, key in enumerate(chunk.keys)}
+        reason_of = dict(chunk.bad)
+        out = {
+            "key": np.array([key for key, _ in items]),
+            "reason": np.array([reason_of.get(key, "") for key, _ in items]),
+            "features": _objects(features, row_of, items),
+        }
+        for number, fingerprint in enumerate(self.config.companions):
+            out[f"companion_{number}"] = _objects(companions.get(fingerprint), row_of, items)
+        return out
+
+    def __del__(self):
+        close_resource(getattr(self, "encoder", None))
+
+
+def _objects(rows, row_of: dict, items: list) -> np.ndarray:
+    """One float32 array (or None, for a bad item) per item, as a numpy object column:
+    rows of sequence backbones differ in length, which a tensor column cannot hold."""
+    column = np.empty(len(items), dtype=object)
+    for index, (key, _) in enumerate(items):
+        if key in row_of:
+            column[index] = np.asarray(rows[row_of[key]], dtype=np.float32)
+    return column
