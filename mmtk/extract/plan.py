@@ -29,15 +29,19 @@ def resolve_target(
 ) -> Target:
     """The column to read and the config to run on it. ``backbone`` is a spec string or a
     config the caller resolved already (the CLI does, to know which columns the dataset
-    needs); its modality then picks the column without parsing the spec again. The
-    final config is resolved once here, since the column's modality (a video column
-    turns an image backbone into frames), ``sequence`` and ``options`` enter its
+    needs). A config is run as given when the column is of its own modality and
+    neither ``sequence`` nor non-default ``options`` ask for another form; otherwise
+    its spec is resolved for them here, since the column's modality (a video column
+    turns an image backbone into frames), ``sequence`` and ``options`` enter the
     fingerprint."""
     from mmtk.features import pick_column
 
     column_name, modality = pick_column(dataset, backbone, column)
-    spec = backbone.spec if isinstance(backbone, BackboneConfig) else backbone
-    return Target(column_name, modality, resolve_backbone(spec, modality, sequence=sequence, options=options))
+    if isinstance(backbone, BackboneConfig):
+        if modality == backbone.modality and not sequence and options in (None, FeatureOptions()):
+            return Target(column_name, modality, backbone)
+        backbone = backbone.spec
+    return Target(column_name, modality, resolve_backbone(backbone, modality, sequence=sequence, options=options))
 
 
 class Plan(NamedTuple):

@@ -59,8 +59,8 @@ def run_ray(
     """Encode ``items`` on a Ray cluster; yields chunks in batch order.
 
     ``address``: ``None`` starts a Ray instance on this machine for the run (or uses the
-    one this process already joined with ``ray.init``); ``"auto"`` joins the cluster
-    this machine runs (``ray start``); ``HOST:PORT`` a head node's GCS port;
+    one this process already joined with ``ray.init``); ``"auto"`` joins
+    ``$RAY_ADDRESS`` or the cluster ``ray start`` last ran on this machine; ``HOST:PORT`` a head node's GCS port;
     ``ray://HOST:PORT`` a Ray Client server. ``workers``: actors (default: one per CPU
     of the cluster, or per GPU share with ``gpus_per_worker``), never more than there
     are batches. ``device``: ``"cuda"`` needs ``gpus_per_worker``; actors without
@@ -69,7 +69,7 @@ def run_ray(
     if device.startswith("cuda") and not gpus_per_worker:
         raise UsageError(f"--device {device} with --engine ray needs GPUs for the actors", "add --gpus-per-worker 1")
     actor_device = "cuda" if gpus_per_worker else "cpu"
-    with _connected(ray, address):
+    with _quiet_ray_logs(), _connected(ray, address):
         actors = _actor_count(ray, workers, gpus_per_worker, -(-len(items) // batch_size))
         context = ray.data.DataContext.get_current()
         saved = (context.execution_options.preserve_order, context.enable_progress_bars)
@@ -95,6 +95,24 @@ def run_ray(
             context.execution_options.preserve_order, context.enable_progress_bars = saved
 
 
+@contextmanager
+def _quiet_ray_logs():
+    """Ray's Python loggers say only warnings that matter while mmtk runs it: its INFO
+    lines (execution plans, "Started a local Ray instance") and notes about the
+    progress bars mmtk turned off would fill the terminal under mmtk's own bar."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def import_ray():
     """``ray`` with Ray Data, or ``UsageError`` (exit 2) saying how to install it."""
     try:
@@ -112,15 +130,21 @@ def _connected(ray, address: str | None):
     if ray.is_initialized():
         yield
         return
-    if address not in (None, "auto"):
-        _check_listening(address)
+    if address == "auto":
+        _check_listening(_auto_address(address), address)
+    elif address is not None:
+        _check_listening(address, address)
     try:
-        ray.init(address=address, logging_level="warning", log_to_driver=False, include_dashboard=False)
+        # "local": a Ray of its own for the run. Left to itself (address None) Ray would
+        # first look for the last cluster `ray start` ran here and, when that one is
+        # gone, retry it for minutes.
+        ray.init(address=address or "local", logging_level="warning", log_to_driver=False, include_dashboard=False)
     except ConnectionError as exc:
         reason = str(exc).split(". ")[0].strip() or "connection refused"
         raise UsageError(
             f"no Ray cluster for --address {address}: {reason}",
-            "start one with `ray start --head`, or drop --address to start Ray on this machine",
+            "check the address; a cluster with token authentication (`ray start`'s default) needs "
+            "RAY_AUTH_MODE=token on this machine too",
         ) from None
     try:
         yield
@@ -128,18 +152,36 @@ def _connected(ray, address: str | None):
         ray.shutdown()
 
 
-def _check_listening(address: str) -> None:
-    """Refuse an ``--address`` where nothing answers, at once: Ray itself retries for a
-    minute or more before giving up."""
-    host_port = address.removeprefix("ray://")
-    host, sep, port = host_port.rpartition(":")
+def _auto_address(address: str) -> str:
+    """Where ``--address auto`` leads: ``$RAY_ADDRESS``, else the cluster ``ray start``
+    last ran on this machine (Ray's own lookup, which has no public name)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # another Ray layout: let ray.init look it up and report
+        return address
+    found = canonicalize_bootstrap_address(address)
+    if found is None:
+        raise UsageError(
+            "--address auto found no Ray cluster on this machine",
+            "start one with `ray start --head`, pass its HOST:PORT, or drop --address to start Ray for this run",
+        )
+    return found
+
+
+def _check_listening(target: str, address: str) -> None:
+    """Refuse an ``--address`` where nothing answers, at once: Ray itself retries for
+    minutes before giving up."""
+    if target == "auto":
+        return
+    host, sep, port = target.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
         raise UsageError(f"--address {address!r} is not HOST:PORT", "pass auto, HOST:PORT or ray://HOST:PORT")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
+        at = address if target == address else f"{address} ({target})"
         raise UsageError(
-            f"nothing answers at --address {address} ({exc.strerror or exc})",
+            f"nothing answers at --address {at}: {exc.strerror or exc}",
             "check the head node's address and port (`ray status` on it), or drop --address to start Ray here",
         ) from None
 
