@@ -84,7 +84,8 @@ def extract_features_command(
             help="Workers: threads sharing the model on CPU (processes for audio backbones), decode workers on CUDA (default: one per core); with --engine ray, model actors (default: one per CPU, or per GPU with --gpus-per-worker).",
         ),
     ] = None,
-    engine: Annotated[
+    # Not `engine`: that parameter name means an OCR engine elsewhere in the CLI.
+    compute_engine: Annotated[
         Engine, typer.Option("--engine", help="Where the backbone runs: this machine, or a Ray cluster (pip install 'mmtk[ray]').")
     ] = Engine.local,
     address: Annotated[
@@ -117,7 +118,7 @@ def extract_features_command(
         raise not_extracted_error()
     sizes = parse_batch_size(batch_size)
     options = feature_options(max_length, fps, frames)
-    engine_options = ray_options(engine, address, gpus_per_worker)
+    engine_options = ray_options(compute_engine, address, gpus_per_worker)
     configs = [resolve_backbone(spec) for spec in backbone]
     required = sorted({column or config.modality for config in configs})
     dataset = read_dataset(
@@ -140,7 +141,7 @@ def extract_features_command(
                     num_workers=num_workers,
                     on_error=on_error.value,
                     progress=progress,
-                    engine=engine.value,
+                    engine=compute_engine.value,
                     engine_options=engine_options,
                 )
             )
