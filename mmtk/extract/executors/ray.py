@@ -11,8 +11,9 @@ Why the driver commits, not the workers: the store does take concurrent writers 
 WAL index, shards renamed into place), but workers writing it would need a filesystem
 every node mounts with working POSIX locks and atomic renames (NFS gives neither
 reliably), and would meet on the index's write lock: in BENCHMARKS.md ("Audio", stop 8)
-two local workers that committed their own results ran 1.81x at best against 1.73x for
-workers that hand rows to the parent, with the slow rounds spent waiting on that lock.
+two local workers that committed their own results ran 1.54x and 1.81x over one worker
+in two runs, against 1.67x and 1.73x for workers that hand rows to the parent: no clear
+gain, and their slow rounds were spent waiting on that lock.
 A feature row is small next to its input (1280 float32 = 5 KiB per image for
 efficientnet-lite0, against a 30-100 KiB JPEG each actor reads), so sending rows back
 costs the network little, and the driver's commit is the one a local run makes: the
@@ -24,9 +25,11 @@ before it becomes the bottleneck.
 
 Why decoding runs in the same actors rather than in separate CPU tasks: an encoder's
 ``load`` (its preprocessing) is a method of the built encoder, so a decode task would
-build the model too, and a decoded 224 px image (600 KiB of float32) is larger than the
-file it came from; moving it through Ray's object store cost more than decoding where
-the model is. Ray's scheduler still spreads the decoding over every actor's CPU.
+build the model too, and a decoded 224 px image (600 KiB of float32) is several times
+the file it came from, all of which would pass through Ray's object store on its way to
+the model. Decoding still runs on every actor's CPU; an actor does not decode its next
+batch while its model runs (what the local threads executor overlaps), which is the
+first thing to change for GPU actors whose decoding cannot keep up.
 
 Nothing here is imported by a local run: ``mmtk.extract.executors`` imports this module
 only when the Ray engine is asked for.
@@ -34,6 +37,7 @@ only when the Ray engine is asked for.
 
 from __future__ import annotations
 
+import math
 import socket
 from contextlib import contextmanager
 from typing import Iterator
@@ -64,8 +68,8 @@ def run_ray(
 
     ``address``: ``None`` starts a Ray instance on this machine for the run (or uses the
     one this process already joined with ``ray.init``); ``"auto"`` joins
-    ``$RAY_ADDRESS`` or the cluster ``ray start`` last ran on this machine; ``HOST:PORT`` a head node's GCS port;
-    ``ray://HOST:PORT`` a Ray Client server. ``workers``: actors (default: one per CPU
+    ``$RAY_ADDRESS`` or the cluster ``ray start`` last ran on this machine;
+    ``HOST:PORT`` a head node's GCS port; ``ray://HOST:PORT`` a Ray Client server. ``workers``: actors (default: one per CPU
     of the cluster, or per GPU share with ``gpus_per_worker``), never more than there
     are batches. ``device``: ``"cuda"`` needs ``gpus_per_worker``; actors without
     GPUs run on their CPU."""
@@ -74,7 +78,7 @@ def run_ray(
         raise UsageError(f"--device {device} with --engine ray needs GPUs for the actors", "add --gpus-per-worker 1")
     actor_device = "cuda" if gpus_per_worker else "cpu"
     with _quiet_ray_logs(), _connected(ray, address):
-        actors = _actor_count(ray, workers, gpus_per_worker, -(-len(items) // batch_size))
+        actors = _actor_count(ray, workers, gpus_per_worker, math.ceil(len(items) / batch_size))
         context = ray.data.DataContext.get_current()
         saved = (context.execution_options.preserve_order, context.enable_progress_bars)
         # In batch order, as local executors yield: a bad item stops extraction only
@@ -101,9 +105,10 @@ def run_ray(
 
 @contextmanager
 def _quiet_ray_logs():
-    """Ray's Python loggers say only warnings that matter while mmtk runs it: its INFO
-    lines (execution plans, "Started a local Ray instance") and notes about the
-    progress bars mmtk turned off would fill the terminal under mmtk's own bar."""
+    """Ray's Python loggers keep to errors while mmtk runs it: its INFO lines (execution
+    plans, "Started a local Ray instance") and its note about the progress bars mmtk
+    turned off would fill the terminal under mmtk's own bar. Ray's C++ core logs to
+    stderr on its own and is left as it is."""
     import logging
 
     loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
@@ -121,7 +126,7 @@ def import_ray():
     """``ray`` with Ray Data, or ``UsageError`` (exit 2) saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the extra installs it; a bare ray lacks pyarrow users)
+        import ray.data  # noqa: F401  (needs pyarrow, which a bare `pip install ray` lacks)
     except ImportError:
         raise UsageError("--engine ray needs Ray (with Ray Data), which is not installed", INSTALL_HINT) from None
     return ray
