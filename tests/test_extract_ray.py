@@ -5,9 +5,10 @@ run's (``FeatureStore.info`` digests, what ``mmtk store info --json`` prints), a
 driver's rerun computes only what is missing, and the local engine never imports Ray.
 
 The backbone is ``pixels:4`` (a resized grey image): Ray's start-up, not the model,
-is what these tests pay for. The head-node tests are ``heavy`` (left out of the
-default run; ``pytest -m heavy tests/test_extract_ray.py`` runs them): starting and
-stopping a head node costs about a minute on two cores."""
+is what these tests pay for. The head-node tests (the CLI joining it, a killed driver's
+rerun, a killed actor) are ``heavy``, left out of the default run
+(``pytest -m heavy tests/test_extract_ray.py`` runs them): starting and stopping a head
+node costs about a minute on two cores."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -162,6 +164,11 @@ def test_in_process_cluster_gives_the_local_store(images, local_digest, tmp_path
     assert store.verify()["ok"]
 
 
+class Head(NamedTuple):
+    address: str
+    pid: int  # of `ray start --block`; the node's processes descend from it
+
+
 @pytest.fixture(scope="module")
 def head_node(tmp_path_factory):
     """A Ray head on loopback with 2 CPUs, run by ``ray start --head --block`` so that
@@ -184,7 +191,7 @@ def head_node(tmp_path_factory):
             except OSError:
                 assert time.monotonic() < deadline, "the Ray head did not listen within 120 s"
                 time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
+        yield Head(f"127.0.0.1:{port}", head.pid)
     finally:
         head.send_signal(signal.SIGTERM)
         try:
@@ -198,7 +205,7 @@ def head_node(tmp_path_factory):
 @pytest.mark.heavy  # a head node's start and stop add a minute on 2 cores
 def test_cli_joins_a_head_node_and_matches_a_local_run(images, local_digest, head_node, tmp_path):
     store = tmp_path / "store"
-    result = mmtk("extract-features", images, "--backbone", BACKBONE, "--engine", "ray", "--address", head_node,
+    result = mmtk("extract-features", images, "--backbone", BACKBONE, "--engine", "ray", "--address", head_node.address,
                   "--workers", "2", "--on-error", "skip", "--store", store, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)["backbones"][0]
@@ -243,7 +250,7 @@ def test_killed_driver_resumes_computing_only_what_is_missing(images, local_dige
     # The index exists before the driver starts, so polling never reads a half-made schema.
     observer.register(config.fingerprint, {"backbone": BACKBONE, "modality": "image", "kind": "vector", "dim": 16})
     keys = sorted({key for key in _keys(dataset)})
-    args = [sys.executable, "-c", SLOW_DRIVER, str(images), str(store_dir), head_node]
+    args = [sys.executable, "-c", SLOW_DRIVER, str(images), str(store_dir), head_node.address]
     driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     deadline = time.monotonic() + 180
     stored = 0
@@ -260,6 +267,57 @@ def test_killed_driver_resumes_computing_only_what_is_missing(images, local_dige
     assert json.loads(rerun.stdout) == {"cached": len(keys) - left, "computed": left}
     assert observer.info(BACKBONE)["digest"] == local_digest
     assert observer.verify()["ok"]
+
+
+@needs_ray
+@pytest.mark.heavy
+def test_a_killed_actor_is_replaced_and_the_run_completes(images, local_digest, head_node, tmp_path):
+    """SIGKILL one of the head node's encoding actors mid-run: Ray starts another and
+    retries its batch, the store still ends up as a local run's, and Ray's notices about
+    it go to stderr, not into the driver's stdout."""
+    if not Path("/proc").is_dir():
+        pytest.skip("finds the actor's process through /proc (Linux)")
+    store_dir = tmp_path / "store"
+    observer = FeatureStore(store_dir)
+    config = resolve_backbone(BACKBONE, "image")
+    observer.register(config.fingerprint, {"backbone": BACKBONE, "modality": "image", "kind": "vector", "dim": 16})
+    keys = _keys(read_dataset(images))
+    driver = subprocess.Popen([sys.executable, "-c", SLOW_DRIVER, str(images), str(store_dir), head_node.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+    deadline = time.monotonic() + 180
+    while len(observer.missing(config.fingerprint, keys)) == len(set(keys)) and driver.poll() is None:
+        assert time.monotonic() < deadline, "nothing was committed within 180 s"
+        time.sleep(0.1)
+    actors = _actor_pids(head_node.pid)
+    assert actors, "no encoding actor found while the run was going"
+    os.kill(actors[0], signal.SIGKILL)
+    stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-2000:]
+    assert "(raylet)" in stderr  # Ray's notice of the dead worker, kept off stdout
+    assert json.loads(stdout)["computed"] > 0
+    assert observer.info(BACKBONE)["digest"] == local_digest
+
+
+def _actor_pids(ancestor: int) -> list[int]:
+    """Processes below ``ancestor`` running the encoding UDF (Ray names them after it)."""
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+
+    def below(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == ancestor:
+                return True
+        return False
+
+    return [pid for pid, command in commands.items() if "_EncodeBatches" in command and below(pid)]
 
 
 def _keys(dataset):

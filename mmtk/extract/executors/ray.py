@@ -18,8 +18,8 @@ A feature row is small next to its input (1280 float32 = 5 KiB per image for
 efficientnet-lite0, against a 30-100 KiB JPEG each actor reads), so sending rows back
 costs the network little, and the driver's commit is the one a local run makes: the
 same crash-safety (a killed driver loses at most its last second and the rerun computes
-only what is missing, tests/test_extract_ray.py) and no new failure mode on a shared
-store. The parent's whole share in that benchmark, hashing 3,000 recordings and
+only what is missing; a killed actor is replaced by Ray and its batch retried; both in
+tests/test_extract_ray.py) and no new failure mode on a shared store. The parent's whole share in that benchmark, hashing 3,000 recordings and
 committing their features, was 0.23 CPU-s, so one driver keeps up with many actors
 before it becomes the bottleneck.
 
@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 import socket
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, redirect_stdout
 from typing import Iterator
 
 import numpy as np
@@ -77,7 +78,9 @@ def run_ray(
     if device.startswith("cuda") and not gpus_per_worker:
         raise UsageError(f"--device {device} with --engine ray needs GPUs for the actors", "add --gpus-per-worker 1")
     actor_device = "cuda" if gpus_per_worker else "cpu"
-    with _quiet_ray_logs(), _connected(ray, address):
+    # Ray prints its raylet's notices (a worker died, a task is retried) to the driver's
+    # stdout, where `--json` promises one JSON document and nothing else.
+    with _quiet_ray_logs(), redirect_stdout(sys.stderr), _connected(ray, address):
         actors = _actor_count(ray, workers, gpus_per_worker, math.ceil(len(items) / batch_size))
         context = ray.data.DataContext.get_current()
         saved = (context.execution_options.preserve_order, context.enable_progress_bars)
