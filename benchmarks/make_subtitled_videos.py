@@ -3,12 +3,23 @@
 Subtitles are written as SRT files and burned in with ffmpeg's ``subtitles`` filter
 (libass, the renderer players use), over real footage (the two clips in
 ../shared/data/video, looped), over ffmpeg's ``testsrc2`` (moving colours and its own
-text: a hard background) and over a plain colour. Subtitles cover under a third of each
-video, and about a third of the cues are shorter than 1.5 s.
+text: a hard background) and over a plain colour.
 
-    python benchmarks/make_subtitled_videos.py OUT_DIR [--seconds 180] [--seed 0]
+Two sets (``--set``):
 
-Writes NAME.mp4 and NAME.srt (the reference) for each background.
+- ``classic`` (the default, as before): 640x360 backgrounds and the real clips at their
+  own size, our own lines with about a third of the cues shorter than 1.5 s, covering
+  under a third of each video.
+- ``default-style``: what users meet. ffmpeg's *default* subtitle style (no forced font
+  or size: libass's Arial, whatever fontconfig maps it to, at the size libass scales to
+  the frame: a cap height of about 11 px at 270 lines) at 480x270, 640x360 and
+  1280x720; two-line cues, one-word cues, sub-second cues (0.6-0.95 s) and italic lines
+  (``<i>`` in the SRT); and a subtitle file written by people (benchmarks/data/, with
+  its source and licence), its long gaps shortened so the film's cues fit in ~100 s.
+
+    python benchmarks/make_subtitled_videos.py OUT_DIR [--set classic|default-style|all] [--seconds 180] [--seed 0]
+
+Writes NAME.mp4 and NAME.srt (the reference, ``<i>`` tags included) for each video.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import subprocess
 from pathlib import Path
 
 SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
+HUMAN_SRT = Path(__file__).resolve().parent / "data"
 
 # Our own lines, so their text is known exactly; typical subtitle vocabulary and punctuation.
 LINES = [
@@ -59,6 +71,46 @@ def make_srt(seconds: float, rng: random.Random, coverage: float = 0.3) -> str:
     return "\n".join(blocks)
 
 
+ONE_WORD = ["Yes.", "Run!", "No.", "Wait!", "Scales?", "Hey.", "So...", "Thanks.", "Why?", "Sorry."]
+
+
+def make_rich_srt(seconds: float, rng: random.Random, coverage: float = 0.4) -> str:
+    """Random cues with the cases real subtitles have: a fifth one word long, a fifth
+    shown under a second (0.6-0.95 s), a fifth on two lines, a fifth in italics."""
+    blocks, t, n = [], rng.uniform(0.5, 1.5), 1
+    while True:
+        kind = rng.random()
+        length = rng.uniform(0.6, 0.95) if kind < 0.2 else rng.uniform(1.2, 3.5)
+        if t + length > seconds - 0.5:
+            break
+        text = rng.choice(ONE_WORD) if rng.random() < 0.2 else rng.choice(LINES)
+        if 0.2 <= kind < 0.4:
+            text += "\n" + rng.choice(SECOND_LINES)
+        if rng.random() < 0.2:
+            lines = text.split("\n")
+            # Italics on the whole cue, or (two-line cues) on its second line only.
+            text = "\n".join(lines[:-1] + [f"<i>{lines[-1]}</i>"]) if len(lines) > 1 and rng.random() < 0.5 else f"<i>{text}</i>"
+        blocks.append(f"{n}\n{_ts(t)} --> {_ts(t + length)}\n{text}\n")
+        n += 1
+        t += length + rng.uniform(0.3, 2 * 2.0 * (1 - coverage) / coverage - 0.3)
+    return "\n".join(blocks)
+
+
+def human_srt(path: Path, max_gap: float = 2.0, lead: float = 1.0) -> str:
+    """A subtitle file written by people with its gaps longer than ``max_gap`` shortened
+    to it (cue texts and lengths unchanged), starting ``lead`` seconds in."""
+    from mmtk.ocr.writers import parse_srt
+
+    blocks, t, previous_end = [], lead, None
+    for n, cue in enumerate(parse_srt(path.read_text(encoding="utf-8")), start=1):
+        if previous_end is not None:
+            t += min(cue.start - previous_end, max_gap)
+        blocks.append(f"{n}\n{_ts(t)} --> {_ts(t + cue.end - cue.start)}\n{cue.text}\n")
+        t += cue.end - cue.start
+        previous_end = cue.end
+    return "\n".join(blocks)
+
+
 def _ts(t: float) -> str:
     ms = int(round(t * 1000))
     return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
@@ -75,9 +127,55 @@ def backgrounds(seconds: float) -> dict[str, list[str]]:
     return found
 
 
-def burn(inputs: list[str], srt: Path, out: Path, seconds: float) -> None:
+def _source(background: str, size: str, seconds: float) -> tuple[list[str], str]:
+    """ffmpeg input arguments and the filter that brings the picture to ``size``."""
+    width, height = size.split("x")
+    if background in ("plain", "testsrc2"):
+        source = "color=c=0x30506a:" if background == "plain" else "testsrc2="
+        return ["-f", "lavfi", "-i", f"{source}size={size}:rate=25:duration={seconds}"], ""
+    clip = next(SHARED_VIDEO.glob(f"*{background.removeprefix('real-')}*.mp4"))
+    # Fill the frame (the clips are 4:3) and crop the overflow: no black bars.
+    fit = f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},"
+    return ["-stream_loop", "-1", "-t", str(seconds), "-i", str(clip)], fit
+
+
+# (background, size, subtitles) of the default-style set: every size over real footage
+# and testsrc2, the film's subtitles over both, and a plain control.
+DEFAULT_STYLE_VIDEOS = [
+    ("real-ZNV", "480x270", "rich"),
+    ("real-GGSY", "640x360", "rich"),
+    ("real-ZNV", "1280x720", "rich"),
+    ("testsrc2", "480x270", "rich"),
+    ("testsrc2", "640x360", "sintel"),
+    ("real-GGSY", "480x270", "sintel"),
+    ("testsrc2", "1280x720", "rich"),
+    ("plain", "640x360", "rich"),
+]
+
+
+def make_default_style(out: Path, seconds: float, rng: random.Random) -> None:
+    for background, size, subtitles in DEFAULT_STYLE_VIDEOS:
+        name = f"ds-{background}-{size}-{subtitles}"
+        srt = out / f"{name}.srt"
+        text = human_srt(HUMAN_SRT / "sintel_en.srt") if subtitles == "sintel" else make_rich_srt(seconds, rng)
+        srt.write_text(text, encoding="utf-8")
+        length = seconds if subtitles == "rich" else _srt_end(text) + 1.5
+        inputs, fit = _source(background, size, length)
+        burn(inputs, srt, out / f"{name}.mp4", length, prefilter=fit)
+        print(f"wrote {out / name}.mp4")
+
+
+def _srt_end(text: str) -> float:
+    from mmtk.ocr.writers import parse_srt
+
+    return max(cue.end for cue in parse_srt(text))
+
+
+def burn(inputs: list[str], srt: Path, out: Path, seconds: float, prefilter: str = "", style: str = "") -> None:
+    # ``style``: libass force_style ("" keeps ffmpeg's default subtitle style).
+    burn_filter = f"{prefilter}subtitles={srt}" + (f":force_style='{style}'" if style else "")
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", *inputs, "-t", str(seconds), "-vf", f"subtitles={srt}", "-an",
+        ["ffmpeg", "-v", "error", "-y", *inputs, "-t", str(seconds), "-vf", burn_filter, "-an",
          "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", str(out)],
         check=True,
     )
@@ -88,11 +186,16 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", choices=["classic", "default-style", "all"], default="classic", dest="which")
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg is needed: sudo apt-get install ffmpeg")
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
+    if args.which in ("default-style", "all"):
+        make_default_style(args.out, args.seconds, random.Random(args.seed))
+    if args.which == "default-style":
+        return
     for name, inputs in backgrounds(args.seconds).items():
         srt = args.out / f"{name}.srt"
         srt.write_text(make_srt(args.seconds, rng), encoding="utf-8")

@@ -148,8 +148,13 @@ def train_many(
     """
     from mmtk.runs import check_run_target
     from mmtk.train import train
+    from mmtk.training.world import require_single_process
 
     names = parse_models(models)
+    if len(names) > 1:
+        # A model failing on one rank only would be skipped there while the others wait in
+        # its all-reduce; and the comparison reads the runs that rank 0 alone writes.
+        require_single_process("train --model A,B", "a comparison reads the runs that rank 0 alone writes")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory", "choose a new directory for the comparison's runs")

@@ -156,14 +156,7 @@ def _reader_of(item):
 def _join_readers(readers):
     from mmtk.store.gather import SequenceReader
 
-    first = readers[0]
-    shards = {}
-    for reader in readers:
-        shards.update(reader.shards)
-    return SequenceReader(
-        first.root, shards, np.concatenate([r.shard_ids for r in readers]), np.concatenate([r.offsets for r in readers]),
-        np.concatenate([r.lengths for r in readers]), first.dim, first.max_len,
-    )
+    return SequenceReader.joined(readers)
 
 
 def joined_dataset(parts: Sequence[Any]):

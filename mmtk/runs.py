@@ -148,7 +148,9 @@ def _finish_files(staging: Path) -> None:
 def replace_dir(staging: Path, out: Path) -> None:
     """Rename the directory ``staging`` to ``out``, replacing what is there."""
     # A directory cannot be renamed over a non-empty one, so the old run goes aside first;
-    # between the two renames `out` is briefly absent, never half-written.
+    # between the two renames `out` is briefly absent, never half-written, and a process
+    # killed there leaves the old copy aside, which `recover_replaced` puts back.
+    recover_replaced(out)
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -156,6 +158,18 @@ def replace_dir(staging: Path, out: Path) -> None:
     os.rename(staging, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_replaced(out: str | Path) -> None:
+    """Undo a ``replace_dir`` killed between its two renames: when ``out`` is missing and
+    its previous copy is still set aside, rename that copy back; copies set aside by a
+    replacement that did finish are deleted."""
+    out = Path(out)
+    aside = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not out.exists() and aside and (aside[-1] / "run").is_dir():
+        os.rename(aside[-1] / "run", out)
+    for folder in aside:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -238,6 +252,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     from mmtk.training.inputs import specs_from_json
 
     path = Path(path)
+    recover_replaced(path)
     config_path = path / CONFIG
     if not config_path.is_file():
         raise UsageError(

@@ -160,6 +160,7 @@ def train(
     from mmtk.training.data import hide_presence, input_specs, pick_source
     from mmtk.training.perturb import check_perturbation, perturbed_objective
     from mmtk.training.sources import default_memory_budget, parse_memory
+    from mmtk.training.world import World, joined, rank_batch
 
     started = time.perf_counter()
     builder = MODELS.get(model)
@@ -211,8 +212,9 @@ def train(
     if standardize not in (True, False, "auto", "all", "none"):
         raise UsageError(f"unknown --standardize {standardize!r}", "choose one of: auto, all, none")
     budget = default_memory_budget() if max_memory is None else _memory(max_memory, parse_memory)
-    torch_device = resolve_device(device)
-    seed_everything(seed)
+    world = World.from_environment()  # several processes under torchrun: see mmtk.training.world
+    torch_device = world.device(resolve_device(device))
+    seed_everything(seed)  # the same on every rank: same split, statistics and initial weights
     towers, tower_configs, tower_columns = {}, {}, {}
     if tune is not None:
         refs, towers, tower_configs, tower_columns = tuning.prepare(tune, refs, dataset, torch_device)
@@ -303,7 +305,7 @@ def train(
 
         trainable = param_groups(net, lr, tune.backbone_lr)
     optimizer = None if whole else adamw(trainable, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = -(-train_source.num_batches(batch_size) // accumulate)
+    steps_per_epoch = -(-train_source.num_batches(rank_batch(batch_size, world), world) // accumulate)
     epochs = epochs or capabilities.get("epochs") or auto_epochs(steps_per_epoch)
     steps = epochs * steps_per_epoch
     lr_schedule = None if whole else make_schedule(optimizer, schedule, total_steps=steps, warmup_steps=round(warmup * steps))
@@ -325,11 +327,13 @@ def train(
     def validate(network) -> dict:
         return _validate(network, objective, val_source, val_y, kinds, stats, encoders, val_rows)
 
-    with cpu_threads(torch_device):
+    with cpu_threads(torch_device), joined(torch_device) as world:
         if whole:
             result = _fit_whole(net, objective, train_source, validate, train_y, kinds, balanced=class_weights, seed=seed)
         else:
-            result = fit(net, objective, train_source, validate, optimizer, lr_schedule, settings=settings, callbacks=callbacks, restore=restore)
+            result = fit(
+                net, objective, train_source, validate, optimizer, lr_schedule, settings=settings, world=world, callbacks=callbacks, restore=restore,
+            )
     net.load_state_dict(result.best_state)
 
     if several is not None:
@@ -349,6 +353,7 @@ def train(
         "missing_modality": missing_modality, "batch_source": train_source.kind, "perturb": perturbation,
         **({"finetune": tune.to_json(), "data_wait_seconds": train_source.wait_seconds} if tune is not None else {}),
         **({"mix": mix} if several is not None else {}),
+        **({"processes": world.size} if world.size > 1 else {}),
     }
     model_config = {
         "name": model, "params": params, "hyperparameters": params,
@@ -371,8 +376,11 @@ def train(
         config["distillation"] = teaching.record()
     if several is not None:
         config["datasets"] = prepared.datasets
-    run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)
-    checkpointer.remove()
+    if world.is_main:  # the other ranks hold the same weights and write nothing
+        run = save_run(out, config=config, model=net, metrics=result.best_metrics, log=result.log)
+        checkpointer.remove()
+    else:
+        run = Path(out)
     return TrainReport(
         run=run, best_epoch=result.best_epoch, epochs_run=result.epochs_run, train_items=train_items,
         val_items=val_items, seconds=time.perf_counter() - started, val_metrics=result.best_metrics,
@@ -386,7 +394,9 @@ def _stack(dataset, *, model, model_args, resume, teaching, **options) -> TrainR
     its members."""
     from mmtk.models import check_model_params, model_params
     from mmtk.stacking import train_stack
+    from mmtk.training.world import require_single_process
 
+    require_single_process("train --model stack", "its meta-estimator reads the member runs that rank 0 alone writes")
     if isinstance(dataset, Mapping) and len(dataset) > 1 or resume or teaching is not None:
         what = "several datasets" if isinstance(dataset, Mapping) and len(dataset) > 1 else "--resume" if resume else "distillation"
         raise UsageError(f"a stack ({model}) does not take {what}", "train it on one dataset, afresh, without a teacher")

@@ -128,3 +128,35 @@ def test_run_modes_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
         ["config.json", "metrics.json", "model.safetensors", "train_log.jsonl"], file_mode
     )
     assert [entry.name for entry in tmp_path.iterdir()] == ["run"]  # no staging folder left behind
+
+
+def test_a_replacement_killed_between_its_renames_is_undone(tmp_path):
+    """A process killed after moving the old copy aside, before renaming the new one in,
+    leaves ``out`` missing: the next reader gets the old copy back, not 'no such run'."""
+    from mmtk.runs import recover_replaced, replace_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("old", encoding="utf-8")
+    aside = tmp_path / ".run.old-abc"
+    aside.mkdir()
+    os.rename(out, aside / "run")  # the first rename of replace_dir, then the kill
+    recover_replaced(out)
+    assert (out / "config.json").read_text(encoding="utf-8") == "old"
+    assert not aside.exists()
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "config.json").write_text("new", encoding="utf-8")
+    replace_dir(staging, out)
+    assert (out / "config.json").read_text(encoding="utf-8") == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # nothing left aside
+
+
+def test_load_run_recovers_a_run_whose_replacement_was_killed(made, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(made[0], copy)
+    aside = tmp_path / ".copy.old-xyz"
+    aside.mkdir()
+    os.rename(copy, aside / "run")
+    assert load_run(copy).config["model"]["name"] == load_run(made[0]).config["model"]["name"]

@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import sys
+import time
 import traceback
 from typing import Callable, TypeVar
 
@@ -35,11 +36,28 @@ def debug_enabled() -> bool:
     return _state["debug"] or os.environ.get("MMTK_DEBUG", "") not in ("", "0")
 
 
+#: Seconds a torchrun rank other than 0 waits before exiting on an error: torchrun ends
+#: the other processes as soon as one exits, which could cut rank 0 off before it has
+#: printed the error line they all hit.
+OTHER_RANK_GRACE_S = 5.0
+
+
 def _fail(message: str, code: int) -> typer.Exit:
+    if other_rank():
+        if code != EXIT_INTERRUPTED:  # Ctrl-C reaches every rank at once
+            time.sleep(OTHER_RANK_GRACE_S)
+        return typer.Exit(code)
     if debug_enabled():
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def other_rank() -> bool:
+    """Whether this is a process of a torchrun launch other than rank 0. Every rank reads
+    the same input, so a bad one fails on all of them: rank 0 alone says so, once. (Read
+    from the environment here: importing torch for it would slow every error.)"""
+    return "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0").strip() not in ("", "0")
 
 
 def _silence_stdout() -> None:

@@ -235,8 +235,12 @@ def train_command(
     The tabular feature (--features ...,tabular) is built from --cat-cols/--num-cols or --columns at train time and saved in the run.
     With --finetune text|image|all the backbones of those features train inside the model on the raw data (see README, "Fine-tuning").
     A killed run continues with `mmtk train --resume OUT`.
+    Under torchrun every process trains its share of each batch and rank 0 alone writes and reports (README, "Scaling out").
     """
-    output.set_quiet(quiet)
+    from mmtk.cli.errors import other_rank
+
+    main = not other_rank()
+    output.set_quiet(quiet or not main)  # under torchrun rank 0 alone warns and draws progress
     if resume is not None:
         from mmtk.training.checkpoint import read_record
 
@@ -252,6 +256,8 @@ def train_command(
         if stdin:
             call["data"] = None  # stdin cannot be read again on --resume
         report = _train(call, resume=False, stdin=stdin)
+    if not main:  # rank 0 reports the run the ranks trained together
+        return
     if "," in call["model"]:
         if call.get("plots"):
             for result in report.results:

@@ -162,7 +162,11 @@ def distill(
     from mmtk.models.bert_weights import WeightsUnavailable
     from mmtk.runs import check_run_target, is_run_dir, load_run
     from mmtk.train import train
+    from mmtk.training.world import require_single_process
 
+    # Its objectives call the student's represent/heads and a functional look-ahead
+    # directly, past DistributedDataParallel's forward, whose hooks average gradients.
+    require_single_process("distill", "its objectives bypass the DDP wrapper that averages gradients")
     out = Path(out)
     check_run_target(out)
     _check_options(msd, lam, temperature, hidden_losses, lookahead, msd_weights)

@@ -26,7 +26,7 @@ import torch
 from mmtk.errors import DataError
 from mmtk.training.batch import Batch
 from mmtk.training.sources import InMemorySource, shuffled_order
-from mmtk.training.world import SINGLE, World
+from mmtk.training.world import SINGLE, World, shard_length
 
 #: Items per evaluation chunk: a fine-tuned tower's activations grow with the batch.
 EVAL_BATCH = 64
@@ -148,7 +148,7 @@ class MediaSource:
         return EVAL_BATCH
 
     def num_batches(self, batch_size: int, world: World = SINGLE) -> int:
-        return math.ceil(len(range(world.rank, len(self), world.size)) / batch_size)
+        return math.ceil(shard_length(len(self), world) / batch_size)
 
     def all_targets(self) -> Batch:
         targets = self.memory.all_targets()

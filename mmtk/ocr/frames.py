@@ -27,9 +27,15 @@ class DecodedFrame:
     time: float  # seconds from the start
     raw: object = field(repr=False)  # av.VideoFrame
 
-    def image(self) -> np.ndarray:
-        """BGR uint8 pixels."""
-        return self.raw.to_ndarray(format="bgr24")
+    def image(self, max_height: int | None = None) -> np.ndarray:
+        """BGR uint8 pixels, scaled down to ``max_height`` rows if taller (in the same
+        libswscale pass as the colour conversion, which costs no more than converting
+        at full size)."""
+        height, width = self.raw.height, self.raw.width
+        if max_height is None or height <= max_height:
+            return self.raw.to_ndarray(format="bgr24")
+        scaled_width = max(1, int(round(width * max_height / height)))
+        return self.raw.reformat(scaled_width, max_height, "bgr24", interpolation="AREA").to_ndarray()
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,10 @@ def decode_frames(path: str | Path) -> Iterator[DecodedFrame]:
             raise DataError(f"{path}: decoding failed ({error})", "check that the file is complete") from None
 
 
-def sample_frames(path: str | Path, fps: float) -> Iterator[Frame]:
+def sample_frames(path: str | Path, fps: float, max_height: int | None = None) -> Iterator[Frame]:
     """Decoded frames at most 1/fps seconds apart (so text shown that long is always
-    sampled), each with the frames decoded since the previous sample."""
+    sampled), each with the frames decoded since the previous sample; sampled images
+    taller than ``max_height`` are scaled down to it."""
     if fps <= 0:
         raise ValueError("fps must be positive")
     path = Path(path)
@@ -114,14 +121,14 @@ def sample_frames(path: str | Path, fps: float) -> Iterator[Frame]:
         if last is not None and decoded.time - last > step and pending:
             # The latest frame still within one step of the last sample.
             sample, pending = pending[-1], pending[:-1]
-            yield Frame(sample.time, sample.image(), tuple(pending))
+            yield Frame(sample.time, sample.image(max_height), tuple(pending))
             last, pending = sample.time, []
         if last is None or decoded.time - last > step:  # the first frame, or a gap longer than a step
-            yield Frame(decoded.time, decoded.image(), tuple(pending))
+            yield Frame(decoded.time, decoded.image(max_height), tuple(pending))
             last, pending = decoded.time, []
         else:
             pending.append(decoded)
     if last is None:
         raise DataError(f"{path}: the video has no decodable frames", "check that the file is complete")
     if pending:  # the end of the video
-        yield Frame(pending[-1].time, pending[-1].image(), tuple(pending[:-1]))
+        yield Frame(pending[-1].time, pending[-1].image(max_height), tuple(pending[:-1]))

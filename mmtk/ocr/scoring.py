@@ -3,7 +3,9 @@ spurious cues and boundary error (used by the benchmarks and tests)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from mmtk.ocr.cues import Cue
 
@@ -39,10 +41,16 @@ class CueScore:
     mean_cer: float  # over found cues
     spurious: int  # OCR cues that match no reference cue
     boundary_error: float  # mean |start| and |end| error of found cues, seconds
+    # Every |start - reference start| and |end - reference end| of the found cues.
+    edge_errors: list[float] = field(default_factory=list)
 
     @property
     def recall(self) -> float:
         return self.found / self.references if self.references else 1.0
+
+    def edge_error(self, percentile: float) -> float:
+        """A percentile (50: median) of the start and end errors, seconds."""
+        return float(np.percentile(self.edge_errors, percentile)) if self.edge_errors else 0.0
 
     @property
     def short_recall(self) -> float:
@@ -55,7 +63,7 @@ def _overlap(a: Cue, b: Cue) -> bool:
 
 def score_cues(reference: list[Cue], found: list[Cue], short: float = 1.5) -> CueScore:
     matched_ocr: set[int] = set()
-    cers, boundaries = [], []
+    cers, boundaries, edges = [], [], []
     hits = short_refs = short_hits = 0
     for ref in reference:
         is_short = ref.end - ref.start < short
@@ -73,6 +81,7 @@ def score_cues(reference: list[Cue], found: list[Cue], short: float = 1.5) -> Cu
             short_hits += is_short
             cers.append(best[0])
             boundaries.append((abs(best[1].start - ref.start) + abs(best[1].end - ref.end)) / 2)
+            edges += [abs(best[1].start - ref.start), abs(best[1].end - ref.end)]
     return CueScore(
         references=len(reference),
         found=hits,
@@ -81,4 +90,5 @@ def score_cues(reference: list[Cue], found: list[Cue], short: float = 1.5) -> Cu
         mean_cer=sum(cers) / len(cers) if cers else 1.0,
         spurious=len(found) - len(matched_ocr),
         boundary_error=sum(boundaries) / len(boundaries) if boundaries else 0.0,
+        edge_errors=edges,
     )

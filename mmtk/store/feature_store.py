@@ -3,10 +3,10 @@
 An entry is keyed by (backbone fingerprint, content key of the item). Writes go shard
 first (temp file, fsync, rename) and index second (one SQLite transaction), so a killed
 writer never leaves a half-written entry visible and the next run computes only what
-``missing`` reports. Reads memory-map each shard touched once, check its checksum the
-first time the process maps it, and refuse NaN or inf features: corrupt data is
-refused with the repair command (``repair`` drops it so extraction recomputes it),
-never used.
+``missing`` reports. Reads memory-map each shard touched once, check every item read
+against the digest ``put`` recorded for it, and refuse NaN or inf features: corrupt
+data is refused with the repair command (``repair`` drops it so extraction recomputes
+it), never used.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mmtk.errors import StoreError, UsageError
 from mmtk.store import maintenance
 from mmtk.store.gather import gather_rows, gather_steps
 from mmtk.store.index import StoreIndex
-from mmtk.store.shards import UnsafeShardPath, repair_command, shard_path, write_shard
+from mmtk.store.shards import UnsafeShardPath, item_digest, repair_command, shard_path, write_shard
 
 KINDS = ("vector", "sequence")
 REQUIRED_META = ("backbone", "modality", "kind", "dim")
@@ -46,8 +46,9 @@ class FeatureStore:
     read-only cache) is opened read-only: listing, inspecting, verifying and gathering
     work, writes say that it is read-only.
 
-    ``verify_reads=False`` skips the once-per-process checksum check of each shard a
-    gather maps (it exists to measure that check's cost; see BENCHMARKS.md).
+    ``verify_reads=False`` skips the checks of the bytes a gather reads (each item's
+    digest, or for items stored without one their shard's checksum once per process);
+    it exists to measure that check's cost (see BENCHMARKS.md).
     """
 
     def __init__(self, root: str | Path | None = None, *, verify_reads: bool = True):
@@ -129,10 +130,11 @@ class FeatureStore:
         offsets = np.cumsum(lengths) - lengths
         rows = np.concatenate(blocks, axis=0)
         self._check_finite(meta, todo, rows, offsets, lengths)
+        digests = [item_digest(block) if len(block) else None for block in blocks]
         shard = write_shard(self.root, fingerprint, rows) if len(rows) else None
         kept = False
         try:
-            inserted, kept = self.index.commit_items(fingerprint, shard, todo, offsets.tolist(), lengths.tolist())
+            inserted, kept = self.index.commit_items(fingerprint, shard, todo, offsets.tolist(), lengths.tolist(), digests)
         finally:
             # A shard the index did not keep (an error, or another writer stored these
             # items first) is an orphan; remove it now rather than leave it for gc.
@@ -195,7 +197,9 @@ class FeatureStore:
             fingerprint,
             meta,
             keys,
-            lambda shards, ids, offsets, _: gather_rows(self.root, shards, ids, offsets, meta["dim"], self.verify_reads),
+            lambda shards, ids, offsets, _, digests: gather_rows(
+                self.root, shards, ids, offsets, meta["dim"], self.verify_reads, digests, keys
+            ),
         )
 
     def gather_sequences(self, fingerprint: str, keys: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -209,8 +213,8 @@ class FeatureStore:
             fingerprint,
             meta,
             keys,
-            lambda shards, ids, offsets, lengths: gather_steps(
-                self.root, shards, ids, offsets, lengths, meta["dim"], max_len, self.verify_reads
+            lambda shards, ids, offsets, lengths, digests: gather_steps(
+                self.root, shards, ids, offsets, lengths, meta["dim"], max_len, self.verify_reads, digests, keys
             ),
         )
 
@@ -225,25 +229,30 @@ class FeatureStore:
         self._expect_kind(meta, "sequence", "gather")
         there = [k for k in keys if k is not None]
         with self.index.snapshot():
-            shard_ids, offsets, lengths = self._locations(fingerprint, meta, there)
+            shard_ids, offsets, lengths, digests = self._locations(fingerprint, meta, there)
             shards = self.index.shards(ids=sorted(set(np.unique(shard_ids[shard_ids >= 0]).tolist())))
         rows = np.flatnonzero(np.array([k is not None for k in keys], dtype=bool))
-        full = [np.full(len(keys), -1, dtype=np.int64), np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=np.int64)]
-        for array, values in zip(full, (shard_ids, offsets, lengths)):
+        full = [
+            np.full(len(keys), -1, dtype=np.int64),
+            np.zeros(len(keys), dtype=np.int64),
+            np.zeros(len(keys), dtype=np.int64),
+            np.full(len(keys), None, dtype=object),
+        ]
+        for array, values in zip(full, (shard_ids, offsets, lengths, digests)):
             array[rows] = values
-        return SequenceReader(self.root, shards, *full, meta["dim"], max_len)
+        return SequenceReader(self.root, shards, *full[:3], meta["dim"], max_len, full[3], list(keys))
 
     def _read(self, fingerprint: str, meta: dict, keys: Sequence[str], fill):
         # A concurrent gc compaction may delete a shard between our lookup and its
         # open; the index already points at the new shard then, so look up once more.
         for _attempt in range(2):
             with self.index.snapshot():
-                shard_ids, offsets, lengths = self._locations(fingerprint, meta, keys)
+                shard_ids, offsets, lengths, digests = self._locations(fingerprint, meta, keys)
                 wanted = set(np.unique(shard_ids[shard_ids >= 0]).tolist())
                 shards = self.index.shards(ids=sorted(wanted))
             if len(shards) == len(wanted):
                 try:
-                    result = fill(shards, shard_ids, offsets, lengths)
+                    result = fill(shards, shard_ids, offsets, lengths, digests)
                 except FileNotFoundError as exc:
                     lost = f"shard {exc.filename}"
                 else:
@@ -268,15 +277,16 @@ class FeatureStore:
             hint=f"run: {repair_command(self.root)} (drops such items), then extract-features again to recompute them",
         )
 
-    def _locations(self, fingerprint: str, meta: dict, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Shard ids (-1: none), offsets and lengths of ``keys``, or the missing-items error."""
+    def _locations(self, fingerprint: str, meta: dict, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Shard ids (-1: none), offsets, lengths and digests (object: int or None) of
+        ``keys``, or the missing-items error."""
         found = self.index.locate(fingerprint, list(dict.fromkeys(keys)))
         absent = sum(1 for k in keys if k not in found)
         if absent:
             raise self._missing_error(meta["backbone"], absent, len(keys))
-        table = np.array([found[k] for k in keys], dtype=object).reshape(len(keys), 3)
+        table = np.array([found[k] for k in keys], dtype=object).reshape(len(keys), 4)
         shard_ids = np.array([-1 if s is None else s for s in table[:, 0]], dtype=np.int64)
-        return shard_ids, table[:, 1].astype(np.int64), table[:, 2].astype(np.int64)
+        return shard_ids, table[:, 1].astype(np.int64), table[:, 2].astype(np.int64), table[:, 3]
 
     def _missing_error(self, backbone: str, absent: int, total: int) -> StoreError:
         return StoreError(

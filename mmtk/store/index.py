@@ -30,7 +30,10 @@ from pathlib import Path
 from mmtk.errors import StoreError
 
 INDEX_NAME = "index.sqlite"
-SCHEMA_VERSION = 1
+# 2 added ``items.digest``; a version-1 index gains the column (NULL for its items) the
+# first time this mmtk opens it with write access, and is read as it is otherwise.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 BUSY_TIMEOUT_S = 60
 # SQLite's historic limit is 999 bound parameters per statement; one is the fingerprint.
 IN_CHUNK = 900
@@ -51,13 +54,16 @@ CREATE TABLE IF NOT EXISTS shards (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS shards_by_fingerprint ON shards (fingerprint);
--- shard is NULL for a zero-length sequence: it has no rows to point at.
+-- shard is NULL for a zero-length sequence: it has no rows to point at. digest is the
+-- item's own checksum (shards.item_digest), so a read checks only the rows it reads;
+-- NULL for an empty sequence and for items stored before schema 2.
 CREATE TABLE IF NOT EXISTS items (
     fingerprint TEXT NOT NULL,
     key TEXT NOT NULL,
     shard INTEGER,
     start INTEGER NOT NULL,
     length INTEGER NOT NULL,
+    digest INTEGER,
     PRIMARY KEY (fingerprint, key)
 ) WITHOUT ROWID;
 """
@@ -127,8 +133,10 @@ class ShardRow:
     checksum: str
 
 
-def chunked(seq: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
-    """Consecutive slices of at most ``size`` elements (for bounded ``IN (...)`` lists)."""
+def chunked(seq: Sequence, size: int | None = None) -> Iterator[Sequence]:
+    """Consecutive slices of at most ``size`` (default ``IN_CHUNK``) elements, for
+    bounded ``IN (...)`` lists."""
+    size = size or IN_CHUNK
     for start in range(0, len(seq), size):
         yield seq[start : start + size]
 
@@ -205,6 +213,7 @@ class StoreIndex:
         except BaseException:
             conn.close()
             raise
+        self._local.version = SCHEMA_VERSION
         return conn
 
     def _open_read_only(self) -> sqlite3.Connection:
@@ -223,12 +232,13 @@ class StoreIndex:
                 raise
             conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             conn.close()
             raise StoreError(
                 f"store {self.root} is read-only here and its index has schema {version}; this mmtk reads {SCHEMA_VERSION}",
                 hint="open it once with write access (any store command does) or use another --store",
             )
+        self._local.version = version
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -242,6 +252,11 @@ class StoreIndex:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Read again under the lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
+                # Adding a nullable column rewrites no row, so this is instant at any size.
+                conn.execute("ALTER TABLE items ADD COLUMN digest INTEGER")
             # Statement by statement: executescript() would commit the transaction early.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -264,6 +279,11 @@ class StoreIndex:
         if getattr(self._local, "conn", None) is None and not self.exists():
             return None
         return self._connection()
+
+    def _digest_column(self) -> str:
+        """What to select for an item's digest: a version-1 index, read where it cannot
+        be migrated, has no such column and reads as "no digest"."""
+        return "digest" if getattr(self._local, "version", SCHEMA_VERSION) >= 2 else "NULL"
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -369,7 +389,7 @@ class StoreIndex:
         if conn is None:
             return set()
         found: set[str] = set()
-        for chunk in chunked(keys):
+        for chunk in chunked(sorted(keys)):
             marks = ",".join("?" * len(chunk))
             found.update(
                 k for (k,) in conn.execute(f"SELECT key FROM items WHERE fingerprint = ? AND key IN ({marks})", (fingerprint, *chunk))
@@ -377,53 +397,87 @@ class StoreIndex:
         return found
 
     @_sqlite_errors
-    def locate(self, fingerprint: str, keys: Sequence[str]) -> dict[str, tuple[int | None, int, int]]:
-        """``key -> (shard id or None, offset, length)`` for the ``keys`` (unique) stored."""
+    def locate(self, fingerprint: str, keys: Sequence[str]) -> dict[str, tuple[int | None, int, int, int | None]]:
+        """``key -> (shard id or None, offset, length, digest or None)`` for the ``keys``
+        (unique) stored."""
         conn = self.read()
         if conn is None:
             return {}
-        found: dict[str, tuple[int | None, int, int]] = {}
-        for chunk in chunked(keys):
+        found: dict[str, tuple[int | None, int, int, int | None]] = {}
+        for chunk in chunked(sorted(keys)):
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT key, shard, start, length FROM items WHERE fingerprint = ? AND key IN ({marks})",
+                f"SELECT key, shard, start, length, {self._digest_column()} FROM items WHERE fingerprint = ? AND key IN ({marks})",
                 (fingerprint, *chunk),
             )
-            found.update((key, (shard, offset, length)) for key, shard, offset, length in rows)
+            found.update((key, (shard, offset, length, digest)) for key, shard, offset, length, digest in rows)
         return found
 
     @_sqlite_errors
-    def items_by_shard(self, fingerprint: str | None = None) -> dict[int | None, list[tuple[str, int, int]]]:
-        """``shard id -> [(key, offset, length), ...]`` for one feature set or all."""
+    def items_by_shard(self, fingerprint: str | None = None) -> dict[int | None, list[tuple[str, int, int, int | None]]]:
+        """``shard id -> [(key, offset, length, digest), ...]`` for one feature set or all."""
         conn = self.read()
         if conn is None:
             return {}
-        query = "SELECT shard, key, start, length FROM items"
+        query = f"SELECT shard, key, start, length, {self._digest_column()} FROM items"
         args: tuple = ()
         if fingerprint is not None:
             query += " WHERE fingerprint = ?"
             args = (fingerprint,)
-        grouped: dict[int | None, list[tuple[str, int, int]]] = {}
-        for shard, key, offset, length in conn.execute(query, args):
-            grouped.setdefault(shard, []).append((key, offset, length))
+        grouped: dict[int | None, list[tuple[str, int, int, int | None]]] = {}
+        for shard, *entry in conn.execute(query, args):
+            grouped.setdefault(shard, []).append(tuple(entry))
         return grouped
 
+    def iter_items_by_shard(self) -> Iterator[tuple[int | None, list[tuple[str, int, int, int | None]]]]:
+        """``(shard id, [(key, offset, length, digest), ...])`` for every shard id items
+        point at (None first), in shard order. SQLite sorts the rows, spilling to disk,
+        so one shard's items are in memory at a time: for checks of stores of any size.
+        Run it inside ``snapshot()`` when other queries must see the same state."""
+        conn = self.read()
+        if conn is None:
+            return
+        query = f"SELECT shard, key, start, length, {self._digest_column()} FROM items ORDER BY shard"
+        shard, entries = None, []
+        try:
+            for row in conn.execute(query):
+                if entries and row[0] != shard:
+                    yield shard, entries
+                    entries = []
+                shard = row[0]
+                entries.append(tuple(row[1:]))
+        except sqlite3.DatabaseError as exc:
+            known = _known_sqlite_error(exc, self.path)
+            if known is None:
+                raise
+            raise known from exc
+        if entries:
+            yield shard, entries
+
     @_sqlite_errors
-    def items_by_set_and_shard(self) -> dict[tuple[str, int | None], list[tuple[str, int, int]]]:
-        """``(fingerprint, shard id) -> [(key, offset, length), ...]`` for every item."""
+    def items_by_set_and_shard(self) -> dict[tuple[str, int | None], list[tuple[str, int, int, int | None]]]:
+        """``(fingerprint, shard id) -> [(key, offset, length, digest), ...]`` for every item."""
         conn = self.read()
         if conn is None:
             return {}
-        grouped: dict[tuple[str, int | None], list[tuple[str, int, int]]] = {}
-        for fingerprint, shard, key, offset, length in conn.execute("SELECT fingerprint, shard, key, start, length FROM items"):
-            grouped.setdefault((fingerprint, shard), []).append((key, offset, length))
+        grouped: dict[tuple[str, int | None], list[tuple[str, int, int, int | None]]] = {}
+        query = f"SELECT fingerprint, shard, key, start, length, {self._digest_column()} FROM items"
+        for fingerprint, shard, *entry in conn.execute(query):
+            grouped.setdefault((fingerprint, shard), []).append(tuple(entry))
         return grouped
 
     def commit_items(
-        self, fingerprint: str, shard, keys: Sequence[str], offsets: Sequence[int], lengths: Sequence[int]
+        self,
+        fingerprint: str,
+        shard,
+        keys: Sequence[str],
+        offsets: Sequence[int],
+        lengths: Sequence[int],
+        digests: Sequence[int | None],
     ) -> tuple[int, bool]:
         """Record a written shard (``WrittenShard`` or None when every item is empty) and
-        its items in one transaction; return (items that were new, shard kept).
+        its items (with their ``digests``) in one transaction; return (items that were
+        new, shard kept).
 
         A shard none of whose rows became an entry (another writer stored those items
         first) is not kept; the caller deletes its file.
@@ -448,12 +502,12 @@ class StoreIndex:
                 shard_id = cur.lastrowid
             # Rows with data and empty sequences are inserted apart, so the change
             # count says whether the shard is referenced without scanning the table.
-            insert = "INSERT OR IGNORE INTO items (fingerprint, key, shard, start, length) VALUES (?, ?, ?, ?, ?)"
-            triples = list(zip(keys, offsets, lengths))
+            insert = "INSERT OR IGNORE INTO items (fingerprint, key, shard, start, length, digest) VALUES (?, ?, ?, ?, ?, ?)"
+            entries = list(zip(keys, offsets, lengths, digests))
             before = conn.total_changes
-            conn.executemany(insert, [(fingerprint, k, shard_id, int(o), int(n)) for k, o, n in triples if n > 0])
+            conn.executemany(insert, [(fingerprint, k, shard_id, int(o), int(n), d) for k, o, n, d in entries if n > 0])
             with_rows = conn.total_changes - before
-            conn.executemany(insert, [(fingerprint, k, None, 0, 0) for k, o, n in triples if n == 0])
+            conn.executemany(insert, [(fingerprint, k, None, 0, 0, None) for k, o, n, d in entries if n == 0])
             inserted = conn.total_changes - before
             kept = shard_id is not None and with_rows > 0
             if shard_id is not None and not kept:

@@ -27,6 +27,7 @@ from mmtk.store.shards import (
     commit_memmap,
     ensure_checksum,
     is_temp_file,
+    item_digest,
     list_shard_files,
     new_shard_memmap,
     nonfinite_rows,
@@ -75,7 +76,7 @@ def _item_hash_sum(store: FeatureStore, fingerprint: str) -> tuple[int, int]:
     total, count = 0, 0
     for shard_id, entries in entries_by_shard.items():
         mapped = None if shard_id is None else _checked_shard(store.root, shards, shard_id, entries[0][0])
-        for key, offset, length in entries:
+        for key, offset, length, _ in entries:
             h = hashlib.blake2b(key.encode("utf-8"), digest_size=32)
             h.update(int(length).to_bytes(8, "little"))
             if length:
@@ -128,23 +129,26 @@ def inspect_shard(root: Path, row, dim: int | None, checksums: bool = True) -> t
     return None, header.shape[0]
 
 
-def _nonfinite_keys(root: Path, row, entries: list[tuple[str, int, int]]) -> list[str]:
+def _nonfinite_keys(root: Path, row, entries: list[tuple[str, int, int, int | None]]) -> list[str]:
     """Keys of a (checksum-sound) shard's items holding NaN or inf: ``put`` refuses
     them, so they can only come from a store written by other means."""
     bad = nonfinite_rows(open_shard(root, row.path))
     if len(bad) == 0:
         return []
-    return [key for key, offset, length in entries if length and np.any((bad >= offset) & (bad < offset + length))]
+    return [key for key, offset, length, _ in entries if length and np.any((bad >= offset) & (bad < offset + length))]
 
 
-def _read_index(store: FeatureStore) -> tuple[dict, set, dict, dict]:
-    """Feature set metas, unregistered item fingerprints, shards and items by shard, as
-    one consistent snapshot."""
-    index = store.index
-    with index.snapshot():
-        metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
-        unregistered = index.item_fingerprints() - set(metas)
-        return metas, unregistered, index.shards(), index.items_by_shard()
+def _mismatched_keys(root: Path, row, entries: list[tuple[str, int, int, int | None]]) -> list[str]:
+    """Keys of a (checksum-sound) shard's items whose rows do not hash to the digest the
+    index recorded: their index row changed (its offset or digest), and a gather would
+    refuse them. Items past the shard's end are ``_bad_items``' to report."""
+    mapped = open_shard(root, row.path).view(np.ndarray)
+    return [
+        key
+        for key, offset, length, digest in entries
+        if digest is not None and 0 <= offset and 0 < length and offset + length <= len(mapped)
+        and item_digest(mapped[offset : offset + length]) != digest
+    ]
 
 
 # --------------------------------------------------------------------------- verify
@@ -157,7 +161,8 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
     nothing else can be checked, and ``repair`` cannot help), a missing, unreadable,
     empty or truncated shard, one named outside the store, a header whose shape or dtype
     disagrees with the index or the feature set's dim, data whose checksum changed or
-    that holds NaN or inf (``checksums``), items that point past their shard's end or
+    that holds NaN or inf, items whose rows do not match their own digest (these three
+    with ``checksums``), items that point past their shard's end or
     at no shard, items of an unregistered feature set. Orphans (files no index row
     names: leftovers of killed writers) are listed apart and do not fail the check;
     ``gc`` removes them.
@@ -165,9 +170,26 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
     store.require_exists()
     index, root = store.index, store.root
     report = {"ok": False, "index_damaged": False, "problems": [], "orphans": [], "feature_sets": 0, "shards": 0, "items": 0}
+    by_shard: dict[int, list[str]] = {}  # shard problems, reported in shard id order
+    item_problems: list[str] = []
+    actual_rows: dict[int, int] = {}
+    n_items = 0
     try:
         problems = [f"index {index.path}: {line}" for line in index.quick_check()]
-        metas, unregistered, shards, items = _read_index(store)
+        # Items stream in shard order (SQLite sorts them on disk), so one shard's items
+        # are in memory at a time, whatever the store's size.
+        with index.snapshot():
+            metas = {s["fingerprint"]: s["meta"] for s in index.feature_sets()}
+            unregistered = index.item_fingerprints() - set(metas)
+            shards = index.shards()
+            for shard_id, entries in index.iter_items_by_shard():
+                n_items += len(entries)
+                if shard_id in shards:
+                    by_shard[shard_id] = _check_shard(root, shards[shard_id], entries, shards, metas, checksums, actual_rows)
+                bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
+                if bad is not None:
+                    why, keys = bad
+                    item_problems.append(f"{len(keys)} items {why} (first: {keys[0]})")
     except IndexDamaged as exc:
         report.update(index_damaged=True, problems=[exc.message])
         return report
@@ -175,29 +197,17 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
         report["index_damaged"] = True
     for fp in sorted(unregistered):
         problems.append(f"items of feature set {fp[:12]} exist but the feature set is not registered")
-    actual_rows: dict[int, int] = {}
     for shard_id, row in shards.items():
-        meta = metas.get(row.fingerprint, {})
-        problem, rows = inspect_shard(root, row, meta.get("dim"), checksums)
-        if problem is not None:
-            problems.append(problem)
-        elif checksums:
-            bad = _nonfinite_keys(root, row, items.get(shard_id, []))
-            if bad:
-                problems.append(f"shard {root / row.path} holds NaN or inf for {len(bad)} items (first: {bad[0]})")
-        if rows is not None:
-            actual_rows[shard_id] = rows
+        if shard_id not in by_shard:  # no item points at it
+            by_shard[shard_id] = _check_shard(root, row, [], shards, metas, checksums, actual_rows)
+    shard_problems = [p for shard_id in sorted(by_shard) for p in by_shard[shard_id]]
     # A shard a concurrent gc compacted away after the snapshot is not a problem.
     vanished = [row for row in shards.values() if not (root / row.path).is_file()]
     if vanished:
         still_indexed = index.shards(ids=[row.id for row in vanished])
         gone = {f"shard {root / row.path} is missing" for row in vanished if row.id not in still_indexed}
-        problems = [p for p in problems if p not in gone]
-    for shard_id, entries in items.items():
-        bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
-        if bad is not None:
-            why, keys = bad
-            problems.append(f"{len(keys)} items {why} (first: {keys[0]})")
+        shard_problems = [p for p in shard_problems if p not in gone]
+    problems += shard_problems + item_problems
     known = {root / row.path for row in shards.values()}
     unknown = [p for p in list_shard_files(root) if p not in known]
     if unknown:
@@ -210,25 +220,56 @@ def verify(store: FeatureStore, checksums: bool = True) -> dict:
         orphans=orphans,
         feature_sets=len(metas),
         shards=len(shards),
-        items=sum(len(e) for e in items.values()),
+        items=n_items,
     )
     return report
+
+
+def _check_shard(root: Path, row, entries, shards: dict, metas: dict, checksums: bool, actual_rows: dict) -> list[str]:
+    """``verify``'s problems with one shard and the bytes of its items; records the rows
+    its file really holds in ``actual_rows``."""
+    found: list[str] = []
+    shard_id, dim = row.id, metas.get(row.fingerprint, {}).get("dim")
+    # A shard whose rows all belong to items with their own digest is checked through
+    # them: one hashing pass instead of two (whole checksum, then digests). Its whole
+    # checksum is computed only when an item fails, to tell a changed shard (repair
+    # drops it) from changed index rows (repair drops those items).
+    by_items = checksums and bool(entries) and all(e[3] is not None for e in entries) and sum(e[2] for e in entries) == row.rows
+    problem, rows = inspect_shard(root, row, dim, checksums and not by_items)
+    if problem is None and checksums:
+        # Items whose row span is wrong are reported by ``_bad_items``, once, for that.
+        structural = _bad_items(root, shard_id, entries, shards, metas, {shard_id: rows})
+        skip = set(structural[1]) if structural else set()
+        changed = _mismatched_keys(root, row, [e for e in entries if e[0] not in skip])
+        if changed and by_items:
+            problem, rows = inspect_shard(root, row, dim, checksums=True)
+        if problem is None:
+            bad = _nonfinite_keys(root, row, entries)
+            if bad:
+                found.append(f"shard {root / row.path} holds NaN or inf for {len(bad)} items (first: {bad[0]})")
+            if changed:
+                found.append(f"{len(changed)} items of shard {root / row.path} do not match their checksum (first: {changed[0]})")
+    if problem is not None:
+        found.append(problem)
+    if rows is not None:
+        actual_rows[shard_id] = rows
+    return found
 
 
 def _bad_items(root: Path, shard_id, entries, shards: dict, metas: dict, actual_rows: dict) -> tuple[str, list[str]] | None:
     """Items of one shard that cannot be read whatever the shard's state: (why, keys)."""
     if shard_id is None:
-        bad = [k for k, _, n in entries if n != 0]
+        bad = [k for k, _, n, _ in entries if n != 0]
         return ("point at no shard although they have data", bad) if bad else None
     row = shards.get(shard_id)
     if row is None:
-        return (f"point at shard id {shard_id}, which is not in the index", [k for k, _, _ in entries])
+        return (f"point at shard id {shard_id}, which is not in the index", [k for k, _, _, _ in entries])
     if metas.get(row.fingerprint, {}).get("kind") == "vector":
-        odd = [k for k, _, n in entries if n != 1]
+        odd = [k for k, _, n, _ in entries if n != 1]
         if odd:
             return (f"are vectors of {root / row.path} that span other than one row", odd)
     limit = actual_rows.get(shard_id, row.rows)
-    past = [k for k, offset, n in entries if offset < 0 or n < 0 or offset + n > limit]
+    past = [k for k, offset, n, _ in entries if offset < 0 or n < 0 or offset + n > limit]
     return (f"point past the end of shard {root / row.path} ({limit} rows)", past) if past else None
 
 
@@ -378,13 +419,14 @@ def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list)
         mine = sorted(entries.get(row.id, []), key=lambda e: e[1])
         if problem is not None:
             damaged.append(problem)
-            dropped += [(key, row.id) for key, _, _ in mine]
+            dropped += [(key, row.id) for key, _, _, _ in mine]
             continue
         good = [e for e in mine if 0 <= e[1] and 0 < e[2] and e[1] + e[2] <= rows]
-        bad = ({e[0] for e in mine} - {e[0] for e in good}) | set(_nonfinite_keys(root, row, good))
+        # Copied rows keep their digests, so items whose rows do not match are not copied.
+        bad = ({e[0] for e in mine} - {e[0] for e in good}) | set(_nonfinite_keys(root, row, good)) | set(_mismatched_keys(root, row, good))
         dropped += [(key, row.id) for key in sorted(bad)]
         sound.append((row, [e for e in good if e[0] not in bad]))
-    total = sum(length for _, kept in sound for _, _, length in kept)
+    total = sum(length for _, kept in sound for _, _, length, _ in kept)
     written = None
     if total:
         target, temp, final = new_shard_memmap(root, fingerprint, (total, dim))
@@ -392,7 +434,7 @@ def _compact_group(store: FeatureStore, fingerprint: str, dim: int, group: list)
             cursor = 0
             for row, kept in sound:
                 mapped = open_shard(root, row.path)
-                for key, offset, length in kept:
+                for key, offset, length, _ in kept:
                     target[cursor : cursor + length] = mapped[offset : offset + length]
                     moves.append((key, row.id, cursor))
                     cursor += length
@@ -430,7 +472,7 @@ def repair(store: FeatureStore, dry_run: bool = False) -> dict:
     Dropped: the items of every shard that is missing, unreadable, empty, truncated,
     named outside the store, of the wrong shape or failing its checksum (the shard's
     row too, and its file when it lies inside the store); single items that hold NaN
-    or inf, point past their shard's end or at no shard; items of unregistered feature
+    or inf, do not match their digest, point past their shard's end or at no shard; items of unregistered feature
     sets. Sound entries are untouched. A damaged index (``IndexDamaged``) cannot be
     repaired this way: its error says what to do. ``dry_run`` reports without changing.
 
@@ -460,7 +502,8 @@ def repair(store: FeatureStore, dry_run: bool = False) -> dict:
         bad = _bad_items(root, shard_id, entries, shards, metas, actual_rows)
         keys = set(bad[1]) if bad else set()
         if shard_id in actual_rows:
-            keys |= set(_nonfinite_keys(root, shards[shard_id], [e for e in entries if e[0] not in keys]))
+            rest = [e for e in entries if e[0] not in keys]
+            keys |= set(_nonfinite_keys(root, shards[shard_id], rest)) | set(_mismatched_keys(root, shards[shard_id], rest))
         single += [(fingerprint, key, shard_id) for key in sorted(keys)]
         if keys:
             counts[fingerprint] = counts.get(fingerprint, 0) + len(keys)

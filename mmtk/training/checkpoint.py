@@ -98,6 +98,9 @@ def read_record(out: str | Path) -> dict:
 
 
 def _document(directory: Path, out) -> dict:
+    from mmtk.runs import recover_replaced
+
+    recover_replaced(directory)
     path = directory / STATE
     if not path.is_file():
         raise UsageError(

@@ -8,6 +8,16 @@ then ``validate(model)``, early stopping on ``monitor`` with the best weights ke
 ``train_log.jsonl`` entry with every loss term, and the callbacks (progress,
 checkpoints). Nothing else happens per batch, so the in-memory path costs the model's
 arithmetic and index slices only.
+
+With several processes (``world.size > 1``, under torchrun) the model trains inside
+DistributedDataParallel: each rank takes ``batch_size / size`` items of every batch
+(equal shares, ``world.shard``), so the averaged gradient is the one of the whole
+batch and a step means what it means in one process; accumulated batches skip the
+all-reduce (``no_sync``) until the step's last one. Parameters the optimizer trains
+outside the model (an objective's own modules) have their gradients averaged at the
+step. Every rank validates on the whole validation set (small next to the training set,
+and no gather of predictions is needed for the metrics), and the early-stopping score
+is rank 0's, broadcast, so every rank stops at the same epoch.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import torch
 
 from mmtk.errors import DataError
 from mmtk.training.objectives import TOTAL
-from mmtk.training.world import SINGLE, World
+from mmtk.training.world import SINGLE, World, rank_batch
 
 VAL_LOSS = "val_loss"
 
@@ -114,12 +124,13 @@ def fit(
     if restore is not None:
         restore(context)
     state = context.state
+    trained = _distributed(model, world)
     autocast, scaler = _mixed_precision(model, settings.amp)
     lower_is_better = _lower_is_better(settings.monitor)
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         tick = time.perf_counter()
         model.train()
-        sums, seen = _train_epoch(model, objective, train_source, optimizer, schedule, context, autocast, scaler)
+        sums, seen = _train_epoch(trained, objective, train_source, optimizer, schedule, context, autocast, scaler)
         state.train_seconds += time.perf_counter() - tick
         state.trained += seen
         checked = validate(model)
@@ -135,6 +146,8 @@ def fit(
         }
         state.log.append(entry)
         score = val_terms[TOTAL] if settings.monitor == VAL_LOSS else monitored_metric(metrics, settings.monitor)
+        if world.size > 1:  # one decision for all ranks, or one would stop while the others wait for it
+            score = float(world.broadcast(torch.tensor(score, dtype=torch.float64)))
         better = state.best_score is None or (score < state.best_score if lower_is_better else score > state.best_score)
         if better and score == score:  # NaN is never best
             state.best_score, state.best_epoch, state.best_metrics, state.stale = score, epoch, metrics, 0
@@ -160,20 +173,28 @@ def fit(
 
 
 def _train_epoch(model, objective, source, optimizer, schedule, context: FitContext, autocast, scaler):
-    """One pass over ``source``; returns ``({term: item-weighted sum}, items seen)``."""
-    settings = context.settings
+    """One pass over ``source`` (this rank's share); returns ``({term: item-weighted
+    sum}, items seen)``. ``model`` is the trained module: the DDP wrapper with several
+    processes."""
+    settings, world = context.settings, context.world
     accumulate = max(1, settings.accumulate)
-    batches = source.num_batches(settings.batch_size, context.world)
+    batch_size = rank_batch(settings.batch_size, world)
+    batches = source.num_batches(batch_size, world)
     sums: dict[str, torch.Tensor] = {}
     seen = 0
-    for i, batch in enumerate(source.batches(settings.batch_size, generator=context.generator, world=context.world)):
-        with autocast():
-            terms = objective(model, batch)
-        loss = terms[TOTAL] if accumulate == 1 else terms[TOTAL] / accumulate
-        if i % accumulate == 0:
-            optimizer.zero_grad(set_to_none=True)
-        (loss if scaler is None else scaler.scale(loss)).backward()
-        if (i + 1) % accumulate == 0 or i + 1 == batches:
+    for i, batch in enumerate(source.batches(batch_size, generator=context.generator, world=world)):
+        steps = (i + 1) % accumulate == 0 or i + 1 == batches
+        # Accumulated batches keep their gradients local; the step's last one all-reduces the sum.
+        with contextlib.nullcontext() if steps or world.size == 1 else model.no_sync():
+            with autocast():
+                terms = objective(model, batch)
+            loss = terms[TOTAL] if accumulate == 1 else terms[TOTAL] / accumulate
+            if i % accumulate == 0:
+                optimizer.zero_grad(set_to_none=True)
+            (loss if scaler is None else scaler.scale(loss)).backward()
+        if steps:
+            if world.size > 1:
+                _average_outside(model.module, optimizer, world)
             _step(model, optimizer, scaler, settings.clip_norm)
             if schedule is not None:
                 schedule.step()
@@ -183,6 +204,28 @@ def _train_epoch(model, objective, source, optimizer, schedule, context: FitCont
             weighted = value.detach() * n
             sums[name] = weighted if name not in sums else sums[name] + weighted
     return sums, seen
+
+
+def _distributed(model, world: World):
+    """``model`` in DistributedDataParallel with several processes (itself otherwise).
+    DDP copies rank 0's weights to the others at construction, so the ranks start equal
+    even from different initialisations."""
+    if world.size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _average_outside(model, optimizer, world: World) -> None:
+    """Average over the ranks the gradients of parameters the optimizer trains that are
+    not the model's (an objective's own modules), which DDP does not see."""
+    inside = {id(p) for p in model.parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in inside and p.grad is not None:
+                world.reduce(p.grad).div_(world.size)
 
 
 def _step(model, optimizer, scaler, clip_norm) -> None:

@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import torch
 
 from mmtk.training.batch import Batch
-from mmtk.training.world import SINGLE, World
+from mmtk.training.world import SINGLE, World, shard, shard_length
 
 MIXES = ("proportional", "round-robin")
 
@@ -105,10 +105,8 @@ class MixedSource:
         return next(iter(features.values())).device if features else torch.device("cpu")
 
     def _chunks(self, group: torch.Tensor, batch_size: int, generator: torch.Generator, world: World) -> list[torch.Tensor]:
-        order = group[torch.randperm(len(group), generator=generator)]
-        if world.size > 1:
-            order = order[world.rank::world.size]
+        order = shard(group[torch.randperm(len(group), generator=generator)], world)
         return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
     def _counts(self, batch_size: int, world: World) -> list[int]:
-        return [math.ceil(len(range(world.rank, len(group), world.size)) / batch_size) for group in self.groups]
+        return [math.ceil(shard_length(len(group), world) / batch_size) for group in self.groups]

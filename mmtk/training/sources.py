@@ -9,7 +9,7 @@
   Vector inputs and targets are small and stay in memory.
 
 Both shard the shuffled order by ``world`` (rank ``r`` of ``s`` takes every ``s``-th
-item from ``r``) and give ``Batch`` objects; ``pick_source`` chooses by a memory budget.
+item from ``r``, all ranks as many: ``world.shard``) and give ``Batch`` objects; ``pick_source`` chooses by a memory budget.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from mmtk.store.gather import SequenceReader
 from mmtk.training.batch import Batch
-from mmtk.training.world import SINGLE, World
+from mmtk.training.world import SINGLE, World, shard, shard_length
 
 PREFETCH_DEPTH = 2  # batches read ahead: one being read while one waits for the step
 EVAL_ITEMS = 8192  # rows per evaluation chunk of vectors: bounds memory on large sets, fast on CPU
@@ -34,9 +34,9 @@ EVAL_MIN_ITEMS = 16
 
 def shuffled_order(n: int, generator: torch.Generator | None, world: World) -> torch.Tensor:
     """The items of one epoch in order: a permutation drawn from ``generator`` (None:
-    0..n-1, for validation), then this rank's share."""
+    0..n-1, for validation), then this rank's share (``world.shard``)."""
     order = torch.arange(n) if generator is None else torch.randperm(n, generator=generator)
-    return order if world.size == 1 else order[world.rank::world.size]
+    return shard(order, world)
 
 
 @dataclass
@@ -57,7 +57,7 @@ class InMemorySource:
         return len(next(iter(self.features.values())))
 
     def num_batches(self, batch_size: int, world: World = SINGLE) -> int:
-        return math.ceil(len(range(world.rank, len(self), world.size)) / batch_size)
+        return math.ceil(shard_length(len(self), world) / batch_size)
 
     def batches(self, batch_size: int, *, generator: torch.Generator | None = None, world: World = SINGLE) -> Iterator[Batch]:
         device = next(iter(self.features.values())).device
@@ -124,7 +124,7 @@ class StoreSource:
         return len(next(iter(self.sequences.values())).lengths)
 
     def num_batches(self, batch_size: int, world: World = SINGLE) -> int:
-        return math.ceil(len(range(world.rank, len(self), world.size)) / batch_size)
+        return math.ceil(shard_length(len(self), world) / batch_size)
 
     def batches(self, batch_size: int, *, generator: torch.Generator | None = None, world: World = SINGLE) -> Iterator[Batch]:
         order = shuffled_order(len(self), generator, world)

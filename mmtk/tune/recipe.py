@@ -130,8 +130,10 @@ def tune(
     from mmtk.metrics import LOWER_IS_BETTER
     from mmtk.models import MODELS, check_model_params
     from mmtk.runs import check_run_target
+    from mmtk.training.world import require_single_process
     from mmtk.tune.study import finished, open_study, study_lock
 
+    require_single_process("tune", "its trials read the runs that rank 0 alone writes")
     started = time.perf_counter()
     MODELS.get(model)  # an unknown name fails here, listing the valid ones
     if isinstance(dataset, Mapping):

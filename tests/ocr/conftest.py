@@ -36,15 +36,27 @@ def ffmpeg_subtitles():
     if " subtitles " not in filters:
         pytest.skip("this ffmpeg has no subtitles filter (built without libass)")
 
-    def burn(out: Path, srt: str, seconds: float, background: str = "testsrc2", size: str = "480x270") -> Path:
+    def burn(
+        out: Path, srt: str, seconds: float, background: str = "testsrc2", size: str = "480x270",
+        style: str | None = "FontName=DejaVu Sans",
+    ) -> Path:
+        """``background``: testsrc2, a colour, or any lavfi source with its options
+        (``life=...``); ``style``: libass force_style, None for ffmpeg's default style."""
         srt_path = out.with_suffix(".srt")
         srt_path.write_text(srt, encoding="utf-8")
-        source = f"testsrc2=size={size}:rate=25:duration={seconds}" if background == "testsrc2" else f"color=c={background}:size={size}:rate=25:duration={seconds}"
+        if background == "testsrc2":
+            source = f"testsrc2=size={size}:rate=25:duration={seconds}"
+        elif "=" in background:
+            source = background
+        else:
+            source = f"color=c={background}:size={size}:rate=25:duration={seconds}"
+        # By default the font is named: libass's default for SRT is Arial, which fontconfig
+        # maps to whatever is installed (DejaVu Sans on a bare Debian, Liberation Sans once
+        # chromium's fonts are in), and the OCR figures most tests check were set on DejaVu.
+        # style=None keeps that default, as users' videos have it.
+        burn_filter = f"subtitles={srt_path}" + (f":force_style='{style}'" if style else "")
         subprocess.run(
-            # The font is named: libass's default for SRT is Arial, which fontconfig maps to
-            # whatever is installed (DejaVu Sans on a bare Debian, Liberation Sans once
-            # chromium's fonts are in), and the OCR figures these tests check were set on DejaVu.
-            [binary, "-v", "error", "-y", "-f", "lavfi", "-i", source, "-vf", f"subtitles={srt_path}:force_style='FontName=DejaVu Sans'",
+            [binary, "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds), "-vf", burn_filter,
              "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
             check=True,
         )

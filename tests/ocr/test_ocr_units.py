@@ -56,10 +56,19 @@ def test_edges_placed_between_samples_replace_the_half_interval_guess():
 
 
 def test_empty_and_low_confidence_frames_end_a_cue():
-    samples = [Sample(0.0, R("Same words")), Sample(1.0, R("Same words", 20.0)), Sample(2.0, R("Same words"))]
+    samples = [Sample(0.0, R("Same words")), Sample(1.0, R("Same words", 20.0)), Sample(2.0, None), Sample(3.0, R("Same words"))]
     cues = merge_readings(samples, 1.0, settings=CueSettings(min_confidence=60))
-    assert len(cues) == 2
+    assert [(c.start, c.end) for c in cues] == [(0.0, 0.5), (2.5, 3.5)]
     assert merge_readings([Sample(0.0, R("x")), Sample(1.0, R("  "))], 1.0) == []  # under min_chars
+
+
+def test_a_caption_unseen_on_one_frame_stays_one_cue():
+    # Moving footage hides a subtitle's letters on a frame now and then; the two halves
+    # of the same words around that frame are one cue, a different text is not.
+    samples = [Sample(0.0, R("Can you hear me now?")), Sample(0.5, None), Sample(1.0, R("Gan you hear me now?")),
+               Sample(1.5, R("Can you hear me now?")), Sample(2.0, None), Sample(2.5, R("Something else"))]
+    cues = merge_readings(samples, 0.5)
+    assert [(c.start, c.end, c.text) for c in cues] == [(0.0, 1.75, "Can you hear me now?"), (2.25, 2.75, "Something else")]
 
 
 def test_one_caption_stays_one_cue_even_when_a_frame_reads_differently():
@@ -175,3 +184,22 @@ def test_small_captions_are_read_again_for_the_vote_and_large_ones_once():
     _track([_caption(slice(20, 180, 6))] * 5, fps=2, pool=large)
     _track([_caption(slice(20, 180, 6), letter_height=8.0)] * 5, fps=2, pool=small)
     assert large.calls == 1 and small.calls == 3  # 1 + VideoOcrSettings.retries
+
+
+def test_a_cue_takes_the_reading_closest_to_all_its_readings():
+    # Three different misreadings of one caption: none is a majority, and the most
+    # confident is wrong; the one the others are closest to is right.
+    samples = [Sample(0.0, R("Seales?", 96), 1), Sample(0.5, R("Scales?", 80), 1), Sample(1.0, R("Scalcs?", 85), 1)]
+    assert merge_readings(samples, 0.5)[0].text == "Scales?"
+    # A plain majority still wins.
+    samples = [Sample(0.0, R("Hold on tight", 80), 1), Sample(0.5, R("Hold on tight", 80), 1), Sample(1.0, R("Hol on tight", 95), 1)]
+    assert merge_readings(samples, 0.5)[0].text == "Hold on tight"
+
+
+def test_text_seen_for_a_moment_is_scenery_and_stray_lines_are_dropped():
+    # A sign caught on one sample, its edges placed 0.2 s apart: no subtitle is that short.
+    flash = [Sample(0.0, None), Sample(0.5, R("WAL"), 1, begins=0.4, ends=0.6), Sample(1.0, None)]
+    assert merge_readings(flash, 0.5) == []
+    # Specks of scenery above a caption read as a line of punctuation.
+    samples = [Sample(0.0, R(">, « . .\nPlease wait outside."), 1), Sample(0.5, R(">, « . .\nPlease wait outside."), 1)]
+    assert [c.text for c in merge_readings(samples, 0.5)] == ["Please wait outside."]

@@ -16,8 +16,7 @@ import mmtk.store.shards as shards_module
 from mmtk.errors import StoreError
 from mmtk.store import FeatureStore
 from mmtk.store.index import IndexDamaged
-from mmtk.store.shards import checksum_rows
-from store_writer import key, value
+from store_writer import key, rewrite_shard, value
 
 DIM = 8
 
@@ -69,16 +68,83 @@ def test_gather_refuses_a_flipped_byte_and_names_the_repair(filled, vectors):
         filled.info("vec-test")
 
 
-def test_each_shard_is_checksummed_once_per_process(filled, vectors, monkeypatch):
-    calls = []
-    real = shards_module.checksum_rows
-    monkeypatch.setattr(shards_module, "checksum_rows", lambda rows: calls.append(len(rows)) or real(rows))
-    keys = [key(i) for i in range(30)]
+def _count_checks(monkeypatch) -> tuple[list[int], list[int]]:
+    """Rows hashed per whole-shard checksum and per item digest, as gathers call them."""
+    import mmtk.store.gather as gather_module
+
+    shard_calls, item_calls = [], []
+    checksum, digest = shards_module.checksum_rows, shards_module.item_digest
+    monkeypatch.setattr(shards_module, "checksum_rows", lambda rows: shard_calls.append(len(rows)) or checksum(rows))
+    monkeypatch.setattr(gather_module, "item_digest", lambda rows: item_calls.append(len(rows)) or digest(rows))
+    return shard_calls, item_calls
+
+
+def test_a_gather_checks_the_items_it_reads_not_their_shards(filled, vectors, monkeypatch):
+    shard_calls, item_calls = _count_checks(monkeypatch)
+    keys = [key(i) for i in (3, 14, 25, 26, 27, 28)]  # 1, 1 and 4 of each shard's 10 items
+    np.testing.assert_array_equal(filled.gather(vectors, keys), np.stack([value(k, DIM) for k in keys]))
+    assert shard_calls == [] and len(item_calls) == 6
+
+
+def test_a_gather_of_half_a_shard_or_more_checks_it_whole_once(filled, vectors, monkeypatch):
+    """Then hashing the shard costs about what hashing its items would, and later reads
+    of it are free."""
+    shard_calls, item_calls = _count_checks(monkeypatch)
+    half = [key(i) for i in range(10, 15)]
+    np.testing.assert_array_equal(filled.gather(vectors, half), np.stack([value(k, DIM) for k in half]))
+    assert shard_calls == [10] and item_calls == []
+    filled.gather(vectors, [key(19), key(0)])  # shard 1 is checked; shard 0 by its item
+    assert shard_calls == [10] and len(item_calls) == 1
+
+
+def test_items_stored_without_digests_have_their_shard_checksummed_once_per_process(filled, vectors, monkeypatch):
+    """What a store written before item digests (index schema 1) holds."""
+    with sqlite3.connect(filled.root / "index.sqlite") as conn:
+        conn.execute("UPDATE items SET digest = NULL WHERE key IN (?, ?)", (key(0), key(25)))
+    conn.close()
+    shard_calls, item_calls = _count_checks(monkeypatch)
+    keys = [key(i) for i in (0, 1, 13, 25, 26)]
     first = filled.gather(vectors, keys)
     again = filled.gather(vectors, keys[::-1])
-    assert calls == [10, 10, 10]
+    # Shards 0 and 2 hold a digest-less item: whole checksum, once; key(13) by its digest.
+    assert shard_calls == [10, 10] and len(item_calls) == 2
     np.testing.assert_array_equal(first[::-1], again)
-    np.testing.assert_array_equal(first[0], value(keys[0], DIM))
+    np.testing.assert_array_equal(first, np.stack([value(k, DIM) for k in keys]))
+    _, victim, _ = _shards(filled)[2]
+    _flip_data_byte(victim)  # changes key(29), which has a digest
+    with pytest.raises(StoreError, match=f"item '{key(29)}' in shard {victim} does not match its checksum"):
+        FeatureStore(filled.root).gather(vectors, [key(29)])
+
+
+def test_an_item_digest_catches_a_change_in_the_rows_it_reads_only(filled, vectors):
+    _, victim, in_shard = _shards(filled)[1]
+    _flip_data_byte(victim)  # the last row of the shard: its last item
+    with pytest.raises(StoreError) as err:
+        filled.gather(vectors, [key(0), in_shard[-1]])
+    assert err.value.message == f"item '{in_shard[-1]}' in shard {victim} does not match its checksum: its bytes changed after they were written"
+    assert err.value.hint.startswith(f"run: mmtk store repair --store {filled.root}")
+    # A few neighbours read as stored; half the shard is checked whole and refused.
+    np.testing.assert_array_equal(filled.gather(vectors, in_shard[:3]), np.stack([value(k, DIM) for k in in_shard[:3]]))
+    with pytest.raises(StoreError, match=f"^shard {victim} does not match its checksum"):
+        filled.gather(vectors, in_shard[:5])
+    # verify names the shard, and repair drops all of it.
+    assert filled.verify()["problems"] == [f"shard {victim} does not match its checksum (changed after it was written)"]
+    assert filled.repair()["dropped_items"] == 10 and filled.missing(vectors, in_shard) == in_shard
+
+
+def test_an_index_row_pointing_at_another_row_is_refused_and_repaired(filled, vectors):
+    """An item whose offset was changed to another item's row: the shard is sound, the
+    item's digest is not its new row's."""
+    shard_id, path, in_shard = _shards(filled)[0]
+    with sqlite3.connect(filled.root / "index.sqlite") as conn:
+        conn.execute("UPDATE items SET start = 5 WHERE key = ?", (in_shard[2],))
+    conn.close()
+    with pytest.raises(StoreError, match=f"item '{in_shard[2]}' in shard {path} does not match its checksum"):
+        filled.gather(vectors, [in_shard[2]])
+    assert filled.verify()["problems"] == [f"1 items of shard {path} do not match their checksum (first: {in_shard[2]})"]
+    report = filled.repair()
+    assert report["dropped_items"] == 1 and report["damaged_shards"] == []
+    assert filled.verify()["ok"] and filled.missing(vectors, in_shard) == [in_shard[2]]
 
 
 def test_verify_reads_false_skips_the_check(filled, vectors):
@@ -89,13 +155,11 @@ def test_verify_reads_false_skips_the_check(filled, vectors):
 
 
 def _write_nan_behind_mmtks_back(store: FeatureStore, shard_id: int, path, row: int) -> None:
-    """A NaN in a shard whose checksum is updated too: what a store written by other
-    means (or an older writer without put's finite check) can hold."""
+    """A NaN in a shard whose checksum and digests are updated too: what a store written
+    by other means (or an older writer without put's finite check) can hold."""
     array = np.load(path)
     array[row, 2] = np.nan
-    np.save(path, array)
-    with sqlite3.connect(store.root / "index.sqlite") as conn:
-        conn.execute("UPDATE shards SET checksum = ? WHERE id = ?", (checksum_rows(array), shard_id))
+    rewrite_shard(store.root, shard_id, path, array)
 
 
 def test_gather_refuses_nan_naming_the_item(filled, vectors):
