@@ -166,13 +166,14 @@ SELF_COMMIT_BLOCK = 375  # 3,000 records in 8 blocks: 4 commits per worker
 def _hash_compute_commit(values: list[str]) -> int:
     """One block in a worker: content keys, the store's missing ones, encode, commit."""
     from mmtk.data import content_key
-    from mmtk.extract import _Committer, encode_items
+    from mmtk.extract import encode_items
+    from mmtk.extract.commit import Committer
 
     keys = [content_key(value, "audio") for value in values]
     by_key = dict(zip(keys, values))
     todo = _STORE.missing(_CONFIG.fingerprint, keys)
     chunk = encode_items(_ENCODER, [(key, by_key[key]) for key in todo])
-    committer = _Committer(_STORE, _CONFIG)
+    committer = Committer(_STORE, _CONFIG)
     committer.add(chunk.keys, chunk.features)
     committer.flush()
     return committer.committed

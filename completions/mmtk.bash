@@ -34,9 +34,10 @@ _mmtk() {
     "evaluate:--fail-under"|"evaluate:--bootstrap"|"evaluate:--seed"|"evaluate:--dataset-name"|"evaluate:--suite"|"evaluate:--suite-map"|"evaluate:--id-column"|"evaluate:--image-column"|"evaluate:--text-column") COMPREPLY=(); return ;;
     "extract-features:--backbone") COMPREPLY=($(compgen -W "audio-stats clip clip-patches detr efficientnet-lite0 finetuned hf hf-audio mfcc minilm pixels run" -- "$cur")); return ;;
     "extract-features:--device") COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+    "extract-features:--engine") COMPREPLY=($(compgen -W "local ray" -- "$cur")); return ;;
     "extract-features:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
     "extract-features:--store") compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    "extract-features:--column"|"extract-features:--max-length"|"extract-features:--fps"|"extract-features:--frames"|"extract-features:--batch-size"|"extract-features:--num-workers"|"extract-features:--id-column"|"extract-features:--image-column"|"extract-features:--text-column") COMPREPLY=(); return ;;
+    "extract-features:--column"|"extract-features:--max-length"|"extract-features:--fps"|"extract-features:--frames"|"extract-features:--batch-size"|"extract-features:--num-workers"|"extract-features:--workers"|"extract-features:--address"|"extract-features:--gpus-per-worker"|"extract-features:--id-column"|"extract-features:--image-column"|"extract-features:--text-column") COMPREPLY=(); return ;;
     "ocr-subtitles:--engine") COMPREPLY=($(compgen -W "rapidocr tesseract" -- "$cur")); return ;;
     "ocr-subtitles:--format") COMPREPLY=($(compgen -W "srt vtt jsonl" -- "$cur")); return ;;
     "ocr-subtitles:--on-error") COMPREPLY=($(compgen -W "fail skip" -- "$cur")); return ;;
@@ -70,7 +71,7 @@ _mmtk() {
       "") COMPREPLY=($(compgen -W "--debug --version" -- "$cur")) ;;
       "distill") COMPREPLY=($(compgen -W "--teacher --student --features --out --task --msd --lambda --temperature --msd-weight --hidden-loss --teacher-features --teacher-weights --teacher-arg --student-arg --student-layers --student-hidden --lookahead --meta-lr --val --val-split --epochs --lr --batch-size --patience --seed --max-length --fps --frames --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
       "evaluate") COMPREPLY=($(compgen -W "--plots --report --projection --fail-under --bootstrap --seed --dataset-name --suite --suite-map --tune-threshold --val --tta --store --device --id-column --image-column --text-column --allow-outside-paths --json --on-error --quiet" -- "$cur")) ;;
-      "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
+      "extract-features") COMPREPLY=($(compgen -W "--backbone --column --sequence --max-length --fps --frames --store --batch-size --device --num-workers --workers --engine --address --gpus-per-worker --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "list") COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
       "ocr-subtitles") COMPREPLY=($(compgen -W "--fps --region --lang --engine --format --out --min-confidence --column --into --workers --on-error --id-column --image-column --text-column --allow-outside-paths --json --quiet" -- "$cur")) ;;
       "predict") COMPREPLY=($(compgen -W "--out --format --explain --dataset-name --tta --store --device --id-column --image-column --text-column --allow-outside-paths --on-error --quiet" -- "$cur")) ;;

@@ -512,30 +512,35 @@ FEATURE_SOURCES.add("tokens", TokenFeatures(), "a text column's word-piece ids, 
 FEATURE_SOURCES.add("finetune", RawFeatures(), "a fine-tuned backbone's raw inputs: token ids or image paths (train --finetune)")
 
 
-def pick_column(dataset, backbone: str, column: str | None) -> tuple[str, str]:
+def pick_column(dataset, backbone, column: str | None) -> tuple[str, str]:
     """The column to read and the modality to encode it as. A column that plays the
     image or text role is encoded as that; any other column holds text (readers only
     resolve media paths for media roles). An audio backbone reads the audio column, or
     the audio track of the video column when there is no audio column; an image
-    backbone reads a video column as sampled frames (modality "video")."""
+    backbone reads a video column as sampled frames (modality "video"). ``backbone``
+    is a spec, or a ``BackboneConfig`` already resolved for its default modality."""
     from mmtk.backbones import resolve_backbone
     from mmtk.backbones.base import MODALITIES, VIDEO
 
+    def backbone_modality() -> str:
+        return backbone.modality if hasattr(backbone, "modality") else resolve_backbone(backbone).modality
+
     if column is None:
-        modality = resolve_backbone(backbone).modality
+        modality = backbone_modality()
         if modality == "audio" and dataset.columns.audio is None and dataset.columns.video is not None:
             return dataset.columns.video, "audio"
         return dataset.column_for(modality), modality
     name = dataset.column_for(column)
     role = dataset.role_of(name)
     if role == VIDEO:
-        backbone_modality = resolve_backbone(backbone).modality
-        if backbone_modality == "audio":
+        modality = backbone_modality()
+        if modality == "audio":
             return name, "audio"  # the video's audio track
-        if backbone_modality == "image":
+        if modality == "image":
             return name, VIDEO  # frames sampled from the video
+        spec = getattr(backbone, "spec", backbone)
         raise UsageError(
-            f"column {name!r} holds video, which {backbone!r} ({backbone_modality}) cannot encode",
+            f"column {name!r} holds video, which {spec!r} ({modality}) cannot encode",
             "use an image backbone (frames) or an audio backbone (its audio track) on a video column",
         )
     if role is not None and role not in MODALITIES:

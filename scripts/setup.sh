@@ -57,6 +57,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
       .venv/bin/python -m pip install -q --index-url "$index" torch torchvision
     fi
   fi
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # The ray extra: tests/test_extract_ray.py runs against a real local Ray cluster.
+  .venv/bin/python -m pip install -q -e ".[test,ray]"
   touch "$stamp"
 fi

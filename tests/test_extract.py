@@ -379,7 +379,8 @@ def test_gpu_loader_path_decodes_in_workers_like_the_cpu_path(tiny_backbone, tmp
     """The CUDA path (DataLoader decode workers, pinned batches) run on the CPU: no GPU
     is lent here, but its decoding, collation and bad-item handling are device-free and
     must give the CPU path's features."""
-    from mmtk.extract import _run_cuda, encode_items
+    from mmtk.extract import encode_items
+    from mmtk.extract.executors.cuda import run_cuda
 
     paths = [str(write_image(tmp_path / f"g{i}.jpg", seed=i, size=(70 + 9 * i, 60))) for i in range(5)]
     broken = tmp_path / "broken.jpg"
@@ -394,7 +395,7 @@ def test_gpu_loader_path_decodes_in_workers_like_the_cpu_path(tiny_backbone, tmp
     # Without CUDA, the DataLoader warns that it cannot pin memory; with CUDA it pins.
     pinning = contextlib.nullcontext() if torch.cuda.is_available() else pytest.warns(UserWarning, match="pin_memory")
     with pinning:
-        chunks = list(_run_cuda(config, items, "cpu", 2, 2))
+        chunks = list(run_cuda(config, items, device="cpu", batch_size=2, workers=2))
     loaded = {key: row for chunk in chunks for key, row in zip(chunk.keys, chunk.features if chunk.features is not None else [])}
     bad = [key for chunk in chunks for key, _ in chunk.bad]
     expected = encode_items(config.build("cpu"), items[:5])

@@ -179,7 +179,7 @@ class ImageEncoder:
     returned as float32. ``draft_size`` is passed to ``open_rgb`` for JPEG draft decoding.
 
     ``decode_ahead_items``: how many decoded images CPU extraction may hold ahead of the
-    forward passes (``mmtk.extract._run_threads``): 256 uint8 crops of 224 px are 38 MiB;
+    forward passes (``mmtk.extract.executors.threads``): 256 uint8 crops of 224 px are 38 MiB;
     float tensors are four times larger, and larger for bigger models, so fewer.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -25,7 +26,15 @@ EXAMPLE = """Examples:
   mmtk extract-features memes.jsonl --backbone minilm --backbone efficientnet-lite0 --sequence
 
   mmtk extract-features clips.csv --backbone efficientnet-lite0 --column video --fps 1 --backbone mfcc
+
+  mmtk extract-features memes.jsonl --backbone efficientnet-lite0 --engine ray --address auto --workers 4
 """
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
 
 
 def parse_batch_size(value: str) -> int | str:
@@ -34,6 +43,19 @@ def parse_batch_size(value: str) -> int | str:
     if value.isdigit() and int(value) > 0:
         return int(value)
     raise UsageError(f"--batch-size {value!r} is not a positive integer", "pass a number such as 16, or auto")
+
+
+def ray_options(engine: Engine, address: str | None, gpus_per_worker: float | None) -> dict:
+    """The Ray executor's options; refused with the local engine, which has none."""
+    given = {"address": address, "gpus_per_worker": gpus_per_worker}
+    if engine is Engine.local:
+        if address is not None or gpus_per_worker is not None:
+            flag = "--address" if address is not None else "--gpus-per-worker"
+            raise UsageError(f"{flag} applies to the Ray engine only", f"add --engine ray, or drop {flag}")
+        return {}
+    if gpus_per_worker is not None and not 0 < gpus_per_worker <= 64:
+        raise UsageError(f"--gpus-per-worker {gpus_per_worker} must be above 0", "pass e.g. 1, or 0.5 to put two actors on a GPU")
+    return {name: value for name, value in given.items() if value is not None}
 
 
 @handle_errors
@@ -56,7 +78,22 @@ def extract_features_command(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Items per forward pass, or auto.")] = "auto",
     device: DeviceOpt = "auto",
     num_workers: Annotated[
-        Optional[int], typer.Option("--num-workers", help="Workers: threads sharing the model on CPU (processes for audio backbones), decode workers on CUDA (default: one per core).")
+        Optional[int],
+        typer.Option(
+            "--num-workers", "--workers",
+            help="Workers: threads sharing the model on CPU (processes for audio backbones), decode workers on CUDA (default: one per core); with --engine ray, model actors (default: one per CPU, or per GPU with --gpus-per-worker).",
+        ),
+    ] = None,
+    # Not `engine`: that parameter name means an OCR engine elsewhere in the CLI.
+    compute_engine: Annotated[
+        Engine, typer.Option("--engine", help="Where the backbone runs: this machine, or a Ray cluster (pip install 'mmtk[ray]').")
+    ] = Engine.local,
+    address: Annotated[
+        Optional[str],
+        typer.Option("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: a local Ray started for this run).", show_default=False),
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float], typer.Option("--gpus-per-worker", help="GPUs each Ray actor holds, e.g. 1 or 0.5 (default: none, CPU actors).", show_default=False)
     ] = None,
     on_error: OnErrorOpt = OnError.fail,
     id_column: IdColumn = None,
@@ -81,6 +118,7 @@ def extract_features_command(
         raise not_extracted_error()
     sizes = parse_batch_size(batch_size)
     options = feature_options(max_length, fps, frames)
+    engine_options = ray_options(compute_engine, address, gpus_per_worker)
     configs = [resolve_backbone(spec) for spec in backbone]
     required = sorted({column or config.modality for config in configs})
     dataset = read_dataset(
@@ -93,7 +131,7 @@ def extract_features_command(
             reports.append(
                 extract_features(
                     dataset,
-                    config.spec,
+                    config,
                     store=feature_store,
                     column=column,
                     sequence=sequence,
@@ -103,6 +141,8 @@ def extract_features_command(
                     num_workers=num_workers,
                     on_error=on_error.value,
                     progress=progress,
+                    engine=compute_engine.value,
+                    engine_options=engine_options,
                 )
             )
     skipped = list(dataset.skipped) + [item for report in reports for item in report.skipped]
@@ -124,6 +164,7 @@ def extract_features_command(
                         "computed": r.computed,
                         "skipped": len(r.skipped),
                         "seconds": round(r.seconds, 3),
+                        "engine": r.engine,
                     }
                     for r in reports
                 ],

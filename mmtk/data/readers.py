@@ -488,7 +488,7 @@ def _resolve_requirements(require: Iterable[str], columns: Columns, header: list
             column = columns.for_role(name)
             if column is None and name == "audio":
                 # Audio backbones read the video's audio track when there is no audio
-                # column (mmtk.extract.pick_column), so the video column must be filled.
+                # column (mmtk.features.pick_column), so the video column must be filled.
                 column = columns.video
             if column is None:
                 raise UsageError(

@@ -6,7 +6,7 @@ weights) only show in a real process, so each case runs a few times to catch a r
 
 Faults and pauses are injected from outside the product: a ``sitecustomize`` module on
 ``PYTHONPATH`` (imported by Python at start-up, in the script's process and in the
-workers it forks) wraps ``mmtk.extract.load_items`` so that an item named ``fault*``
+workers it forks) wraps ``mmtk.extract.encoding.load_items`` so that an item named ``fault*``
 raises a ``RuntimeError`` (a bug, exit 3) and one named ``slow*`` signals that it is
 being decoded and holds its decoder until the test lets it go.
 """
@@ -39,9 +39,9 @@ SITECUSTOMIZE = '''
 import os
 import time
 
-import mmtk.extract
+import mmtk.extract.encoding
 
-_load_items = mmtk.extract.load_items
+_load_items = mmtk.extract.encoding.load_items
 
 
 def load_items(encoder, items):
@@ -57,7 +57,7 @@ def load_items(encoder, items):
     return _load_items(encoder, items)
 
 
-mmtk.extract.load_items = load_items
+mmtk.extract.encoding.load_items = load_items
 '''
 
 

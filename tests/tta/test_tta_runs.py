@@ -139,7 +139,7 @@ def test_the_store_only_gains_the_views_and_a_rerun_computes_nothing(runs, store
     def no_compute(*args, **kwargs):
         raise AssertionError("a rerun extracted features again")
 
-    monkeypatch.setattr("mmtk.extract._compute", no_compute)
+    monkeypatch.setattr("mmtk.extract.pipeline._compute", no_compute)
     assert evaluate(folder / "both", dataset, store=store, device="cpu", tta="ten-crop") == first
     assert len(store.feature_sets()) == len(after)
 
