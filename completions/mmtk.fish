@@ -216,7 +216,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from tune' -l task -x -d 'COLUMN[:KI
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l val -r -F -d 'Validation dataset for every trial (else a split of DATA, or --folds)'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l val-split -x -d 'Fraction of DATA held out for validation (without --val or --folds; and for --retrain)'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l folds -x -d 'Score each trial by stratified K-fold cross-validation (the folds mean); pruning watches fold 1'
-complete -c mmtk -n '__fish_seen_subcommand_from tune' -l metric -x -d 'What trials are scored and early-stopped on: val_loss or a validation metric (accuracy, macro_f1, rmse, ...)'
+complete -c mmtk -n '__fish_seen_subcommand_from tune' -l metric -x -d 'What trials are scored and early-stopped on: val_loss, a validation metric (accuracy, macro_f1, rmse, ...), or auto (as train --monitor auto)'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l seed -x -d 'Seed of the sampler, the splits and every trials training'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l storage -r -F -d 'The studys SQLite file'
 complete -c mmtk -n '__fish_seen_subcommand_from tune' -l prune -d 'Median pruning: stop a trial whose epoch is worse than the median of earlier trials at that epoch'
