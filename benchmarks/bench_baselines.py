@@ -41,6 +41,8 @@ only, how features reach both mmtk and the LR, or mmtk's training settings:
   their valid frames instead of the mean alone (the LR gets the same vectors).
 - ``long``: ``epochs=1000`` and ``patience=30`` instead of 100 and 10.
 - ``lr3``: learning rate 3e-3 instead of 1e-3.
+- ``lossstop``: early stopping on the validation loss (the default before ``--monitor
+  auto``), to measure the previous default beside the current one in one run.
 - combinations joined by ``+``: ``std+meanstd``, ``std+long``, ``std+meanstd+long``...
 
 The feature variants replace ``mmtk.features.gather_features`` for the duration of the
@@ -73,8 +75,8 @@ OUT = ROOT / "benchmarks" / "out"
 TABULAR_DATA = ROOT.parent / "shared" / "data" / "tabular"
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 SET_NAMES = ("av-clean", "av-hard", "clothing", "petfinder", "memes")
-VARIANT_PARTS = ("defaults", "std", "meanstd", "long", "lr3")
-TRAIN_SETTINGS = {"long": {"epochs": 1000, "patience": 30}, "lr3": {"lr": 3e-3}}
+VARIANT_PARTS = ("defaults", "std", "meanstd", "long", "lr3", "lossstop")
+TRAIN_SETTINGS = {"long": {"epochs": 1000, "patience": 30}, "lr3": {"lr": 3e-3}, "lossstop": {"monitor": "val_loss"}}
 
 
 @dataclass

@@ -57,7 +57,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
       .venv/bin/python -m pip install -q --index-url "$index" torch torchvision
     fi
   fi
-  # The ray extra: tests/test_extract_ray.py runs against a real local Ray cluster.
-  .venv/bin/python -m pip install -q -e ".[test,ray]"
+  # The ocr extra: the RapidOCR tests run (tests/ocr); the ray extra: tests/test_extract_ray.py
+  # runs against a real local Ray cluster.
+  .venv/bin/python -m pip install -q -e ".[test,ocr,ray]"
   touch "$stamp"
 fi

@@ -110,6 +110,6 @@ def test_setup_installs_torch_from_the_chosen_index_only_into_a_venv_without_it(
     calls = log.read_text().splitlines()
     torch_step = f"-m pip install -q --index-url {CPU} torch torchvision"
     assert (torch_step in calls) is not torch_installed
-    assert calls[-1] == "-m pip install -q -e .[test,ray]"
+    assert calls[-1] == "-m pip install -q -e .[test,ocr,ray]"
     if not torch_installed:
-        assert calls.index(torch_step) < calls.index("-m pip install -q -e .[test,ray]")
+        assert calls.index(torch_step) < calls.index("-m pip install -q -e .[test,ocr,ray]")

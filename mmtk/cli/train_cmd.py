@@ -166,7 +166,10 @@ def train_command(
     ] = None,
     accumulate: Annotated[int, typer.Option("--accumulate", min=1, help="Batches whose gradients are summed per optimizer step.")] = 1,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bfloat16 where supported).")] = True,
-    monitor: Annotated[str, typer.Option("--monitor", help="Early stopping on val_loss or a validation metric (accuracy, macro_f1, rmse, ...).")] = "val_loss",
+    monitor: Annotated[
+        str,
+        typer.Option("--monitor", help="Early stopping on auto (macro_f1 when every task is binary or multi-class, else val_loss), val_loss, or a validation metric (accuracy, rmse, ...)."),
+    ] = "auto",
     missing_modality: Annotated[
         str, typer.Option("--missing-modality", help="Items lacking a modality: fail (refuse) | skip (drop) | zero (zero-fill) | mask (model ignores it).")
     ] = "fail",

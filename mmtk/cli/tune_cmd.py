@@ -54,7 +54,7 @@ def tune_command(
         Optional[int], typer.Option("--folds", min=2, help="Score each trial by stratified K-fold cross-validation (the folds' mean); pruning watches fold 1.", show_default=False)
     ] = None,
     metric: Annotated[
-        str, typer.Option("--metric", help="What trials are scored and early-stopped on: val_loss or a validation metric (accuracy, macro_f1, rmse, ...).")
+        str, typer.Option("--metric", help="What trials are scored and early-stopped on: val_loss, a validation metric (accuracy, macro_f1, rmse, ...), or auto (as train --monitor auto).")
     ] = "val_loss",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler, the splits and every trial's training.")] = 0,
     storage: Annotated[

@@ -218,7 +218,7 @@ def distill(
 
         population, grid = None, []
         if msd == "population" and not msd_weights:
-            population, grid, report = _population_grid(train_student, out, views, train_options.get("monitor", "val_loss"))
+            population, grid, report = _population_grid(train_student, out, views)
         else:
             report = train_student(out, dict(msd_weights or {}))
             population = dict(msd_weights) if msd == "population" else None
@@ -232,10 +232,10 @@ def distill(
     return DistillReport(report, teacher_dir, staging is not None, cached, speed, population, grid)
 
 
-def _population_grid(train_student, out: Path, views: Views, monitor: str):
+def _population_grid(train_student, out: Path, views: Views):
     """Train a student per grid point of unimodal view weights (full view 1) into
     temporary siblings of ``out``, keep the one with the best validation score
-    (``monitor``, as early stopping ranks epochs)."""
+    (what early stopping ranked its epochs by, ``TrainReport.monitor``)."""
     from mmtk.runs import replace_dir
     from mmtk.training.loop import VAL_LOSS, _lower_is_better, monitored_metric
 
@@ -246,6 +246,7 @@ def _population_grid(train_student, out: Path, views: Views, monitor: str):
             weights = {FULL: 1.0, **dict(zip(unimodal, values))}
             target = out.parent / f".{out.name}.grid-{os.getpid()}-{i}"
             report = train_student(target, weights)
+            monitor = report.monitor
             if monitor == VAL_LOSS:
                 score = report.log[report.best_epoch - 1]["val_loss"]
             else:

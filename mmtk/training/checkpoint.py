@@ -74,7 +74,7 @@ def save_checkpoint(directory: Path, context: FitContext, record: dict) -> None:
     document = {
         "record": record,
         "state": {
-            "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
+            "epoch": state.epoch, "best_score": state.best_score, "best_loss": state.best_loss, "best_epoch": state.best_epoch,
             "best_metrics": state.best_metrics, "stale": state.stale, "log": state.log,
             "train_seconds": state.train_seconds, "trained": state.trained,
         },
@@ -138,7 +138,7 @@ def restorer(out: str | Path):
         torch.set_rng_state(tensors["rng.torch"])
         saved = document["state"]
         context.state = FitState(
-            epoch=saved["epoch"], best_score=saved["best_score"], best_epoch=saved["best_epoch"],
+            epoch=saved["epoch"], best_score=saved["best_score"], best_loss=saved.get("best_loss"), best_epoch=saved["best_epoch"],
             best_state=best or None, best_metrics=saved["best_metrics"], stale=saved["stale"], log=saved["log"],
             train_seconds=saved["train_seconds"], trained=saved["trained"],
         )

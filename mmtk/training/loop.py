@@ -64,6 +64,7 @@ class FitState:
 
     epoch: int = 0
     best_score: float | None = None
+    best_loss: float | None = None  # the best epoch's validation loss: a metric monitor's tie-break
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     best_metrics: dict = field(default_factory=dict)
@@ -146,11 +147,13 @@ def fit(
         }
         state.log.append(entry)
         score = val_terms[TOTAL] if settings.monitor == VAL_LOSS else monitored_metric(metrics, settings.monitor)
+        loss = val_terms[TOTAL]
         if world.size > 1:  # one decision for all ranks, or one would stop while the others wait for it
-            score = float(world.broadcast(torch.tensor(score, dtype=torch.float64)))
-        better = state.best_score is None or (score < state.best_score if lower_is_better else score > state.best_score)
-        if better and score == score:  # NaN is never best
+            decided = world.broadcast(torch.tensor([score, loss], dtype=torch.float64))
+            score, loss = float(decided[0]), float(decided[1])
+        if _improves(state, score, loss, lower_is_better, tie_break=settings.monitor != VAL_LOSS):
             state.best_score, state.best_epoch, state.best_metrics, state.stale = score, epoch, metrics, 0
+            state.best_loss = loss
             state.best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
         else:
             state.stale += 1
@@ -249,6 +252,20 @@ def _mixed_precision(model, amp: bool):
     if torch.cuda.is_bf16_supported():
         return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
     return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+
+
+def _improves(state: FitState, score: float, loss: float, lower_is_better: bool, *, tie_break: bool) -> bool:
+    """Whether an epoch scoring ``score`` (validation loss ``loss``) is the new best. NaN
+    never is. With ``tie_break`` (a metric monitor) an equal score at a lower validation
+    loss is better too: a metric that saturates on a small validation set (accuracy 1.0
+    after a few epochs) would otherwise stop a run whose predictions are still improving."""
+    if score != score:
+        return False
+    if state.best_score is None:
+        return True
+    if score == state.best_score:
+        return tie_break and state.best_loss is not None and loss < state.best_loss
+    return score < state.best_score if lower_is_better else score > state.best_score
 
 
 def _lower_is_better(monitor: str) -> bool:

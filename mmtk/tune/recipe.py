@@ -106,7 +106,7 @@ def tune(
 ) -> TuneReport:
     """Search ``space`` (a space file or a ``Space``) for the settings of ``model`` that
     score best by ``metric`` (default ``val_loss``; lower is better for it and for
-    ``mmtk.metrics.LOWER_IS_BETTER``), until the study in ``storage`` (default
+    ``mmtk.metrics.LOWER_IS_BETTER``; ``auto`` resolves as ``train``'s ``--monitor auto``), until the study in ``storage`` (default
     ``out/study.db``) has ``trials`` finished trials: a study that exists is resumed and
     only the missing trials run (``mmtk.tune.study``).
 
@@ -142,6 +142,8 @@ def tune(
     fixed_args = check_model_params(model, dict(model_args or {}))
     _check_fixed(space, fixed_args, train_options, model)
     metric = metric or VAL_LOSS
+    if metric == "auto":  # as train's --monitor auto, resolved once so the study has one direction
+        metric = _auto_metric(dataset, tasks)
     specs = _check_metric(metric, tasks)
     if trials < 1:
         raise UsageError(f"--trials {trials}: at least one trial is needed", "give --trials 20, say")
@@ -339,8 +341,8 @@ class _Outputs:
             "params": values, "train_arguments": arguments,
         }
         if self.command is not None:
-            monitor = ["--monitor", self.metric] if self.metric != VAL_LOSS else []
-            argv = [*self.command, *self.space.flags(values), *monitor, "--out", str(self.run_out)]
+            # Always named: train's own default (auto) need not be the metric the trials used.
+            argv = [*self.command, *self.space.flags(values), "--monitor", self.metric, "--out", str(self.run_out)]
             best.update(argv=argv, command=shlex.join(argv))
         write_json(self.out / BEST_JSON, best)
         return best
@@ -359,6 +361,15 @@ def _check_fixed(space: Space, fixed_args: dict, train_options: dict, model: str
         trained = [name for name in space.names if name in ("lr", "weight_decay", "batch_size", "label_smoothing")]
         if trained:
             raise UsageError(f"{space.source}: {trained[0]}: model {model!r} is fitted whole, without gradient steps", "tune its --model-arg parameters only")
+
+
+def _auto_metric(dataset, tasks: Sequence) -> str:
+    """What ``train --monitor auto`` would watch for ``tasks`` on ``dataset`` (the task
+    kinds as the label encoders infer them; ``mmtk.train.auto_monitor``)."""
+    from mmtk.data import fit_label_encoder, parse_task
+    from mmtk.train import _parse_tasks, auto_monitor
+
+    return auto_monitor({spec.name: fit_label_encoder(spec, dataset).task.kind for spec in _parse_tasks(tasks, parse_task)})
 
 
 def _check_metric(metric: str, tasks: Sequence) -> list:

@@ -88,6 +88,15 @@ def test_unknown_model_lists_valid_names(tmp_path):
     assert "gmu" in result.stderr and "concat" in result.stderr
 
 
+def test_an_unknown_monitor_is_one_line_naming_the_valid_ones(tmp_path, trained_run):
+    out = tmp_path / "run"
+    result = mmtk("train", *trained_run["train"], "--monitor", "macro-f1", "--out", str(out), env=trained_run["env"])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "--monitor 'macro-f1' is no validation metric" in result.stderr, result.stderr
+    assert "macro_f1" in result.stderr and "auto" in result.stderr
+    assert not out.exists()
+
+
 def test_not_a_run_directory(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"id": 1, "text": "hi", "label": 0}\n')

@@ -63,6 +63,25 @@ def test_early_stopping_on_a_metric_keeps_the_best_epoch():
     assert result.best_epoch == 2 and result.epochs_run == 5  # three epochs without beating 0.7
 
 
+def test_a_saturated_metric_keeps_training_while_the_validation_loss_falls():
+    # Validation accuracy reaches 1.0 at epoch 2 and stays there; the loss of this
+    # separable problem keeps falling. Without the loss as tie-break patience 2 would
+    # stop at epoch 4 and keep epoch 2's weights.
+    scores = [0.9] + [1.0] * 7
+    result, _, _ = run(FitSettings(epochs=8, batch_size=16, patience=2, monitor="accuracy"), scores=scores)
+    losses = [entry["val_loss"] for entry in result.log]
+    assert losses[-1] < losses[1]
+    assert result.epochs_run == 8
+    assert result.best_epoch == 1 + min(range(1, 8), key=lambda i: losses[i])
+
+
+def test_an_equal_metric_at_a_higher_loss_is_not_better():
+    # lr 0: the weights, hence the validation loss, never change, so equal scores tie
+    # exactly and only a higher score counts.
+    result, _, _ = run(FitSettings(epochs=6, batch_size=16, patience=2, monitor="accuracy"), scores=[0.8, 0.8, 0.8, 0.9, 0.9, 0.9], lr=0.0)
+    assert result.best_epoch == 1 and result.epochs_run == 3
+
+
 def test_accumulation_steps_once_per_group_of_batches():
     _, _, optimizer = run(FitSettings(epochs=1, batch_size=16, patience=1, accumulate=3))
     state = next(iter(optimizer.state.values()))
