@@ -177,7 +177,7 @@ complete -c mmtk -n '__fish_seen_subcommand_from train' -l clip-norm -x -d 'Clip
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l accumulate -x -d 'Batches whose gradients are summed per optimizer step'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l amp -d 'Mixed precision on CUDA (bfloat16 where supported)'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l no-amp -d 'Mixed precision on CUDA (bfloat16 where supported)'
-complete -c mmtk -n '__fish_seen_subcommand_from train' -l monitor -x -d 'Early stopping on auto (macro_f1 when every task is binary or multi-class, else val_loss), val_loss, or a validation metric (accuracy, rmse, ...)'
+complete -c mmtk -n '__fish_seen_subcommand_from train' -l monitor -x -d 'Early stopping on auto (macro_f1 when every task is binary or multi-class and there are 50+ validation items, else val_loss), val_loss, or a validation metric (accuracy, rmse, ...)'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l missing-modality -x -d 'Items lacking a modality: fail (refuse) | skip (drop) | zero (zero-fill) | mask (model ignores it)'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l pool -x -d 'How sequences become vectors for vector models: mean | mean-std (statistics pooling) | max'
 complete -c mmtk -n '__fish_seen_subcommand_from train' -l standardize -x -d 'Standardise input dimensions with training statistics: auto (inputs whose dimensions differ widely in scale, e.g'

@@ -229,3 +229,19 @@ def test_learning_rate_and_epochs_default_to_the_models_own(tmp_path, store, dat
                 assert training["epochs_run"] == expected_epochs
     finally:
         MODELS.remove("concat-slow")
+
+
+def test_monitor_auto_keeps_the_loss_on_a_small_validation_set(tmp_path, store, data):
+    """Under 50 validation items a decision metric is too coarse to pick an epoch by (one
+    item is 2+ points): auto watches the loss there, the metric from 50 items on."""
+    from mmtk.train import MIN_METRIC_VAL_ITEMS, auto_monitor
+
+    assert auto_monitor({"label": "binary"}, MIN_METRIC_VAL_ITEMS - 1) == "val_loss"
+    assert auto_monitor({"label": "binary"}, MIN_METRIC_VAL_ITEMS) == "macro_f1"
+    assert auto_monitor({"label": "binary"}) == "macro_f1"  # size unknown (tune's study metric)
+    train_ds, _ = data
+    report = train(train_ds, features=FEATURES, model="concat", tasks=["label"], out=tmp_path / "run", store=store,
+                   val_split=0.1, **{**FAST, "epochs": 2})  # 40 of the 400 items
+    training = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
+    assert training["val_items"] == 40
+    assert (report.monitor, training["monitor"], training["monitor_option"]) == ("val_loss", "val_loss", "auto")

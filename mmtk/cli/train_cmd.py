@@ -168,7 +168,7 @@ def train_command(
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bfloat16 where supported).")] = True,
     monitor: Annotated[
         str,
-        typer.Option("--monitor", help="Early stopping on auto (macro_f1 when every task is binary or multi-class, else val_loss), val_loss, or a validation metric (accuracy, rmse, ...)."),
+        typer.Option("--monitor", help="Early stopping on auto (macro_f1 when every task is binary or multi-class and there are 50+ validation items, else val_loss), val_loss, or a validation metric (accuracy, rmse, ...)."),
     ] = "auto",
     missing_modality: Annotated[
         str, typer.Option("--missing-modality", help="Items lacking a modality: fail (refuse) | skip (drop) | zero (zero-fill) | mask (model ignores it).")
