@@ -238,7 +238,7 @@ def test_monitor_auto_keeps_the_loss_on_a_small_validation_set(tmp_path, store, 
 
     assert auto_monitor({"label": "binary"}, MIN_METRIC_VAL_ITEMS - 1) == "val_loss"
     assert auto_monitor({"label": "binary"}, MIN_METRIC_VAL_ITEMS) == "macro_f1"
-    assert auto_monitor({"label": "binary"}) == "macro_f1"  # size unknown (tune's study metric)
+    assert auto_monitor({"label": "binary"}) == "macro_f1"  # size not given
     train_ds, _ = data
     report = train(train_ds, features=FEATURES, model="concat", tasks=["label"], out=tmp_path / "run", store=store,
                    val_split=0.1, **{**FAST, "epochs": 2})  # 40 of the 400 items

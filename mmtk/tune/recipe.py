@@ -143,7 +143,7 @@ def tune(
     _check_fixed(space, fixed_args, train_options, model)
     metric = metric or VAL_LOSS
     if metric == "auto":  # as train's --monitor auto, resolved once so the study has one direction
-        metric = _auto_metric(dataset, tasks)
+        metric = _auto_metric(dataset, tasks, val_dataset, val_split, folds, seed)
     specs = _check_metric(metric, tasks)
     if trials < 1:
         raise UsageError(f"--trials {trials}: at least one trial is needed", "give --trials 20, say")
@@ -363,13 +363,22 @@ def _check_fixed(space: Space, fixed_args: dict, train_options: dict, model: str
             raise UsageError(f"{space.source}: {trained[0]}: model {model!r} is fitted whole, without gradient steps", "tune its --model-arg parameters only")
 
 
-def _auto_metric(dataset, tasks: Sequence) -> str:
-    """What ``train --monitor auto`` would watch for ``tasks`` on ``dataset`` (the task
-    kinds as the label encoders infer them; ``mmtk.train.auto_monitor``)."""
+def _auto_metric(dataset, tasks: Sequence, val_dataset, val_split: float, folds: int | None, seed: int) -> str:
+    """What ``train --monitor auto`` would watch for ``tasks`` on ``dataset``: the task
+    kinds as the label encoders infer them, and the size of the smallest validation set a
+    trial is scored on (``val_dataset``, the seeded split ``train`` makes, or a fold), since
+    auto keeps the loss on small ones (``mmtk.train.auto_monitor``)."""
     from mmtk.data import fit_label_encoder, parse_task
-    from mmtk.train import _parse_tasks, auto_monitor
+    from mmtk.train import _parse_tasks, _strata, auto_monitor, split_indices
 
-    return auto_monitor({spec.name: fit_label_encoder(spec, dataset).task.kind for spec in _parse_tasks(tasks, parse_task)})
+    specs = _parse_tasks(tasks, parse_task)
+    if val_dataset is not None:
+        val_items = len(val_dataset)
+    elif folds:
+        val_items = len(dataset) // folds
+    else:
+        val_items = len(split_indices(_strata(dataset, specs), val_split, seed, dataset.source)[1])
+    return auto_monitor({spec.name: fit_label_encoder(spec, dataset).task.kind for spec in specs}, val_items)
 
 
 def _check_metric(metric: str, tasks: Sequence) -> list:

@@ -64,10 +64,14 @@ def test_best_config_is_the_best_trial_of_the_table(data, tmp_path):
     assert list(table[0])[:7] == ["number", "state", "value", "epochs", "duration_s", "lr", "hidden"]
 
 
-@pytest.mark.parametrize("metric, used, direction", [("auto", "macro_f1", "maximize"), (None, "val_loss", "minimize")])
-def test_the_best_command_names_the_monitor_the_trials_used(data, tmp_path, metric, used, direction):
+@pytest.mark.parametrize("metric, val_split, used, direction", [
+    ("auto", 0.5, "macro_f1", "maximize"),  # 60 validation items
+    ("auto", 0.2, "val_loss", "minimize"),  # 24: auto keeps the loss under 50, as train does
+    (None, 0.2, "val_loss", "minimize"),
+])
+def test_the_best_command_names_the_monitor_the_trials_used(data, tmp_path, metric, val_split, used, direction):
     # train's --monitor defaults to auto: a val_loss study must still say val_loss.
-    report = run(data, tmp_path / "t", 2, metric=metric, command=["mmtk", "train", "train.jsonl"])
+    report = run(data, tmp_path / "t", 2, metric=metric, val_split=val_split, command=["mmtk", "train", "train.jsonl"])
     best = json.loads((tmp_path / "t" / "best.json").read_text())
     assert (report.metric, best["metric"], best["direction"], best["train_arguments"]["monitor"]) == (used, used, direction, used)
     assert best["argv"][-4:-2] == ["--monitor", used]
