@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_setup import bench_store  # benchmarks/, the script's folder, is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "tabular" / "Womens_Clothing_E-Commerce_Reviews"
 MEMES = REPO / "examples" / "memes" / "train.jsonl"
@@ -156,14 +158,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=64, help="tokens of the fine-tuned text tower (clothing part)")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"skipped: the real data folder {DATA} is absent (it is only on mmtk's development machines)")
+    store = bench_store(DATA, OUT)
+    if store is None:
         return
-    os.environ.setdefault("MMTK_STORE", str(OUT / "store"))
-    from mmtk.store import FeatureStore
-
-    store = FeatureStore(os.environ["MMTK_STORE"])
-    print(f"store {store.root}; load average {os.getloadavg()[0]:.1f}", flush=True)
     parts, results = args.parts.split(","), []
     if "text" in parts:
         results.append(part_text(store, args.text_items, args.batch_size))

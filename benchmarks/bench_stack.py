@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_setup import bench_store  # benchmarks/, the script's folder, is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tabular"
@@ -141,14 +142,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--metas", default=",".join(METAS), help="the fixed meta-estimators to train stacks with besides auto ('' for none)")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"skipped: the real data folder {DATA} is absent (it is only on mmtk's development machines)")
+    store = bench_store(DATA, OUT, f"seed {args.seed}")
+    if store is None:
         return
-    os.environ.setdefault("MMTK_STORE", str(OUT / "store"))
-    from mmtk.store import FeatureStore
-
-    store = FeatureStore(os.environ["MMTK_STORE"])
-    print(f"store {store.root}; seed {args.seed}; load average {os.getloadavg()[0]:.1f}")
     rows = []
     for name in args.datasets.split(","):
         rows += run_dataset(name, DATASETS[name], store, args.member_model, args.seed, [m for m in args.metas.split(",") if m])

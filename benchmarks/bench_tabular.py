@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_setup import bench_store  # benchmarks/, the script's folder, is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tabular"
@@ -135,15 +136,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"skipped: the real data folder {DATA} is absent (it is only on mmtk's development machines)")
+    store = bench_store(DATA, OUT, f"{args.seeds} seeds per configuration")
+    if store is None:
         return
-
-    os.environ.setdefault("MMTK_STORE", str(OUT / "store"))
-    from mmtk.store import FeatureStore
-
-    store = FeatureStore(os.environ["MMTK_STORE"])
-    print(f"store {store.root}; {args.seeds} seeds per configuration; load average {os.getloadavg()[0]:.1f}")
     results = []
     for name in args.datasets.split(","):
         info = DATASETS[name]
